@@ -1,0 +1,336 @@
+"""Settings: defaults < TOML file < `DIGESTD_*` environment < command-line flags.
+
+`load_settings()` is called once at the entry point and the result is passed down.
+Every value is checked here; a wrong one raises `ConfigError` naming the key, the value
+and what is allowed. Secrets (SMTP password, signing key) come only from the
+environment, directly or as a path to a file (`DIGESTD_SMTP_PASSWORD_FILE`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+
+from digestd.errors import ConfigError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FREQUENCIES = ("daily", "weekly")
+SOURCE_KINDS = ("arxiv-rss", "arxiv-api", "hf-daily", "rss", "oai-pmh", "file")
+SMTP_SECURITY = ("starttls", "tls", "none")
+_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def default_data_dir() -> Path:
+    """Where digestd keeps its SQLite file when the config names none."""
+    return Path(platformdirs.user_data_dir("digestd", appauthor=False))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""  # empty: a SQLite file in the user's data dir
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    from_: str = "Paper Digest <digest@localhost>"
+    base_url: str = "http://127.0.0.1:8080"
+    list_id: str = ""  # empty: derived from the From domain
+    unsubscribe_mailto: str = ""  # empty: unsubscribe@<From domain>
+    dkim_selector: str = ""
+    dkim_key_file: str = ""
+    templates_dir: str = ""  # empty: the templates shipped with digestd
+    send_empty: bool = False  # send a "nothing matched" email when nothing qualifies
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    connections: int = 4
+    rate_per_second: float = 20.0
+    timeout_seconds: float = 60.0
+    ca_file: str = ""  # extra CA bundle to trust (e.g. a private relay)
+    retry_for_hours: float = 48.0  # give up on 4xx after this long
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    default_frequency: str = "weekly"
+    default_day: str = "mon"
+    default_time: str = "08:00"
+    default_timezone: str = "UTC"
+    max_papers: int = 20
+    min_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    kind: str
+    url: str = ""
+    path: str = ""
+    schedule: str = "30 1 * * mon-fri"
+    query: str = ""
+    include_cross_lists: bool = True
+    include_replacements: bool = False
+    max_results: int = 200
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    contact: str = ""  # e-mail address put in the User-Agent so feed owners can reach you
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    bind: str = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = DatabaseSettings()
+    mail: MailSettings = MailSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    digest: DigestSettings = DigestSettings()
+    ingest: IngestSettings = IngestSettings()
+    web: WebSettings = WebSettings()
+    log: LogSettings = LogSettings()
+    sources: tuple[SourceSettings, ...] = ()
+    secret_key: str = field(default="", repr=False)
+    config_path: Path | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{default_data_dir() / 'digestd.sqlite3'}"
+
+
+# The table sections and their classes; TOML key `from` maps to the field `from_`.
+_SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "mail": MailSettings,
+    "smtp": SmtpSettings,
+    "digest": DigestSettings,
+    "ingest": IngestSettings,
+    "web": WebSettings,
+    "log": LogSettings,
+}
+_SECRETS = {("smtp", "password"): "DIGESTD_SMTP_PASSWORD"}
+
+
+def _field_name(key: str) -> str:
+    return "from_" if key == "from" else key
+
+
+def _key_name(name: str) -> str:
+    return "from" if name == "from_" else name
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Turn a TOML or environment value into the type of the default, or say why not."""
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{key} = {value!r} is not allowed: expected true or false")
+    if kind in (int, float):
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} = {value!r} is not allowed: expected a number") from None
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r} is not allowed: expected a number")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} = {value!r} is not allowed: expected a string")
+    return value
+
+
+def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
+    defaults = cls()
+    known = {_key_name(f.name): f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(f"unknown setting {section}.{key}", hint=f"[{section}] takes: {allowed}")
+        name = known[key]
+        kwargs[name] = _coerce(f"{section}.{key}", value, getattr(defaults, name))
+    return replace(defaults, **kwargs)
+
+
+def _build_sources(items: Any) -> tuple[SourceSettings, ...]:
+    if not isinstance(items, list):
+        raise ConfigError("sources must be a list of [[sources]] tables")
+    known = {f.name for f in fields(SourceSettings)}
+    template = SourceSettings(name="", kind="rss")
+    result = []
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ConfigError(f"sources[{index}].name is missing", hint="every [[sources]] table needs a name")
+        name = str(item["name"])
+        kwargs: dict[str, Any] = {}
+        for key, value in item.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown setting sources[{name}].{key}", hint=f"[[sources]] takes: {', '.join(sorted(known))}"
+                )
+            kwargs[key] = _coerce(f"sources[{name}].{key}", value, getattr(template, key, ""))
+        result.append(SourceSettings(**kwargs))
+    names = [source.name for source in result]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"sources.name {duplicates[0]!r} is used twice", hint="give every source its own name")
+    return tuple(result)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", hint="pass --config PATH or set DIGESTD_CONFIG") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """`DIGESTD_SMTP_HOST=x` → {"smtp": {"host": "x"}}; unknown names are ignored."""
+    result: dict[str, dict[str, str]] = {}
+    for section, cls in _SECTIONS.items():
+        for f in fields(cls):
+            key = _key_name(f.name)
+            if (section, key) in _SECRETS:
+                continue
+            variable = f"DIGESTD_{section.upper()}_{key.upper()}"
+            if variable in environ:
+                result.setdefault(section, {})[key] = environ[variable]
+    return result
+
+
+def _secret(environ: Mapping[str, str], variable: str) -> str:
+    """A secret from `VARIABLE`, or from the file named by `VARIABLE_FILE`."""
+    if environ.get(variable):
+        return environ[variable]
+    path = environ.get(f"{variable}_FILE")
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{variable}_FILE = {path!r} cannot be read: {error.strerror}") from None
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build and check the settings. `overrides` are command-line flags by section."""
+    environ = os.environ if environ is None else environ
+    path_text = str(config_path) if config_path else environ.get("DIGESTD_CONFIG", "")
+    path = Path(path_text).expanduser() if path_text else None
+    data = _read_toml(path) if path else {}
+
+    merged: dict[str, dict[str, Any]] = {}
+    for section in _SECTIONS:
+        value = data.get(section, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{section} must be a table, like [{section}]")
+        merged[section] = dict(value)
+    unknown = set(data) - set(_SECTIONS) - {"sources"}
+    if unknown:
+        raise ConfigError(
+            f"unknown section [{sorted(unknown)[0]}] in {path}",
+            hint=f"known sections: {', '.join([*_SECTIONS, 'sources'])}",
+        )
+    for layer in (_env_values(environ), overrides or {}):
+        for section, values in layer.items():
+            merged.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+
+    built = {section: _build_section(section, cls, merged[section]) for section, cls in _SECTIONS.items()}
+    password = _secret(environ, "DIGESTD_SMTP_PASSWORD")
+    if password:
+        built["smtp"] = replace(built["smtp"], password=password)
+    if "password" in data.get("smtp", {}):
+        raise ConfigError("smtp.password must not be in the config file", hint="set DIGESTD_SMTP_PASSWORD instead")
+    settings = Settings(
+        **built,
+        sources=_build_sources(data.get("sources", [])),
+        secret_key=_secret(environ, "DIGESTD_SECRET_KEY"),
+        config_path=path,
+    )
+    validate_settings(settings)
+    return settings
+
+
+def _allowed(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} = {value!r} is not allowed: use one of {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} = {value!r} is not allowed: must be greater than 0")
+
+
+def validate_settings(settings: Settings) -> None:
+    """Check values that have a fixed set of choices or a range."""
+    digest = settings.digest
+    _allowed("digest.default_frequency", digest.default_frequency, FREQUENCIES)
+    _allowed("digest.default_day", digest.default_day, WEEKDAYS)
+    if not _TIME.match(digest.default_time):
+        raise ConfigError(f"digest.default_time = {digest.default_time!r} is not allowed: use HH:MM, 24-hour")
+    check_timezone(digest.default_timezone, key="digest.default_timezone")
+    _positive("digest.max_papers", digest.max_papers)
+    smtp = settings.smtp
+    _allowed("smtp.security", smtp.security, SMTP_SECURITY)
+    if not 0 < smtp.port < 65536:
+        raise ConfigError(f"smtp.port = {smtp.port!r} is not allowed: use 1 to 65535")
+    _positive("smtp.connections", smtp.connections)
+    _positive("smtp.rate_per_second", smtp.rate_per_second)
+    _positive("smtp.timeout_seconds", smtp.timeout_seconds)
+    _allowed("log.level", settings.log.level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))
+    url = settings.database.url
+    if url and not url.startswith(("sqlite:///", "postgresql")):
+        raise ConfigError(
+            f"database.url = {url!r} is not allowed: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        )
+    if not re.match(r"^https?://", settings.mail.base_url):
+        raise ConfigError(f"mail.base_url = {settings.mail.base_url!r} is not allowed: use an http(s):// URL")
+    for source in settings.sources:
+        _allowed(f"sources[{source.name}].kind", source.kind, SOURCE_KINDS)
+        if source.kind == "file" and not source.path:
+            raise ConfigError(f"sources[{source.name}].path is missing: a file source needs a path")
+        if source.kind in ("arxiv-rss", "rss", "oai-pmh") and not source.url:
+            raise ConfigError(f"sources[{source.name}].url is missing: a {source.kind} source needs a url")
+
+
+def check_timezone(name: str, *, key: str = "timezone") -> ZoneInfo:
+    """The `ZoneInfo` for an IANA name, or a `ConfigError` naming the key."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{key} = {name!r} is not allowed: use an IANA timezone such as Europe/Berlin or UTC"
+        ) from None

@@ -1,0 +1,169 @@
+"""The database tables (SQLModel). Migrations in `migrations/` must agree with these:
+`alembic check` (run by the tests) fails when they drift apart."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# Subscriber.status values
+PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED = "pending", "active", "paused", "unsubscribed", "suppressed"
+SUBSCRIBER_STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED)
+
+# ProfileItem.kind values
+KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED = "keyword", "exclude", "category", "author", "seed"
+PROFILE_KINDS = (KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Paper(SQLModel, table=True):
+    """A paper, one row per canonical id however many sources carried it."""
+
+    __table_args__ = (Index("ix_paper_published", "published"), Index("ix_paper_first_seen", "first_seen"))
+
+    id: str = Field(primary_key=True, max_length=200)
+    version: int | None = None
+    title: str
+    abstract: str
+    authors: list[str] = _json_list()
+    categories: list[str] = _json_list()
+    primary_category: str | None = Field(default=None, max_length=50)
+    published: date | None = None
+    updated: datetime | None = None
+    doi: str | None = Field(default=None, max_length=200)
+    abs_url: str | None = None
+    pdf_url: str | None = None
+    sources: list[str] = _json_list()
+    popularity: int | None = None
+    ai_summary: str | None = None
+    ai_keywords: list[str] = _json_list()
+    first_seen: datetime
+    last_seen: datetime
+
+
+class Subscriber(SQLModel, table=True):
+    __table_args__ = (Index("ix_subscriber_due", "status", "next_due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    name: str = Field(default="", max_length=200)
+    status: str = Field(default=ACTIVE, max_length=20)
+    frequency: str = Field(default="weekly", max_length=10)
+    send_day: str = Field(default="mon", max_length=3)
+    send_time: str = Field(default="08:00", max_length=5)
+    timezone: str = Field(default="UTC", max_length=64)
+    weekdays_only: bool = False
+    max_papers: int = 20
+    min_score: float = 0.0
+    format: str = Field(default="both", max_length=10)  # both | text
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    next_due_at: datetime | None = None
+    last_digest_at: datetime | None = None
+
+
+class ProfileItem(SQLModel, table=True):
+    """One part of a profile: a keyword (with weight), an excluded word, a category,
+    a followed author or a seed paper."""
+
+    __tablename__ = "profile_item"
+    __table_args__ = (UniqueConstraint("subscriber_id", "kind", "value", name="uq_profile_item"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=10)
+    value: str = Field(max_length=300)
+    weight: float = 1.0
+
+
+class Rating(SQLModel, table=True):
+    """+1 or -1 for a paper from a subscriber; the latest one counts."""
+
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
+    paper_id: str = Field(primary_key=True, max_length=200)
+    value: int
+    created_at: datetime
+
+
+class Delivery(SQLModel, table=True):
+    """The ledger: one row per (subscriber, period). See DESIGN.md for the states."""
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "period", name="uq_delivery_period"),
+        Index("ix_delivery_status", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    period: str = Field(max_length=40)  # e.g. "2026-11-30" (the period's due date, local)
+    period_start: datetime
+    period_end: datetime
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    last_error: str | None = None
+    message_id: str | None = Field(default=None, max_length=300)
+    paper_ids: list[str] = _json_list()
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None = None
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+class SentPaper(SQLModel, table=True):
+    """A paper already mailed to a subscriber, so it is never mailed to them again."""
+
+    __tablename__ = "sent_paper"
+
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
+    paper_id: str = Field(primary_key=True, max_length=200)
+    delivery_id: int | None = None
+    sent_at: datetime
+
+
+class Suppression(SQLModel, table=True):
+    """An address never to mail again, kept only as a hash (after wipe, hard bounce...)."""
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=50)
+    created_at: datetime
+
+
+class SourceState(SQLModel, table=True):
+    """Per source: HTTP validators, cursor, and what happened on the last runs."""
+
+    __tablename__ = "source_state"
+
+    name: str = Field(primary_key=True, max_length=100)
+    kind: str = Field(default="", max_length=20)
+    etag: str | None = None
+    last_modified: str | None = None
+    cursor: str | None = None
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_new: int = 0
+    last_updated: int = 0
+    last_seen: int = 0
+    total_new: int = 0
+    consecutive_failures: int = 0
+    next_attempt_at: datetime | None = None
+
+
+class Worker(SQLModel, table=True):
+    """A live delivery worker (scale-out), with a heartbeat and its throughput."""
+
+    id: str = Field(primary_key=True, max_length=200)
+    host: str = Field(default="", max_length=200)
+    pid: int = 0
+    started_at: datetime
+    heartbeat_at: datetime
+    sent: int = 0
