@@ -208,7 +208,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist", hint="pass --config PATH or set DIGESTD_CONFIG") from None
+        raise ConfigError(
+            f"config file {path} does not exist", hint="pass --config PATH or set DIGESTD_CONFIG"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
 

@@ -1,0 +1,119 @@
+"""`digestd ingest` and `digestd preview`."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import click
+
+from digestd import api
+from digestd.cli import AppContext, pass_app
+from digestd.errors import InputError
+from digestd.ingest import ingest_file
+from digestd.records import Digest
+from digestd.render import load_templates, render_email, render_parts
+
+
+@click.command()
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Import a JSONL/JSON/CSV paper file (gzip accepted; repeatable).",
+)
+@pass_app
+def ingest(app: AppContext, files: tuple[Path, ...]) -> None:
+    """Fetch new papers from the configured sources, or import paper files.
+
+    Files carry the fields id, title, abstract, authors, categories, published. A paper
+    already stored is merged, not duplicated; a file with a bad row imports nothing.
+
+    \b
+    Example:
+      digestd ingest --file ../shared/data/abstracts.jsonl.gz
+    """
+    if not files:
+        raise InputError("nothing to ingest", hint="pass --file PATH (configured sources come with [[sources]])")
+    engine = app.engine()
+    for path in files:
+        started = time.perf_counter()
+        click.echo(f"importing {path} ...", err=True)
+        report = ingest_file(engine, path, now=app.now())
+        seconds = time.perf_counter() - started
+        click.echo(
+            f"{path}: {report.seen} papers read, {report.new} new, {report.updated} updated, "
+            f"{report.skipped} unchanged ({seconds:.1f} s)"
+        )
+
+
+def digest_json(digest: Digest) -> dict[str, object]:
+    """The machine-readable preview: papers in rank order, with section and reasons."""
+    return {
+        "subscriber": digest.profile.email,
+        "period_start": digest.period_start.isoformat(),
+        "period_end": digest.period_end.isoformat(),
+        "candidates": digest.candidates,
+        "papers": [
+            {
+                "rank": rank,
+                "id": pick.paper.id,
+                "title": pick.paper.title,
+                "score": pick.score,
+                "section": pick.section,
+                "reasons": list(pick.reasons),
+            }
+            for rank, pick in enumerate(digest.picks, start=1)
+        ],
+        "sections": [{"label": s.label, "papers": [p.paper.id for p in s.picks]} for s in digest.sections],
+    }
+
+
+def _date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not a date: use YYYY-MM-DD") from None
+
+
+@click.command()
+@click.argument("email")
+@click.option("--since", metavar="DATE", help="Candidates published on or after DATE (YYYY-MM-DD).")
+@click.option("--until", metavar="DATE", help="Candidates published on or before DATE (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(["text", "html", "eml", "json"]), default="text", show_default=True)
+@pass_app
+def preview(app: AppContext, email: str, since: str | None, until: str | None, fmt: str) -> None:
+    """Show the digest a subscriber would get, without sending or recording anything.
+
+    Without --since/--until the candidates are those of the subscriber's next period.
+
+    \b
+    Example:
+      digestd preview ada@example.org --since 2026-01-01 --until 2026-01-31 --format json
+    """
+    now = app.now()
+    digest = api.preview_digest(
+        app.engine(), email, now=now, since=_date(since, "--since"), until=_date(until, "--until")
+    )
+    if fmt == "json":
+        click.echo(json.dumps(digest_json(digest), indent=2, ensure_ascii=False))
+        return
+    templates = load_templates(app.settings.mail)
+    if fmt == "eml":
+        message = render_email(templates, digest, mail=app.settings.mail, period=_period(digest.period_end), now=now)
+        click.echo(message.as_string(), nl=False)
+        return
+    text, html = render_parts(templates, digest, mail=app.settings.mail)
+    click.echo(html if fmt == "html" else text)
+
+
+def _period(end: datetime) -> str:
+    return end.date().isoformat()
+
+
+COMMANDS = [ingest, preview]

@@ -1,0 +1,30 @@
+"""`digestd status`: what is in the database and what is due."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from digestd import status as status_report
+from digestd.cli import AppContext, pass_app
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Show papers, subscribers, the delivery ledger and the sources.
+
+    \b
+    Example:
+      digestd status --json
+    """
+    report = status_report.collect_status(app.engine(), now=app.now())
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(status_report.format_status(report))
+
+
+COMMANDS = [status]

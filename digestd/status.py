@@ -1,0 +1,71 @@
+"""The operator's summary: papers, subscribers, ledger, sources (plain data, then text)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlmodel import col, select
+
+from digestd.models import Delivery, Paper, SourceState, Subscriber
+from digestd.store import count_papers, open_session
+from digestd.subscribers import count_by_status
+
+
+def collect_status(engine: Engine, *, now: datetime) -> dict[str, Any]:
+    with open_session(engine) as session:
+        ledger = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        sources = [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "last_run_at": s.last_run_at,
+                "last_success_at": s.last_success_at,
+                "last_new": s.last_new,
+                "last_updated": s.last_updated,
+                "last_error": s.last_error,
+                "last_error_at": s.last_error_at,
+            }
+            for s in session.scalars(select(SourceState).order_by(SourceState.name))
+        ]
+        per_source: dict[str, int] = {}
+        for (names,) in session.execute(select(Paper.sources)):
+            for name in names:
+                key = name.split(":", 1)[0] if name.startswith("file:") else name
+                per_source[key] = per_source.get(key, 0) + 1
+        due = session.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(Subscriber.status == "active", col(Subscriber.next_due_at) <= now)
+        )
+        return {
+            "generated_at": now,
+            "papers": {"total": count_papers(session), "per_source": per_source},
+            "subscribers": count_by_status(session),
+            "due_now": int(due or 0),
+            "ledger": {status: int(count) for status, count in ledger.items()},
+            "sources": sources,
+        }
+
+
+def format_status(report: dict[str, Any]) -> str:
+    lines = [f"papers:      {report['papers']['total']}"]
+    for name, count in sorted(report["papers"]["per_source"].items()):
+        lines.append(f"  {name}: {count}")
+    subscribers = report["subscribers"]
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(subscribers.items())) or "none"
+    lines.append(f"subscribers: {summary}; {report['due_now']} due now")
+    ledger = ", ".join(f"{count} {status}" for status, count in sorted(report["ledger"].items())) or "empty"
+    lines.append(f"ledger:      {ledger}")
+    if report["sources"]:
+        lines.append("sources:")
+    for source in report["sources"]:
+        error = (
+            f"; last error {source['last_error_at']:%Y-%m-%d %H:%M}: {source['last_error']}"
+            if source["last_error"]
+            else ""
+        )
+        last = f"{source['last_run_at']:%Y-%m-%d %H:%M}" if source["last_run_at"] else "never"
+        lines.append(f"  {source['name']} ({source['kind']}): last run {last}, {source['last_new']} new{error}")
+    return "\n".join(lines)

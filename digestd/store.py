@@ -1,0 +1,288 @@
+"""The database: engine, migrations, sessions and paper queries.
+
+SQLite (the default) runs in WAL mode with a busy timeout and foreign keys on; its
+transactions really begin at BEGIN (not at the first write, as pysqlite would have it),
+and `immediate=True` takes the write lock up front. PostgreSQL is used by URL.
+Queries are keyword-only functions that take a session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
+
+from digestd.errors import StoreError
+from digestd.models import Paper
+from digestd.records import PaperRecord
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
+
+
+def migrations_dir() -> Path:
+    """`migrations/` of a source checkout, or the copy packed into the wheel."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "migrations", package / "_migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise StoreError("the Alembic migrations are missing from this installation", hint="reinstall digestd")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///")
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; for SQLite the file's folder is created if missing."""
+    path = _sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create the database folder {path.parent}: {error.strerror}") from None
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        _configure_sqlite(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Upgrade the database to the newest revision; returns (before, after)."""
+    before = current_revision(engine)
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except OperationalError as error:
+        raise StoreError(f"cannot migrate the database: {error.orig}") from None
+    return before, head_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config_without_engine()).get_current_head()
+    assert head is not None
+    return head
+
+
+def alembic_config_without_engine() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return config
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as error:
+        raise StoreError(f"cannot open the database: {error.orig}", hint="check database.url") from None
+
+
+def check_migrated(engine: Engine) -> None:
+    """Raise a `StoreError` with a hint unless the database is at the newest revision."""
+    current = current_revision(engine)
+    if current is None:
+        raise StoreError("the database is empty", hint="run `digestd init` first")
+    if current != head_revision():
+        raise StoreError(
+            f"the database is at revision {current}, this digestd needs {head_revision()}",
+            hint="run `digestd init` to migrate it",
+        )
+
+
+@contextmanager
+def open_session(engine: Engine, *, immediate: bool = False) -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on error.
+
+    `immediate=True` takes SQLite's write lock at BEGIN, so read-then-write is atomic."""
+    connection = engine.connect()
+    if immediate:
+        connection = connection.execution_options(sqlite_immediate=True)
+    try:
+        with Session(bind=connection) as session, connection.begin():
+            yield session
+            session.flush()
+    finally:
+        connection.close()
+
+
+# --- papers -----------------------------------------------------------------------------
+
+
+def _paper_row(record: PaperRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "version": record.version,
+        "title": record.title,
+        "abstract": record.abstract,
+        "authors": list(record.authors),
+        "categories": list(record.categories),
+        "primary_category": record.primary_category,
+        "published": record.published,
+        "updated": record.updated,
+        "doi": record.doi,
+        "abs_url": record.abs_url,
+        "pdf_url": record.pdf_url,
+        "sources": [record.source] if record.source else [],
+        "popularity": record.popularity,
+        "ai_summary": record.ai_summary,
+        "ai_keywords": list(record.ai_keywords),
+        "first_seen": now,
+        "last_seen": now,
+    }
+
+
+def merge_paper(paper: Paper, record: PaperRecord, now: datetime) -> bool:
+    """Fold what `record` adds into `paper`; True when the paper's content changed.
+
+    A newer version replaces title and abstract; fields the paper lacks are filled;
+    popularity keeps the highest count; `first_seen` never moves (so the paper is not
+    "new" again)."""
+    changed = False
+    newer = record.version is not None and (paper.version is None or record.version > paper.version)
+    updates: dict[str, Any] = {}
+    if newer:
+        updates.update(version=record.version, title=record.title, abstract=record.abstract)
+        if record.authors:
+            updates["authors"] = list(record.authors)
+        if record.updated:
+            updates["updated"] = record.updated
+    for name in ("primary_category", "published", "doi", "abs_url", "pdf_url", "ai_summary"):
+        if getattr(paper, name) is None and getattr(record, name) is not None:
+            updates[name] = getattr(record, name)
+    if not paper.authors and record.authors:
+        updates["authors"] = list(record.authors)
+    categories = list(dict.fromkeys([*paper.categories, *record.categories]))
+    if categories != paper.categories:
+        updates["categories"] = categories
+    if record.ai_keywords and not paper.ai_keywords:
+        updates["ai_keywords"] = list(record.ai_keywords)
+    if record.popularity is not None and (paper.popularity or 0) < record.popularity:
+        updates["popularity"] = record.popularity
+    for name, value in updates.items():
+        if getattr(paper, name) != value:
+            setattr(paper, name, value)
+            changed = True
+    if record.source and record.source not in paper.sources:
+        paper.sources = [*paper.sources, record.source]
+    paper.last_seen = now
+    return changed
+
+
+def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
+    """One record per id (the highest version wins; the first of equal versions)."""
+    best: dict[str, PaperRecord] = {}
+    for record in records:
+        kept = best.get(record.id)
+        if kept is None or (record.version or 0) > (kept.version or 0):
+            best[record.id] = record
+    return list(best.values())
+
+
+def save_papers(session: Session, records: Sequence[PaperRecord], *, now: datetime) -> tuple[int, int]:
+    """Insert new papers and merge known ones; returns (new, updated)."""
+    unique = merge_records(records)
+    new = updated = 0
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        known = {
+            paper.id: paper for paper in session.scalars(select(Paper).where(col(Paper.id).in_([r.id for r in chunk])))
+        }
+        fresh = [_paper_row(record, now) for record in chunk if record.id not in known]
+        if fresh:
+            session.execute(insert(Paper), fresh)
+            new += len(fresh)
+        for record in chunk:
+            if record.id in known and merge_paper(known[record.id], record, now):
+                updated += 1
+        session.flush()
+    return new, updated
+
+
+def to_record(paper: Paper) -> PaperRecord:
+    return PaperRecord(
+        id=paper.id,
+        title=paper.title,
+        abstract=paper.abstract,
+        authors=tuple(paper.authors),
+        categories=tuple(paper.categories),
+        primary_category=paper.primary_category,
+        published=paper.published,
+        updated=paper.updated,
+        version=paper.version,
+        doi=paper.doi,
+        abs_url=paper.abs_url,
+        pdf_url=paper.pdf_url,
+        source=",".join(paper.sources),
+        popularity=paper.popularity,
+        ai_summary=paper.ai_summary,
+        ai_keywords=tuple(paper.ai_keywords),
+    )
+
+
+def load_papers_published(session: Session, *, since: date, until: date) -> list[PaperRecord]:
+    """Papers published between `since` and `until`, both inclusive."""
+    query = select(Paper).where(col(Paper.published) >= since, col(Paper.published) <= until)
+    return [to_record(paper) for paper in session.scalars(query)]
+
+
+def load_papers_seen(session: Session, *, since: datetime, until: datetime) -> list[PaperRecord]:
+    """Papers that first reached this database in [since, until)."""
+    query = select(Paper).where(Paper.first_seen >= since, col(Paper.first_seen) < until)
+    return [to_record(paper) for paper in session.scalars(query)]
+
+
+def load_papers_by_id(session: Session, ids: Iterable[str]) -> list[PaperRecord]:
+    wanted = list(dict.fromkeys(ids))
+    result: list[PaperRecord] = []
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        result.extend(to_record(p) for p in session.scalars(select(Paper).where(col(Paper.id).in_(chunk))))
+    return result
+
+
+def count_papers(session: Session) -> int:
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count()).select_from(Paper)) or 0)

@@ -1,0 +1,392 @@
+"""Subscriber management: the core API behind `digestd subscribers ...` (and the web).
+
+Input arrives as `SubscriberInput` (strings, as a user typed them); `check_input` turns
+it into validated values or raises `InputError` naming the field. Writes happen in the
+caller's session, so a command that fails changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
+
+from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
+from digestd.errors import ConfigError, InputError, NotFoundError
+from digestd.models import (
+    ACTIVE,
+    AUTHOR,
+    CATEGORY,
+    EXCLUDE,
+    KEYWORD,
+    SEED,
+    SUBSCRIBER_STATUSES,
+    Delivery,
+    ProfileItem,
+    Rating,
+    SentPaper,
+    Subscriber,
+    Suppression,
+)
+from digestd.records import Keyword, Profile
+from digestd.schedule import next_due_after
+
+_ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
+_ARXIV_OLD = re.compile(r"^([a-z][a-z\-]*(\.[A-Z]{2})?/\d{7})(v\d+)?$")
+_CATEGORY = re.compile(r"^[a-z][a-z\-]*(\.[A-Za-z\-]+)?$")
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def normalise_email(text: str) -> str:
+    """The address in the form we store (lower case, IDNA domain), or `InputError`."""
+    try:
+        checked = validate_email(text.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InputError(f"email {text.strip()!r} is not a valid address: {error}") from None
+    return checked.normalized.lower()
+
+
+def normalise_arxiv_id(text: str) -> str:
+    """`2401.01234v2` → `2401.01234`; `arXiv:astro-ph/0601001` → `astro-ph/0601001`."""
+    value = text.strip().removeprefix("arXiv:").removeprefix("arxiv:")
+    value = re.sub(r"^https?://arxiv\.org/(abs|pdf)/", "", value).removesuffix(".pdf")
+    for pattern in (_ARXIV_NEW, _ARXIV_OLD):
+        match = pattern.match(value)
+        if match:
+            return match.group(1)
+    raise InputError(f"seed {text.strip()!r} is not an arXiv id", hint="use a form like 2401.01234 or astro-ph/0601001")
+
+
+def email_hash(email: str) -> str:
+    """What the suppression list keeps instead of the address."""
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
+def split_list(text: str | Sequence[str] | None) -> list[str]:
+    """`"a, b ,c"` → `["a", "b", "c"]`; lists pass through, stripped; no empties, no repeats."""
+    if text is None:
+        return []
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    return list(dict.fromkeys(part.strip() for part in parts if part and part.strip()))
+
+
+def parse_keywords(text: str | Sequence[str] | None) -> list[Keyword]:
+    """`"graph neural networks:2, diffusion"` → keywords with weights (default 1)."""
+    result = []
+    for part in split_list(text):
+        term, _, weight_text = part.rpartition(":") if re.search(r":\s*-?[\d.]+$", part) else (part, "", "")
+        try:
+            weight = float(weight_text) if weight_text else 1.0
+        except ValueError:
+            raise InputError(f"keyword weight in {part!r} is not a number") from None
+        if not 0 < weight <= 10:
+            raise InputError(f"keyword weight in {part!r} is not allowed: use a number above 0, at most 10")
+        result.append(Keyword(term=term.strip().lower(), weight=weight))
+    return result
+
+
+def format_keywords(keywords: Sequence[Keyword]) -> str:
+    return ", ".join(k.term if k.weight == 1 else f"{k.term}:{k.weight:g}" for k in keywords)
+
+
+@dataclass
+class SubscriberInput:
+    """What a user may set; `None` means "not given" (keep, or take the default)."""
+
+    email: str
+    name: str | None = None
+    keywords: str | Sequence[str] | None = None
+    exclude: str | Sequence[str] | None = None
+    categories: Sequence[str] | None = None
+    authors: Sequence[str] | None = None
+    seeds: Sequence[str] | None = None
+    frequency: str | None = None
+    day: str | None = None
+    time: str | None = None
+    timezone: str | None = None
+    weekdays_only: bool | None = None
+    max_papers: int | None = None
+    min_score: float | None = None
+    status: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _check_choice(name: str, value: str | None, allowed: Sequence[str]) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in allowed:
+        raise InputError(f"{name} {value!r} is not allowed: use one of {', '.join(allowed)}")
+    return value
+
+
+def check_input(given: SubscriberInput) -> SubscriberInput:
+    """Validate and normalise every field that is set; raise `InputError` on the first bad one."""
+    time_text = given.time
+    if time_text is not None:
+        match = _TIME.match(time_text.strip())
+        if not match:
+            raise InputError(f"time {time_text!r} is not allowed: use HH:MM, 24-hour, e.g. 08:00")
+        time_text = f"{int(match.group(1)):02d}:{match.group(2)}"
+    if given.timezone is not None:
+        try:
+            check_timezone(given.timezone.strip())
+        except ConfigError as error:
+            raise InputError(error.message.replace("timezone =", "timezone")) from None
+    categories = split_list(given.categories) if given.categories is not None else None
+    for category in categories or []:
+        if not _CATEGORY.match(category):
+            raise InputError(f"category {category!r} is not an arXiv category", hint="e.g. cs.LG, astro-ph.GA, hep-th")
+    if given.max_papers is not None and not 1 <= given.max_papers <= 200:
+        raise InputError(f"max papers {given.max_papers} is not allowed: use 1 to 200")
+    return replace(
+        given,
+        email=normalise_email(given.email),
+        name=given.name.strip() if given.name is not None else None,
+        frequency=_check_choice("frequency", given.frequency, FREQUENCIES),
+        day=_check_choice("day", given.day, WEEKDAYS),
+        time=time_text,
+        timezone=given.timezone.strip() if given.timezone is not None else None,
+        categories=categories,
+        authors=split_list(given.authors) if given.authors is not None else None,
+        seeds=[normalise_arxiv_id(seed) for seed in split_list(given.seeds)] if given.seeds is not None else None,
+        status=_check_choice("status", given.status, SUBSCRIBER_STATUSES),
+    )
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+def get_subscriber(session: Session, email: str) -> Subscriber:
+    address = normalise_email(email)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if subscriber is None:
+        raise NotFoundError(f"no subscriber {address}", hint="see `digestd subscribers list`")
+    return subscriber
+
+
+def list_subscribers(session: Session, *, status: str | None = None) -> list[Subscriber]:
+    query = select(Subscriber).order_by(Subscriber.email)
+    if status:
+        query = query.where(Subscriber.status == status)
+    return list(session.scalars(query))
+
+
+def load_profile_items(session: Session, subscriber_ids: Sequence[int]) -> dict[int, list[ProfileItem]]:
+    items: dict[int, list[ProfileItem]] = {sid: [] for sid in subscriber_ids}
+    for start in range(0, len(subscriber_ids), 500):
+        chunk = list(subscriber_ids[start : start + 500])
+        query = select(ProfileItem).where(col(ProfileItem.subscriber_id).in_(chunk)).order_by(col(ProfileItem.id))
+        for item in session.scalars(query):
+            items[item.subscriber_id].append(item)
+    return items
+
+
+def _values(items: Sequence[ProfileItem], kind: str) -> tuple[str, ...]:
+    return tuple(item.value for item in items if item.kind == kind)
+
+
+def make_profile(
+    subscriber: Subscriber,
+    items: Sequence[ProfileItem],
+    *,
+    ratings: Sequence[Rating] = (),
+    sent: frozenset[str] = frozenset(),
+) -> Profile:
+    assert subscriber.id is not None
+    return Profile(
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        keywords=tuple(Keyword(i.value, i.weight) for i in items if i.kind == KEYWORD),
+        excluded=_values(items, EXCLUDE),
+        categories=_values(items, CATEGORY),
+        authors=_values(items, AUTHOR),
+        seeds=_values(items, SEED),
+        liked=tuple(r.paper_id for r in ratings if r.value > 0),
+        disliked=tuple(r.paper_id for r in ratings if r.value < 0),
+        max_papers=subscriber.max_papers,
+        min_score=subscriber.min_score,
+        already_sent=sent,
+    )
+
+
+def load_profiles(session: Session, subscribers: Sequence[Subscriber]) -> list[Profile]:
+    """Profiles with ratings and never-twice history, in the order given."""
+    ids = [s.id for s in subscribers if s.id is not None]
+    items = load_profile_items(session, ids)
+    ratings: dict[int, list[Rating]] = {sid: [] for sid in ids}
+    sent: dict[int, set[str]] = {sid: set() for sid in ids}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for rating in session.scalars(select(Rating).where(col(Rating.subscriber_id).in_(chunk))):
+            ratings[rating.subscriber_id].append(rating)
+        rows = session.execute(
+            select(SentPaper.subscriber_id, SentPaper.paper_id).where(col(SentPaper.subscriber_id).in_(chunk))
+        )
+        for subscriber_id, paper_id in rows:
+            sent[subscriber_id].add(paper_id)
+    return [
+        make_profile(s, items[s.id], ratings=ratings[s.id], sent=frozenset(sent[s.id]))
+        for s in subscribers
+        if s.id is not None
+    ]
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    return {status: int(count) for status, count in rows}
+
+
+# --- writes -----------------------------------------------------------------------------
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    return session.get(Suppression, email_hash(email)) is not None
+
+
+def _replace_items(session: Session, subscriber_id: int, kind: str, values: Sequence[str]) -> None:
+    session.execute(
+        delete(ProfileItem).where(col(ProfileItem.subscriber_id) == subscriber_id, col(ProfileItem.kind) == kind)
+    )
+    for value in values:
+        session.add(ProfileItem(subscriber_id=subscriber_id, kind=kind, value=value))
+
+
+def _apply_profile(session: Session, subscriber_id: int, checked: SubscriberInput) -> None:
+    if checked.keywords is not None:
+        session.execute(
+            delete(ProfileItem).where(col(ProfileItem.subscriber_id) == subscriber_id, col(ProfileItem.kind) == KEYWORD)
+        )
+        for keyword in parse_keywords(checked.keywords):
+            session.add(
+                ProfileItem(subscriber_id=subscriber_id, kind=KEYWORD, value=keyword.term, weight=keyword.weight)
+            )
+    for kind, values in (
+        (EXCLUDE, [w.lower() for w in split_list(checked.exclude)] if checked.exclude is not None else None),
+        (CATEGORY, checked.categories),
+        (AUTHOR, checked.authors),
+        (SEED, checked.seeds),
+    ):
+        if values is not None:
+            _replace_items(session, subscriber_id, kind, values)
+
+
+def _schedule(subscriber: Subscriber, now: datetime) -> None:
+    subscriber.next_due_at = next_due_after(
+        now,
+        frequency=subscriber.frequency,
+        send_day=subscriber.send_day,
+        send_time=subscriber.send_time,
+        timezone=subscriber.timezone,
+        weekdays_only=subscriber.weekdays_only,
+    )
+
+
+def add_subscriber(session: Session, given: SubscriberInput, *, defaults: DigestSettings, now: datetime) -> Subscriber:
+    """Create a subscriber (active unless `given.status` says otherwise)."""
+    checked = check_input(given)
+    parse_keywords(checked.keywords)  # fail before writing anything
+    if session.scalar(select(Subscriber.id).where(Subscriber.email == checked.email)) is not None:
+        raise InputError(
+            f"subscriber {checked.email} already exists", hint="use `digestd subscribers edit` to change it"
+        )
+    if is_suppressed(session, checked.email):
+        raise InputError(f"{checked.email} is on the suppression list and cannot be added again")
+    status = checked.status or ACTIVE
+    subscriber = Subscriber(
+        email=checked.email,
+        name=checked.name or "",
+        status=status,
+        frequency=checked.frequency or defaults.default_frequency,
+        send_day=checked.day or defaults.default_day,
+        send_time=checked.time or defaults.default_time,
+        timezone=checked.timezone or defaults.default_timezone,
+        weekdays_only=bool(checked.weekdays_only),
+        max_papers=checked.max_papers or defaults.max_papers,
+        min_score=checked.min_score if checked.min_score is not None else defaults.min_score,
+        created_at=now,
+        confirmed_at=now if status == ACTIVE else None,
+    )
+    _schedule(subscriber, now)
+    session.add(subscriber)
+    session.flush()
+    assert subscriber.id is not None
+    _apply_profile(session, subscriber.id, checked)
+    session.flush()
+    return subscriber
+
+
+def edit_subscriber(session: Session, given: SubscriberInput, *, now: datetime) -> Subscriber:
+    """Change the fields that are set in `given`; the schedule is recomputed if it changed."""
+    checked = check_input(given)
+    parse_keywords(checked.keywords)
+    subscriber = get_subscriber(session, checked.email)
+    assert subscriber.id is not None
+    changes = {
+        "name": checked.name,
+        "frequency": checked.frequency,
+        "send_day": checked.day,
+        "send_time": checked.time,
+        "timezone": checked.timezone,
+        "weekdays_only": checked.weekdays_only,
+        "max_papers": checked.max_papers,
+        "min_score": checked.min_score,
+        "status": checked.status,
+    }
+    for name, value in changes.items():
+        if value is not None:
+            setattr(subscriber, name, value)
+    if checked.status == ACTIVE and subscriber.confirmed_at is None:
+        subscriber.confirmed_at = now
+    if any(changes[k] is not None for k in ("frequency", "send_day", "send_time", "timezone", "weekdays_only")):
+        _schedule(subscriber, now)
+    _apply_profile(session, subscriber.id, checked)
+    session.flush()
+    return subscriber
+
+
+def remove_subscriber(session: Session, email: str) -> None:
+    """Delete a subscriber and their profile, ratings, ledger and history."""
+    subscriber = get_subscriber(session, email)
+    for table in (ProfileItem, Rating, SentPaper, Delivery):
+        session.execute(delete(table).where(col(table.subscriber_id) == subscriber.id))
+    session.delete(subscriber)
+    session.flush()
+
+
+def wipe_subscriber(session: Session, email: str, *, now: datetime) -> None:
+    """Remove everything about a subscriber, keeping only a hash so they are never re-added by mistake."""
+    address = normalise_email(email)
+    remove_subscriber(session, address)
+    if not is_suppressed(session, address):
+        session.add(Suppression(email_hash=email_hash(address), reason="wiped", created_at=now))
+    session.flush()
+
+
+def describe(subscriber: Subscriber, items: Sequence[ProfileItem]) -> dict[str, object]:
+    """A subscriber as plain data: what `show` prints and `export` writes (and `import` reads)."""
+    keywords = [Keyword(i.value, i.weight) for i in items if i.kind == KEYWORD]
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "status": subscriber.status,
+        "keywords": format_keywords(keywords),
+        "exclude": ", ".join(_values(items, EXCLUDE)),
+        "categories": ", ".join(_values(items, CATEGORY)),
+        "authors": "; ".join(_values(items, AUTHOR)),
+        "seeds": ", ".join(_values(items, SEED)),
+        "frequency": subscriber.frequency,
+        "day": subscriber.send_day,
+        "time": subscriber.send_time,
+        "timezone": subscriber.timezone,
+        "weekdays_only": subscriber.weekdays_only,
+        "max_papers": subscriber.max_papers,
+        "min_score": subscriber.min_score,
+    }
