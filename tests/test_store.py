@@ -46,3 +46,27 @@ def test_an_empty_database_asks_for_init(tmp_path: Path) -> None:
         check_migrated(engine)
     assert raised.value.hint == "run `digestd init` first"
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_cli_works_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from digestd.cli import cli
+    from digestd.demo import SAMPLE_PAPERS
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--database", postgres_url, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("init")
+    assert "29 new" in run("ingest", "--file", str(SAMPLE_PAPERS))
+    assert "0 new" in run("ingest", "--file", str(SAMPLE_PAPERS))
+    run("subscribers", "add", "pg@example.org", "--keywords", "surface code", "--seed", "2611.20001")
+    preview = json.loads(run("preview", "pg@example.org", "--since", "2026-11-01", "--format", "json"))
+    assert preview["papers"][0]["id"] in {"2611.20001", "2611.20002", "2611.20006"}
+    run("subscribers", "wipe", "pg@example.org", "--yes")
+    assert "no subscribers yet" in run("subscribers", "list")
