@@ -1,0 +1,91 @@
+"""Shared fixtures: real SQLite files migrated by Alembic, real PostgreSQL, the real corpus."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, create_engine, text
+
+from digestd.cli import cli
+from digestd.store import make_engine, migrate
+
+IN_CI = os.environ.get("CI") == "true"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+POSTGRES_ADMIN_URL = os.environ.get("DIGESTD_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def need_shared(*parts: str) -> Path:
+    """A file under ../shared/data; skipped when absent, except under CI=true where it must exist."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing; CI must run with ../shared beside the checkout")
+        pytest.skip(f"{path} is absent (the shared data folder is not beside this checkout)")
+    return path
+
+
+@pytest.fixture
+def corpus_path() -> Path:
+    return need_shared("abstracts.jsonl.gz")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'digestd.sqlite3'}"
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    """A real SQLite file, migrated to head by Alembic."""
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def _postgres_available() -> str | None:
+    try:
+        probe = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with probe.connect():
+            pass
+        probe.dispose()
+        return None
+    except Exception as error:  # any failure to connect means "not available"
+        return str(error).splitlines()[0]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    problem = _postgres_available()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is required under CI=true: {problem}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_ADMIN_URL} is not available: {problem}")
+    name = f"digestd_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def run(sqlite_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run the CLI against the test database; returns click's Result."""
+    monkeypatch.delenv("DIGESTD_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(cli, ["--database", sqlite_url, *args], input=input, catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,72 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect
+
+from digestd.errors import StoreError
+from digestd.store import alembic_config, check_migrated, head_revision, make_engine, migrate
+
+TABLES = {"paper", "subscriber", "profile_item", "rating", "delivery", "sent_paper", "suppression", "source_state"}
+
+
+def test_sqlite_migrates_from_empty_to_head_and_models_agree(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'new' / 'db.sqlite3'}")
+    assert migrate(engine) == (None, head_revision())
+    assert TABLES <= set(inspect(engine).get_table_names())
+    command.check(alembic_config(engine))  # raises if models and migrations disagree
+    assert migrate(engine) == (head_revision(), head_revision())  # running init twice is harmless
+    engine.dispose()
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.postgres
+def test_postgresql_migrates_from_empty_to_head_and_models_agree(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    assert migrate(engine) == (None, head_revision())
+    assert TABLES <= set(inspect(engine).get_table_names())
+    command.check(alembic_config(engine))
+    engine.dispose()
+
+
+def test_an_empty_database_asks_for_init(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with pytest.raises(StoreError) as raised:
+        check_migrated(engine)
+    assert raised.value.hint == "run `digestd init` first"
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_cli_works_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from digestd.cli import cli
+    from digestd.demo import SAMPLE_PAPERS
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--database", postgres_url, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("init")
+    assert "29 new" in run("ingest", "--file", str(SAMPLE_PAPERS))
+    assert "0 new" in run("ingest", "--file", str(SAMPLE_PAPERS))
+    run("subscribers", "add", "pg@example.org", "--keywords", "surface code", "--seed", "2611.20001")
+    preview = json.loads(run("preview", "pg@example.org", "--since", "2026-11-01", "--format", "json"))
+    assert preview["papers"][0]["id"] in {"2611.20001", "2611.20002", "2611.20006"}
+    run("subscribers", "wipe", "pg@example.org", "--yes")
+    assert "no subscribers yet" in run("subscribers", "list")
