@@ -57,7 +57,10 @@ def ingest(app: AppContext, sources: tuple[str, ...], files: tuple[Path, ...], f
     if files and not sources:
         return
     if not app.settings.sources:
-        raise InputError("no sources are configured", hint="add [[sources]] tables to the config, or pass --file PATH")
+        raise InputError(
+            "nothing to ingest: no sources are configured",
+            hint="add [[sources]] tables to the config, or pass --file PATH",
+        )
     reports = run_sources(
         engine,
         app.settings,
