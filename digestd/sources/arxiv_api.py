@@ -125,16 +125,21 @@ def query_params(query: str, *, start: int, page_size: int) -> dict[str, str]:
     return params
 
 
-def fetch_arxiv_api(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest) -> None:
-    """Page through the query's results (newest first) up to `max_results` papers."""
+def fetch_arxiv_api(
+    fetcher: Fetcher, settings: SourceSettings, harvest: Harvest, *, page_size: int = PAGE_SIZE
+) -> None:
+    """Page through the query's results (newest first) up to `max_results` papers, politely
+    (whatever the host: a mirror or a proxy of the API gets the same spacing)."""
     if not settings.query:
         raise SourceError(f"source {settings.name}: an arxiv-api source needs a query", hint="e.g. query = 'cat:cs.LG'")
     url = settings.url or DEFAULT_URL
-    page_size = min(settings.max_results, PAGE_SIZE)
+    page_size = min(settings.max_results, page_size)
     start = 0
     while start < settings.max_results:
         params = query_params(settings.query, start=start, page_size=page_size)
-        response = fetcher.fetch(url, params=params, timeout=settings.timeout_seconds, accept_error_body=True)
+        response = fetcher.fetch(
+            url, params=params, timeout=settings.timeout_seconds, polite=True, accept_error_body=True
+        )
         page = parse_api_response(response.content, source=settings.name)
         if response.status >= 400:
             raise SourceError(f"source {settings.name}: HTTP {response.status} from {url}")
