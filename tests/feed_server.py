@@ -140,7 +140,7 @@ class FeedServer:
 
     @contextmanager
     def running(self) -> Iterator[FeedServer]:
-        thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         thread.start()
         try:
             yield self
