@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from xml.sax import SAXParseException
 
 import feedparser
 
@@ -55,11 +56,19 @@ def load_feed(content: bytes, *, what: str) -> Any:
     parsed = feedparser.parse(content)
     error = parsed.get("bozo_exception")
     if parsed.get("bozo") and not isinstance(error, _HARMLESS):
-        where = f" at line {error.getLineNumber()}" if hasattr(error, "getLineNumber") else ""
-        raise SourceError(f"{what}: not a well-formed feed: {error}{where} (the document may be truncated)")
+        raise SourceError(f"{what}: not a well-formed feed: {_describe(error)}")
     if not parsed.get("version") and not parsed.entries:
         raise SourceError(f"{what}: the response is not an RSS or Atom feed")
     return parsed
+
+
+def _describe(error: Exception) -> str:
+    """'no element found at line 18, column 0 (the document looks truncated)' from a SAX error."""
+    if not isinstance(error, SAXParseException):
+        return str(error)
+    reason = error.getMessage()
+    text = f"{reason} at line {error.getLineNumber()}, column {error.getColumnNumber()}"
+    return f"{text} (the document looks truncated)" if reason in ("no element found", "unclosed token") else text
 
 
 def stamp(entry: Mapping[str, Any], key: str) -> datetime | None:
