@@ -256,3 +256,18 @@ def test_broken_json_and_wrong_shapes() -> None:
         parse_api_response(own_feed("arxiv_rss2_cs.LG.xml"), source="s")
     with pytest.raises(SourceError, match="empty"):
         parse_rss(b"  ", source="s")
+
+
+def test_xml_declared_iso_8859_1_is_read_by_its_declaration() -> None:
+    text = real_feed("arxiv_api_atom_2026_old-style-id_astro-ph_0601001.xml").decode("utf-8")
+    text = text.replace("encoding='UTF-8'", "encoding='ISO-8859-1'").replace("Andrzej Udalski", "Andrzej Udalskié")
+    (paper,) = parse_api_response(text.encode("iso-8859-1"), source="api").records
+    assert paper.authors[-1] == "Andrzej Udalskié"
+
+
+def test_an_arxiv_api_source_needs_a_query() -> None:
+    from digestd.config import Settings, SourceSettings, validate_settings
+    from digestd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sources\[api\].query is missing"):
+        validate_settings(Settings(sources=(SourceSettings("api", "arxiv-api"),)))

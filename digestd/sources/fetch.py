@@ -4,8 +4,9 @@
 - Conditional GET: the stored ETag / Last-Modified are sent; 304 means nothing new.
 - gzip/deflate bodies are decoded by httpx; timeouts apply per request.
 - Politeness per host: requests to a host are spaced by its interval and never overlap
-  (one connection at a time). arXiv's API and OAI-PMH hosts get `polite_interval`
-  (3 s, arXiv's terms); callers mark other hosts polite with `polite=True`.
+  (one connection at a time). arXiv's hosts (API, OAI-PMH, RSS) get `polite_interval`
+  (3 s, arXiv's terms); callers mark other hosts polite with `polite=True` (the arxiv-api
+  and oai-pmh sources do, so a mirror or proxy of arXiv is treated the same).
 - 429 / 503 honour `Retry-After` (seconds or an HTTP date) up to `max_retry_after`;
   a longer wait ends the run with `RetryLaterError` so the next run starts after it.
   Timeouts, connection errors and other 5xx are retried with bounded exponential backoff.
@@ -31,7 +32,7 @@ from digestd.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-ARXIV_POLITE_HOSTS = ("export.arxiv.org", "arxiv.org", "oaipmh.arxiv.org")
+ARXIV_POLITE_HOSTS = ("export.arxiv.org", "arxiv.org", "oaipmh.arxiv.org", "rss.arxiv.org")
 RETRY_STATUSES = (429, 502, 503, 504)
 
 

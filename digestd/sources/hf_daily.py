@@ -99,3 +99,5 @@ def fetch_hf_daily(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest,
         response = fetcher.fetch(url, params={"date": day.isoformat()}, timeout=settings.timeout_seconds)
         harvest.add(parse_daily_papers(response.content, source=settings.name))
     harvest.cursor = days[-1].isoformat()
+    if not harvest.records:
+        harvest.note(f"no daily papers listed for {days[0]}..{days[-1]} (normal on weekends)")
