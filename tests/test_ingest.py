@@ -269,3 +269,24 @@ def test_unknown_source_names_list_the_known_ones(engine: Engine) -> None:
     )
     with pytest.raises(InputError, match="unknown source 'c'; known sources: a, b"):
         run_sources(engine, config, names=["c"], now=NOW)
+
+
+@pytest.mark.postgres
+def test_sources_ingest_into_postgresql(postgres_url: str, server: FeedServer, fetcher: Fetcher) -> None:
+    from digestd.store import make_engine, migrate
+
+    engine = make_engine(postgres_url)
+    try:
+        migrate(engine)
+        config = settings(
+            SourceSettings("atom", "arxiv-rss", url=server.add("/atom", Reply(own_feed("arxiv_atom_cs.LG.xml")))),
+            SourceSettings("journal", "rss", url=server.add("/journal", Reply(own_feed("journal_rss_iso-8859-1.xml")))),
+            _failing_source("truncated", server),
+        )
+        reports = {r.source: r for r in run_sources(engine, config, now=NOW, fetcher=fetcher)}
+        assert (reports["atom"].new, reports["journal"].new) == (1, 3) and reports["truncated"].error
+        assert papers(engine)["2607.01234"].sources == ["atom", "journal"]
+        assert state(engine, "truncated").consecutive_failures == 1
+        assert "truncated (rss): last run 2026-07-14 06:00, FAILED (1 in a row)" in status_text(engine)
+    finally:
+        engine.dispose()
