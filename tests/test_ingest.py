@@ -183,7 +183,11 @@ FAILURES = {
     "unavailable": ("rss", Reply(own_feed("error_page.html"), status=503), "HTTP 503 after 2 attempts"),
     "slow": ("rss", None, "no answer within 0.2 s (timeout)"),
     "api-error": ("arxiv-api", Reply(b"", status=400), "the arXiv API refused the query: incorrect id format for abc"),
-    "gone": ("rss", Reply(b"gone", status=404), "HTTP 404 Not Found (hint: check the source's url)"),
+    "gone": (
+        "rss",
+        Reply(b"No such feed", status=404),
+        "HTTP 404 Not Found: No such feed (hint: check the source's url)",
+    ),
     "refused": ("rss", None, "cannot connect"),
     "oai-broken": ("oai-pmh", Reply(own_feed("truncated.xml")[:-40]), "not a well-formed XML document"),
 }

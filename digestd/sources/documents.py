@@ -24,6 +24,7 @@ from xml.etree import ElementTree
 from digestd.errors import SourceError
 
 _TAG = re.compile(r"<[^>]+>")
+_HTML_START = re.compile(rb"\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S)
 _HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -39,8 +40,7 @@ def decompress_body(content: bytes, *, what: str) -> bytes:
 
 def check_not_html(content: bytes, *, what: str) -> None:
     """Raise when the server sent a web page (an error or login page) instead of a feed."""
-    head = content[:1024].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")) or (b"<html" in head and b"<rss" not in head):
+    if _HTML_START.match(content[:2048]):
         match = _HTML_TITLE.search(content[:4096])
         title = clean_html(match.group(1).decode("utf-8", "replace")) if match else ""
         shown = f" ({title!r})" if title else ""

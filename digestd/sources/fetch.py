@@ -17,6 +17,7 @@ Library code here raises only `SourceError` subclasses with a one-line message.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -212,4 +213,15 @@ class Fetcher:
             return response
         reason = httpx.codes.get_reason_phrase(response.status)
         hint = "check the source's url" if response.status in (401, 403, 404, 410) else None
-        raise SourceError(f"{url}: HTTP {response.status} {reason}".rstrip(), hint=hint)
+        detail = _body_excerpt(response.content)
+        raise SourceError(
+            f"{url}: HTTP {response.status} {reason}".rstrip() + (f": {detail}" if detail else ""), hint=hint
+        )
+
+
+def _body_excerpt(content: bytes, limit: int = 160) -> str:
+    """What an error body says, in one short line (a page's title, or the start of its text)."""
+    text = content[:4096].decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    words = " ".join(re.sub(r"<[^>]+>", " ", title.group(1) if title else text).split())
+    return words if len(words) <= limit else words[: limit - 3] + "..."
