@@ -144,3 +144,19 @@ def test_threads_sharing_a_fetcher_never_overlap_on_a_polite_host(server: FeedSe
     times = sorted(hit.at for hit in server.hits("/oai"))
     assert server.max_in_flight == 1 and all(b - a >= 0.2 for a, b in zip(times, times[1:], strict=False))
     assert time.monotonic() - started >= 0.4
+
+
+def test_a_dns_failure_is_retried_then_readable() -> None:
+    """Through httpx's transport seam: a resolver error without touching any resolver."""
+    import httpx
+
+    calls: list[str] = []
+
+    def no_such_host(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+
+    with Fetcher(transport=httpx.MockTransport(no_such_host), retries=1, backoff_seconds=0.01) as client:
+        with pytest.raises(SourceError, match=r"cannot connect: \[Errno -2\] Name or service not known") as raised:
+            client.fetch("https://feeds.example.invalid/rss")
+    assert len(calls) == 2 and raised.value.hint == "check the url"
