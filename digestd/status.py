@@ -75,7 +75,8 @@ def format_source(source: dict[str, Any]) -> str:
         return f"  {source['name']} ({source['kind']}): never run"
     failures = source["consecutive_failures"]
     if failures:
-        outcome = f"FAILED ({failures} in a row)"
+        success = source["last_success_at"]
+        outcome = f"FAILED ({failures} in a row, last success {f'{success:%Y-%m-%d %H:%M}' if success else 'never'})"
         if source["next_attempt_at"]:
             outcome += f", next attempt after {source['next_attempt_at']:%Y-%m-%d %H:%M}"
     else:

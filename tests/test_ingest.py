@@ -226,7 +226,8 @@ def test_a_failing_source_is_recorded_and_the_others_are_saved(
     assert recorded.next_attempt_at is not None and recorded.next_attempt_at > NOW
     assert recorded.etag is None and recorded.cursor is None
     text = status_text(engine)
-    assert f"  {failure} ({bad.kind}): last run 2026-07-14 06:00, FAILED (1 in a row), next attempt after" in text
+    failed = "FAILED (1 in a row, last success never), next attempt after"
+    assert f"  {failure} ({bad.kind}): last run 2026-07-14 06:00, {failed}" in text
     assert "    last error 2026-07-14 06:00 (error): " in text and message in text
     assert "good (rss): last run 2026-07-14 06:00, ok, 1 read, 1 new" in text
     assert "papers:      1" in text
@@ -291,6 +292,8 @@ def test_sources_ingest_into_postgresql(postgres_url: str, server: FeedServer, f
         assert (reports["atom"].new, reports["journal"].new) == (1, 3) and reports["truncated"].error
         assert papers(engine)["2607.01234"].sources == ["atom", "journal"]
         assert state(engine, "truncated").consecutive_failures == 1
-        assert "truncated (rss): last run 2026-07-14 06:00, FAILED (1 in a row)" in status_text(engine)
+        assert "truncated (rss): last run 2026-07-14 06:00, FAILED (1 in a row, last success never)" in status_text(
+            engine
+        )
     finally:
         engine.dispose()

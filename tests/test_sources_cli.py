@@ -61,7 +61,7 @@ def test_ingest_runs_every_source_prints_progress_and_summaries(run, config: str
     assert status.exit_code == 0
     assert "papers:      17" in status.stdout
     assert "arxiv-cs-lg (arxiv-rss): last run " in status.stdout and "ok, 4 read, 4 new, 0 updated" in status.stdout
-    assert "broken (rss): last run" in status.stdout and "FAILED (1 in a row)" in status.stdout
+    assert "broken (rss): last run" in status.stdout and "FAILED (1 in a row, last success never)" in status.stdout
     assert "(error): not a well-formed feed: no element found at line 18, column 0" in status.stdout
 
     report = json.loads(run("--config", config, "status", "--json").stdout)
