@@ -183,6 +183,7 @@ FAILURES = {
     "unavailable": ("rss", Reply(own_feed("error_page.html"), status=503), "HTTP 503 after 2 attempts"),
     "slow": ("rss", None, "no answer within 0.2 s (timeout)"),
     "api-error": ("arxiv-api", Reply(b"", status=400), "the arXiv API refused the query: incorrect id format for abc"),
+    "api-html-400": ("arxiv-api", Reply(own_feed("error_page.html"), status=400), "HTTP 400 from http://127.0.0.1:"),
     "gone": (
         "rss",
         Reply(b"No such feed", status=404),

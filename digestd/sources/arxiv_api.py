@@ -33,6 +33,10 @@ ARXIV = "{http://arxiv.org/schemas/atom}"
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 
 
+class ArxivApiError(SourceError):
+    """Raised when the arXiv API answers with its error feed (an entry titled "Error")."""
+
+
 @dataclass(frozen=True)
 class ApiPage:
     """One response: its papers and where it sits in the whole result."""
@@ -109,7 +113,7 @@ def parse_api_response(content: bytes, *, source: str) -> ApiPage:
     for entry in entries:
         message = _error_message(entry)
         if message:
-            raise SourceError(f"{what}: the arXiv API refused the query: {message}", hint="check the source's query")
+            raise ArxivApiError(f"{what}: the arXiv API refused the query: {message}", hint="check the source's query")
     records = [parse_entry(entry, source=source) for entry in entries]
     total = _count(root, "totalResults", len(records))
     return ApiPage(records=records, total=total, start=_count(root, "startIndex", 0))
@@ -140,11 +144,22 @@ def fetch_arxiv_api(
         response = fetcher.fetch(
             url, params=params, timeout=settings.timeout_seconds, polite=True, accept_error_body=True
         )
-        page = parse_api_response(response.content, source=settings.name)
         if response.status >= 400:
-            raise SourceError(f"source {settings.name}: HTTP {response.status} from {url}")
+            raise _http_error(response.content, response.status, source=settings.name, url=url)
+        page = parse_api_response(response.content, source=settings.name)
         harvest.add(page.records, pages=1)
         start += len(page.records)
         if len(page.records) < page_size or start >= page.total:
             break
     del harvest.records[settings.max_results :]
+
+
+def _http_error(content: bytes, status: int, *, source: str, url: str) -> SourceError:
+    """arXiv's own explanation when the body is its error feed, else the bare HTTP status."""
+    try:
+        parse_api_response(content, source=source)
+    except ArxivApiError as error:
+        return error
+    except SourceError:
+        pass
+    return SourceError(f"source {source}: HTTP {status} from {url}")

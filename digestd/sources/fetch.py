@@ -34,7 +34,7 @@ from digestd.errors import SourceError
 log = logging.getLogger(__name__)
 
 ARXIV_POLITE_HOSTS = ("export.arxiv.org", "arxiv.org", "oaipmh.arxiv.org", "rss.arxiv.org")
-RETRY_STATUSES = (429, 502, 503, 504)
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class RetryLaterError(SourceError):
