@@ -326,6 +326,13 @@ def validate_settings(settings: Settings) -> None:
             raise ConfigError(f"sources[{source.name}].path is missing: a file source needs a path")
         if source.kind in ("arxiv-rss", "rss", "oai-pmh") and not source.url:
             raise ConfigError(f"sources[{source.name}].url is missing: a {source.kind} source needs a url")
+        if source.kind == "arxiv-api" and not source.query:
+            raise ConfigError(
+                f"sources[{source.name}].query is missing: an arxiv-api source needs a query",
+                hint="e.g. query = 'cat:cs.LG' or query = 'id_list:2401.01234,astro-ph/0601001'",
+            )
+        _positive(f"sources[{source.name}].max_results", source.max_results)
+        _positive(f"sources[{source.name}].timeout_seconds", source.timeout_seconds)
 
 
 def check_timezone(name: str, *, key: str = "timezone") -> ZoneInfo:

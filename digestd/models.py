@@ -156,6 +156,7 @@ class SourceState(SQLModel, table=True):
     total_new: int = 0
     consecutive_failures: int = 0
     next_attempt_at: datetime | None = None
+    last_note: str | None = None  # what the last run noticed, e.g. "feed empty (weekend or holiday)"
 
 
 class Worker(SQLModel, table=True):

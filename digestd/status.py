@@ -24,8 +24,13 @@ def collect_status(engine: Engine, *, now: datetime) -> dict[str, Any]:
                 "last_success_at": s.last_success_at,
                 "last_new": s.last_new,
                 "last_updated": s.last_updated,
+                "last_seen": s.last_seen,
+                "total_new": s.total_new,
+                "last_note": s.last_note,
                 "last_error": s.last_error,
                 "last_error_at": s.last_error_at,
+                "consecutive_failures": s.consecutive_failures,
+                "next_attempt_at": s.next_attempt_at,
             }
             for s in session.scalars(select(SourceState).order_by(SourceState.name))
         ]
@@ -60,12 +65,25 @@ def format_status(report: dict[str, Any]) -> str:
     lines.append(f"ledger:      {ledger}")
     if report["sources"]:
         lines.append("sources:")
-    for source in report["sources"]:
-        error = (
-            f"; last error {source['last_error_at']:%Y-%m-%d %H:%M}: {source['last_error']}"
-            if source["last_error"]
-            else ""
-        )
-        last = f"{source['last_run_at']:%Y-%m-%d %H:%M}" if source["last_run_at"] else "never"
-        lines.append(f"  {source['name']} ({source['kind']}): last run {last}, {source['last_new']} new{error}")
+    lines += [format_source(source) for source in report["sources"]]
     return "\n".join(lines)
+
+
+def format_source(source: dict[str, Any]) -> str:
+    """One source in one or two lines: its last run, then its last error if it has one."""
+    if source["last_run_at"] is None:
+        return f"  {source['name']} ({source['kind']}): never run"
+    failures = source["consecutive_failures"]
+    if failures:
+        success = source["last_success_at"]
+        outcome = f"FAILED ({failures} in a row, last success {f'{success:%Y-%m-%d %H:%M}' if success else 'never'})"
+        if source["next_attempt_at"]:
+            outcome += f", next attempt after {source['next_attempt_at']:%Y-%m-%d %H:%M}"
+    else:
+        outcome = f"ok, {source['last_seen']} read, {source['last_new']} new, {source['last_updated']} updated"
+        outcome += f" ({source['last_note']})" if source["last_note"] else ""
+    line = f"  {source['name']} ({source['kind']}): last run {source['last_run_at']:%Y-%m-%d %H:%M}, {outcome}"
+    if source["last_error"]:
+        state = "recovered since" if not failures else "error"
+        line += f"\n    last error {source['last_error_at']:%Y-%m-%d %H:%M} ({state}): {source['last_error']}"
+    return line

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Engine, create_engine, event, func, insert
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -220,9 +221,23 @@ def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
     return list(best.values())
 
 
+def resolve_doi_ids(session: Session, records: Sequence[PaperRecord]) -> list[PaperRecord]:
+    """Records known only by DOI (`doi:...`) take the id of a stored paper with that DOI
+    (e.g. the arXiv preprint of a journal article), so the two are one paper."""
+    dois = {record.id.removeprefix("doi:") for record in records if record.id.startswith("doi:")}
+    if not dois:
+        return list(records)
+    owners: dict[str, str] = {}
+    wanted = sorted(dois)
+    for start in range(0, len(wanted), _CHUNK):
+        query = select(Paper.id, Paper.doi).where(func.lower(Paper.doi).in_(wanted[start : start + _CHUNK]))
+        owners.update({str(doi).lower(): paper_id for paper_id, doi in session.execute(query)})
+    return [replace(record, id=owners[record.id[4:]]) if record.id[4:] in owners else record for record in records]
+
+
 def save_papers(session: Session, records: Sequence[PaperRecord], *, now: datetime) -> tuple[int, int]:
     """Insert new papers and merge known ones; returns (new, updated)."""
-    unique = merge_records(records)
+    unique = merge_records(resolve_doi_ids(session, records))
     new = updated = 0
     for start in range(0, len(unique), _CHUNK):
         chunk = unique[start : start + _CHUNK]
@@ -283,6 +298,4 @@ def load_papers_by_id(session: Session, ids: Iterable[str]) -> list[PaperRecord]
 
 
 def count_papers(session: Session) -> int:
-    from sqlalchemy import func
-
     return int(session.scalar(select(func.count()).select_from(Paper)) or 0)

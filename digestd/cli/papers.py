@@ -8,16 +8,24 @@ from datetime import date, datetime
 from pathlib import Path
 
 import click
+from sqlalchemy import Engine
 
 from digestd import api
 from digestd.cli import AppContext, pass_app
-from digestd.errors import InputError
-from digestd.ingest import ingest_file
+from digestd.errors import InputError, SourceError
+from digestd.ingest import ingest_file, run_sources
 from digestd.records import Digest
 from digestd.render import load_templates, render_email, render_parts
 
 
 @click.command()
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this configured source (repeatable). Default: all of them.",
+)
 @click.option(
     "--file",
     "files",
@@ -25,29 +33,61 @@ from digestd.render import load_templates, render_email, render_parts
     type=click.Path(dir_okay=False, path_type=Path),
     help="Import a JSONL/JSON/CSV paper file (gzip accepted; repeatable).",
 )
+@click.option("--force", is_flag=True, help="Run sources even while they back off after failures.")
 @pass_app
-def ingest(app: AppContext, files: tuple[Path, ...]) -> None:
+def ingest(app: AppContext, sources: tuple[str, ...], files: tuple[Path, ...], force: bool) -> None:
     """Fetch new papers from the configured sources, or import paper files.
+
+    Without options every [[sources]] entry of the config runs, one after the other,
+    each in its own transaction; a failing source is recorded (see `digestd status`)
+    and the others still run. The command exits with status 1 if any source failed.
 
     Files carry the fields id, title, abstract, authors, categories, published. A paper
     already stored is merged, not duplicated; a file with a bad row imports nothing.
 
     \b
-    Example:
+    Examples:
+      digestd ingest
+      digestd ingest --source arxiv-cs-lg
       digestd ingest --file ../shared/data/abstracts.jsonl.gz
     """
-    if not files:
-        raise InputError("nothing to ingest", hint="pass --file PATH (configured sources come with [[sources]])")
     engine = app.engine()
     for path in files:
-        started = time.perf_counter()
-        click.echo(f"importing {path} ...", err=True)
-        report = ingest_file(engine, path, now=app.now())
-        seconds = time.perf_counter() - started
-        click.echo(
-            f"{path}: {report.seen} papers read, {report.new} new, {report.updated} updated, "
-            f"{report.skipped} unchanged ({seconds:.1f} s)"
+        _ingest_path(app, engine, path)
+    if files and not sources:
+        return
+    if not app.settings.sources:
+        raise InputError(
+            "nothing to ingest: no sources are configured",
+            hint="add [[sources]] tables to the config, or pass --file PATH",
         )
+    reports = run_sources(
+        engine,
+        app.settings,
+        names=sources or None,
+        now=app.now(),
+        progress=lambda line: click.echo(line, err=True),
+        force=force,
+    )
+    for report in reports:
+        click.echo(report.summary())
+    failed = [report.source for report in reports if report.error]
+    if failed:
+        raise SourceError(
+            f"{len(failed)} of {len(reports)} source(s) failed: {', '.join(failed)}",
+            hint="`digestd status` shows each error; the other sources were saved",
+        )
+
+
+def _ingest_path(app: AppContext, engine: Engine, path: Path) -> None:
+    started = time.perf_counter()
+    click.echo(f"importing {path} ...", err=True)
+    report = ingest_file(engine, path, now=app.now())
+    seconds = time.perf_counter() - started
+    click.echo(
+        f"{path}: {report.seen} papers read, {report.new} new, {report.updated} updated, "
+        f"{report.skipped} unchanged ({seconds:.1f} s)"
+    )
 
 
 def digest_json(digest: Digest) -> dict[str, object]:

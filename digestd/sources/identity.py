@@ -8,6 +8,8 @@ import unicodedata
 
 _ARXIV_NEW = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v(\d+))?(?![\d])")
 _ARXIV_OLD = re.compile(r"([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v(\d+))?")
+_ARXIV_LINK = re.compile(r"^https?://(?:[a-z]+\.)?arxiv\.org/(?:abs|pdf|html)/(.+?)(?:\.pdf)?/?$", re.IGNORECASE)
+_DOI = re.compile(r"10\.\d{4,9}/\S+")
 
 
 def split_arxiv_id(text: str) -> tuple[str, int | None] | None:
@@ -26,14 +28,31 @@ def normalise_title(title: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text))
 
 
+def arxiv_id_from_link(url: str) -> tuple[str, int | None] | None:
+    """The arXiv id in an arxiv.org abs/pdf link (`https://arxiv.org/abs/2401.01234v2`), else None.
+
+    Links elsewhere are not searched: a journal URL full of digits is not an arXiv id."""
+    match = _ARXIV_LINK.match(url.strip())
+    return split_arxiv_id(match.group(1)) if match else None
+
+
+def normalise_doi(text: str | None) -> str | None:
+    """`'https://doi.org/10.1103/PhysRevB.85.115117'` → `'10.1103/physrevb.85.115117'`; None if no DOI."""
+    match = _DOI.search(text or "")
+    return match.group(0).rstrip(".,;").lower() if match else None
+
+
 def canonical_id(*, arxiv_id: str | None = None, doi: str | None = None, title: str = "") -> str:
     """The id a paper is stored under, whichever source it came from."""
     if arxiv_id:
         found = split_arxiv_id(arxiv_id)
         if found:
             return found[0]
-    if doi:
-        return "doi:" + doi.strip().lower().removeprefix("https://doi.org/").removeprefix("doi:")
+    normalised = normalise_doi(doi) if doi else None
+    if normalised:
+        return "doi:" + normalised
+    if doi and doi.strip():
+        return "doi:" + doi.strip().lower()
     digest = hashlib.sha256(normalise_title(title).encode()).hexdigest()[:16]
     return f"title:{digest}"
 
