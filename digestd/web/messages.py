@@ -1,0 +1,38 @@
+"""The emails the web sends: "confirm your subscription" and "you are already subscribed"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+
+from digestd.config import MailSettings
+from digestd.render import clean_header
+from digestd.web.pages import Pages
+
+
+def _message(mail: MailSettings, *, to: str, subject: str, body: str, now: datetime) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = clean_header(mail.from_)
+    message["To"] = clean_header(to)
+    message["Subject"] = clean_header(subject)
+    message["Date"] = format_datetime(now)
+    domain = parseaddr(mail.from_)[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body)
+    return message
+
+
+def compose_confirmation(
+    pages: Pages, mail: MailSettings, *, to: str, name: str, link: str, now: datetime
+) -> EmailMessage:
+    body = pages.render_text("confirm_email.txt", name=name, link=link, base_url=mail.base_url)
+    return _message(mail, to=to, subject="Please confirm your paper digest subscription", body=body, now=now)
+
+
+def compose_already_subscribed(
+    pages: Pages, mail: MailSettings, *, to: str, name: str, manage_link: str, now: datetime
+) -> EmailMessage:
+    body = pages.render_text("already_email.txt", name=name, manage_link=manage_link, base_url=mail.base_url)
+    return _message(mail, to=to, subject="You are already subscribed to the paper digest", body=body, now=now)
