@@ -96,3 +96,62 @@ def start_smtp_sink() -> tuple[Controller, RecordingHandler, SmtpSettings]:
     controller.start()
     smtp = SmtpSettings(host="127.0.0.1", port=port, security="none", timeout_seconds=10)
     return controller, handler, smtp
+
+
+class RunningWeb:
+    """The real app under uvicorn (`serve_web`) on a free loopback port, in a thread."""
+
+    def __init__(self, settings_for_port: Any, engine: Any, send_message: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.settings = settings_for_port(self.base_url)
+        self._engine, self._send = engine, send_message
+        self._loop: Any = None
+        self._stop: Any = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        import asyncio
+
+        from digestd.web import serve_web
+
+        async def main() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            self._started.set()
+            await serve_web(self.settings, self._engine, send_message=self._send, stop_event=self._stop, sock=self.sock)
+
+        try:
+            asyncio.run(main())
+        except BaseException as error:  # reported by stop()
+            self.error = error
+            self._started.set()
+
+    def __enter__(self) -> RunningWeb:
+        self._thread.start()
+        self._started.wait(10)
+        self._wait_until_listening()
+        return self
+
+    def _wait_until_listening(self) -> None:
+        import time
+
+        import httpx
+
+        for _ in range(100):
+            try:
+                httpx.get(self.base_url + "/static/style.css", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"the web app did not start: {self.error!r}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+        assert not self._thread.is_alive(), "the web app did not stop"
+        assert self.error is None, self.error
