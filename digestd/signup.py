@@ -35,7 +35,6 @@ SEND_CONFIRMATION, SEND_ALREADY_SUBSCRIBED, SEND_NOTHING = "confirmation", "alre
 class SignupOutcome:
     action: str  # SEND_CONFIRMATION | SEND_ALREADY_SUBSCRIBED | SEND_NOTHING
     email: str
-    name: str = ""
     subscriber_id: int | None = None
     confirm: ConfirmToken | None = None  # for SEND_CONFIRMATION
 
@@ -49,7 +48,7 @@ def _ask_confirmation(subscriber: Subscriber, now: datetime) -> SignupOutcome:
     subscriber.confirm_nonce = new_nonce()
     subscriber.confirm_sent_at = now
     token = ConfirmToken(subscriber_id=subscriber.id, issued_at=now, nonce=subscriber.confirm_nonce)
-    return SignupOutcome(SEND_CONFIRMATION, subscriber.email, subscriber.name, subscriber.id, token)
+    return SignupOutcome(SEND_CONFIRMATION, subscriber.email, subscriber.id, token)
 
 
 def start_signup(session: Session, given: SubscriberInput, *, defaults: DigestSettings, now: datetime) -> SignupOutcome:
@@ -65,7 +64,7 @@ def start_signup(session: Session, given: SubscriberInput, *, defaults: DigestSe
     if subscriber is None:
         subscriber = add_subscriber(session, checked, defaults=defaults, now=now)
     elif subscriber.status in (ACTIVE, PAUSED):
-        return SignupOutcome(SEND_ALREADY_SUBSCRIBED, subscriber.email, subscriber.name, subscriber.id)
+        return SignupOutcome(SEND_ALREADY_SUBSCRIBED, subscriber.email, subscriber.id)
     elif subscriber.status in (PENDING, UNSUBSCRIBED):
         subscriber = edit_subscriber(session, checked, now=now)
     else:

@@ -10,6 +10,7 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 from web_support import START, Clock, Outbox, csrf_of, make_settings
 
+from digestd.errors import DeliveryError
 from digestd.models import ACTIVE, PENDING, UNSUBSCRIBED, ProfileItem, Subscriber, Suppression
 from digestd.signup import purge_unconfirmed
 from digestd.store import open_session
@@ -229,3 +230,35 @@ def test_purge_removes_pending_subscribers_after_30_days(client: TestClient, eng
     assert subscriber(engine, "late@example.org") is None and kept is not None
     with open_session(engine) as session:
         assert {i.subscriber_id for i in session.scalars(select(ProfileItem))} == {kept.id}
+
+
+def test_unconfirmed_subscribers_are_not_due_for_a_digest(client: TestClient, engine: Engine, outbox: Outbox) -> None:
+    from digestd.api import due_subscribers
+
+    client.post("/subscribe", data=form(client))
+    with open_session(engine) as session:
+        assert due_subscribers(session, START.replace(year=2027)) == []
+    client.post(outbox.last_link("confirm"), data={"csrf": csrf_of(client)})
+    with open_session(engine) as session:
+        assert [s.email for s in due_subscribers(session, START.replace(year=2027))] == ["ada@example.org"]
+
+
+def test_the_confirmation_mail_carries_nothing_the_requester_typed(client: TestClient, outbox: Outbox) -> None:
+    client.post("/subscribe", data=form(client, name="Visit evil.example now"))
+    (message,) = outbox.messages
+    assert "evil" not in message.as_string() and message["Auto-Submitted"] == "auto-generated"
+
+
+def test_a_mail_failure_is_a_503_page(engine: Engine, clock: Clock) -> None:
+    async def broken(message: object) -> None:
+        raise DeliveryError("cannot send mail through smtp.example:587: refused")
+
+    app = create_app(make_settings(), engine, send_message=broken, now=clock)
+    with TestClient(app) as client:
+        page = client.post("/subscribe", data=form(client))
+    assert page.status_code == 503 and "try again in a few minutes" in page.text
+
+
+def test_an_oversized_post_is_refused(client: TestClient, engine: Engine) -> None:
+    page = client.post("/subscribe", data=form(client, keywords="x" * 70_000))
+    assert page.status_code == 413 and subscriber(engine) is None

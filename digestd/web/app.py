@@ -52,19 +52,35 @@ SECURITY_HEADERS = [
 ]
 
 
+MAX_BODY_BYTES = 64 * 1024  # the largest form is a few kilobytes
+
+
 class SecurityHeaders:
-    """Adds `SECURITY_HEADERS` to every HTTP response."""
+    """Adds `SECURITY_HEADERS` to every HTTP response and refuses bodies over `MAX_BODY_BYTES`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise HTTPException(413, "The form sent too much data.")
+            return message
+
+        await self.app(scope, receive_limited, send_with_headers)
 
 
 def _utc_now() -> datetime:

@@ -1,4 +1,8 @@
-"""The emails the web sends: "confirm your subscription" and "you are already subscribed"."""
+"""The emails the web sends: "confirm your subscription" and "you are already subscribed".
+
+Anyone can make us send these to any address, so they carry nothing the requester typed
+(not even the name): the sign-up form cannot be used to mail chosen text to strangers.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +28,13 @@ def _message(mail: MailSettings, *, to: str, subject: str, body: str, now: datet
     return message
 
 
-def compose_confirmation(
-    pages: Pages, mail: MailSettings, *, to: str, name: str, link: str, now: datetime
-) -> EmailMessage:
-    body = pages.render_text("confirm_email.txt", name=name, link=link, base_url=mail.base_url)
+def compose_confirmation(pages: Pages, mail: MailSettings, *, to: str, link: str, now: datetime) -> EmailMessage:
+    body = pages.render_text("confirm_email.txt", link=link, base_url=mail.base_url)
     return _message(mail, to=to, subject="Please confirm your paper digest subscription", body=body, now=now)
 
 
 def compose_already_subscribed(
-    pages: Pages, mail: MailSettings, *, to: str, name: str, manage_link: str, now: datetime
+    pages: Pages, mail: MailSettings, *, to: str, manage_link: str, now: datetime
 ) -> EmailMessage:
-    body = pages.render_text("already_email.txt", name=name, manage_link=manage_link, base_url=mail.base_url)
+    body = pages.render_text("already_email.txt", manage_link=manage_link, base_url=mail.base_url)
     return _message(mail, to=to, subject="You are already subscribed to the paper digest", body=body, now=now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -53,12 +54,10 @@ async def send_signup_mail(web: Web, outcome: SignupOutcome) -> None:
     mail, now = web.settings.mail, web.now()
     if outcome.action == SEND_CONFIRMATION and outcome.confirm is not None:
         link = web.link("confirm", web.confirms.sign(outcome.confirm))
-        message = compose_confirmation(web.pages, mail, to=outcome.email, name=outcome.name, link=link, now=now)
+        message = compose_confirmation(web.pages, mail, to=outcome.email, link=link, now=now)
     elif outcome.action == SEND_ALREADY_SUBSCRIBED and outcome.subscriber_id is not None:
         manage = web.link("manage", web.links.sign_manage(outcome.subscriber_id))
-        message = compose_already_subscribed(
-            web.pages, mail, to=outcome.email, name=outcome.name, manage_link=manage, now=now
-        )
+        message = compose_already_subscribed(web.pages, mail, to=outcome.email, manage_link=manage, now=now)
     else:
         log.info("sign-up: no mail for a suppressed address")
         return
@@ -83,7 +82,10 @@ async def subscribe(web: Web, request: Request) -> Response:
     if not web.address_limit.allow(checked.email, now.timestamp()):
         return rate_limited(web, request)
     defaults = web.settings.digest
-    outcome = await web.run_db(lambda s: start_signup(s, checked, defaults=defaults, now=now), immediate=True)
+    try:
+        outcome = await web.run_db(lambda s: start_signup(s, checked, defaults=defaults, now=now), immediate=True)
+    except IntegrityError:  # a parallel sign-up for the same address won the race: go again
+        outcome = await web.run_db(lambda s: start_signup(s, checked, defaults=defaults, now=now), immediate=True)
     await send_signup_mail(web, outcome)
     return web.page(request, "check_inbox.html", email=outcome.email)
 
