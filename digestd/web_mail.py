@@ -8,6 +8,7 @@ can be swapped for the shared client without touching the web.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from digestd.config import SmtpSettings
-from digestd.errors import DeliveryError
+from digestd.errors import ConfigError, DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,24 @@ async def send_with_smtp(smtp: SmtpSettings, message: EmailMessage) -> None:
     log.info("sent %s through %s:%s", message.get("Subject", ""), smtp.host, smtp.port)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def make_smtp_sender(smtp: SmtpSettings) -> SendMessage:
-    """The `send_message` callable the web app takes, bound to these settings."""
+    """The `send_message` callable the web app takes, bound to these settings.
+
+    `security = "none"` is refused for anything but a loopback server."""
+    if smtp.security == "none" and not is_loopback(smtp.host):
+        raise ConfigError(
+            f"smtp.security = 'none' is only allowed for a server on this machine, not {smtp.host}",
+            hint="use starttls or tls",
+        )
 
     async def send_message(message: EmailMessage) -> None:
         await send_with_smtp(smtp, message)

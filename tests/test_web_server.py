@@ -21,7 +21,7 @@ from digestd.store import open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
 from digestd.tokens import TokenSigner
 from digestd.web.server import parse_bind
-from digestd.web_mail import send_with_smtp
+from digestd.web_mail import make_smtp_sender, send_with_smtp
 
 
 @pytest.fixture
@@ -88,3 +88,9 @@ def test_parse_bind() -> None:
     with pytest.raises(ConfigError):
         parse_bind("localhost")
     assert re.match(r"^\d+$", str(free_port()))
+
+
+def test_plain_smtp_is_refused_for_a_remote_server() -> None:
+    with pytest.raises(ConfigError, match="only allowed for a server on this machine"):
+        make_smtp_sender(SmtpSettings(host="smtp.example.org", security="none"))
+    make_smtp_sender(SmtpSettings(host="::1", security="none"))

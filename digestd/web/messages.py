@@ -24,7 +24,8 @@ def _message(mail: MailSettings, *, to: str, subject: str, body: str, now: datet
     domain = parseaddr(mail.from_)[1].rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body)
+    # 7bit keeps the long link on one line even in a raw view (quoted-printable would fold it)
+    message.set_content(body, cte="7bit" if body.isascii() else "quoted-printable")
     return message
 
 
