@@ -148,6 +148,10 @@ def test_the_form_works_without_javascript(browser: Any, web: RunningWeb, engine
     assert page.locator("#timezone").input_value() == "UTC"  # the server's default, no script ran
     page.get_by_label("Email address").fill("bob@example.org")
     page.get_by_role("button", name="Subscribe").click()
+    assert page.get_by_role("alert").inner_text().startswith("Please check the form")  # no interests yet
+    assert page.get_by_label("Email address").input_value() == "bob@example.org"  # kept
+    page.get_by_label("stat.ML").check()
+    page.get_by_role("button", name="Subscribe").click()
     assert page.locator("h1").inner_text() == "Check your inbox"
     subscriber, _ = load(engine, "bob@example.org")
     assert subscriber is not None and subscriber.timezone == "UTC" and subscriber.status == PENDING

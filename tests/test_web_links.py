@@ -180,3 +180,12 @@ def test_a_rating_for_a_paper_we_do_not_have_is_kept(client: TestClient, engine:
 def test_wrong_methods_get_a_page(client: TestClient) -> None:
     response = client.delete("/")
     assert response.status_code == 405 and "<h1>" in response.text
+
+
+def test_a_timezone_outside_the_list_is_kept_on_save(client: TestClient, engine: Engine, ada: int) -> None:
+    with open_session(engine) as session:
+        found = session.get(Subscriber, ada)
+        assert found is not None
+        found.timezone = "EST5EDT"  # valid for zoneinfo, not offered in the list
+    path = f"/manage/{SIGNER.sign_manage(ada)}"
+    assert "<option selected>EST5EDT</option>" in client.get(path).text

@@ -158,6 +158,8 @@ def test_bad_input_shows_the_form_again_with_the_values(client: TestClient, engi
     page = client.post("/subscribe", data=form(client, timezone="Mars/Olympus", keywords="kept words"))
     assert page.status_code == 400 and "timezone" in page.text and 'value="kept words"' in page.text
     assert client.post("/subscribe", data=form(client, email="not-an-address")).status_code == 400
+    nothing = client.post("/subscribe", data=form(client, keywords="", category=[]))
+    assert nothing.status_code == 400 and "no interests given" in nothing.text
     assert subscriber(engine) is None
 
 

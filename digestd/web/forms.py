@@ -74,6 +74,12 @@ def read_profile_form(form: FormData, *, with_email: bool) -> ProfileForm:
     )
 
 
+def check_interests(form: ProfileForm) -> None:
+    """A digest needs something to match: a keyword, a category or a seed paper."""
+    if not (form.keywords or form.categories or form.seeds):
+        raise InputError("no interests given: enter at least one keyword or choose a category")
+
+
 def to_input(form: ProfileForm, *, email: str, with_seeds: bool) -> SubscriberInput:
     """A `SubscriberInput` that sets every field of the form (empty text clears a list)."""
     if not email:

@@ -21,7 +21,7 @@ from digestd.signup import SEND_ALREADY_SUBSCRIBED, SEND_CONFIRMATION, SignupOut
 from digestd.signup import check_confirmation as check_confirmation_link
 from digestd.subscribers import check_input, parse_keywords
 from digestd.web.context import CSRF_FIELD, Web
-from digestd.web.forms import ProfileForm, default_form, read_profile_form, to_input
+from digestd.web.forms import ProfileForm, check_interests, default_form, read_profile_form, to_input
 from digestd.web.messages import compose_already_subscribed, compose_confirmation
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ async def subscribe(web: Web, request: Request) -> Response:
     form = ProfileForm()
     try:
         form = read_profile_form(data, with_email=True)
+        check_interests(form)
         checked = check_input(to_input(form, email=form.email, with_seeds=False))
         parse_keywords(checked.keywords)
     except InputError as error:
