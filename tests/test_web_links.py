@@ -189,3 +189,34 @@ def test_a_timezone_outside_the_list_is_kept_on_save(client: TestClient, engine:
         found.timezone = "EST5EDT"  # valid for zoneinfo, not offered in the list
     path = f"/manage/{SIGNER.sign_manage(ada)}"
     assert "<option selected>EST5EDT</option>" in client.get(path).text
+
+
+@pytest.mark.postgres
+def test_sign_up_confirm_rate_and_leave_on_postgresql(postgres_url: str, clock: Clock) -> None:
+    from digestd.signup import purge_unconfirmed
+    from digestd.store import make_engine, migrate
+
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    outbox = Outbox()
+    app = create_app(make_settings(), engine, send_message=outbox, now=clock)
+    with TestClient(app, follow_redirects=False) as client:
+        data = {"csrf": csrf_of(client), "email": "pg@example.org", "keywords": "graphs", "frequency": "daily",
+                "day": "mon", "time": "08:00", "timezone": "UTC"}  # fmt: skip
+        assert client.post("/subscribe", data=data).status_code == 200
+        confirm = outbox.last_link("confirm")
+        assert client.post(confirm, data={"csrf": csrf_of(client)}).status_code == 200
+        with open_session(engine) as session:
+            found = session.scalar(select(Subscriber))
+            assert found is not None and found.status == ACTIVE and found.id is not None
+            subscriber_id = found.id
+        for value in (1, -1):
+            path = f"/rate/{SIGNER.sign_rate(subscriber_id, '2401.01234', value)}"
+            assert client.post(path, data={"csrf": csrf_of(client, path)}).status_code == 200
+        path = f"/unsubscribe/{SIGNER.sign_unsubscribe(subscriber_id)}"
+        assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    with open_session(engine) as session:
+        assert [r.value for r in session.scalars(select(Rating))] == [-1]
+        assert session.get(Subscriber, subscriber_id).status == UNSUBSCRIBED  # type: ignore[union-attr]
+        assert purge_unconfirmed(session, START.replace(year=2027)) == 0
+    engine.dispose()
