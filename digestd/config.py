@@ -96,6 +96,11 @@ class IngestSettings:
 @dataclass(frozen=True)
 class WebSettings:
     bind: str = "127.0.0.1:8080"
+    # arXiv categories offered as checkboxes on the sign-up form, comma-separated
+    categories: str = "cs.AI, cs.CL, cs.CV, cs.IR, cs.LG, cs.NE, cs.RO, stat.ML"
+    subscribe_per_ip_per_hour: float = 10.0  # sign-up form posts per client address
+    mails_per_address_per_day: float = 3.0  # confirmation / "already subscribed" mails per email address
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies trusted for X-Forwarded-For (comma-separated, or *)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,11 @@ class Subscriber(SQLModel, table=True):
     confirmed_at: datetime | None = None
     next_due_at: datetime | None = None
     last_digest_at: datetime | None = None
+    # Web sign-up: the nonce in the one confirmation link that is valid (cleared once used),
+    # when that link was mailed, and when the subscriber left.
+    confirm_nonce: str | None = Field(default=None, max_length=64)
+    confirm_sent_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
 
 
 class ProfileItem(SQLModel, table=True):

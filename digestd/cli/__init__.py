@@ -119,9 +119,9 @@ def init(app: AppContext) -> None:
 
 
 def _register_commands() -> None:
-    from digestd.cli import demo, papers, send, status, subscribers
+    from digestd.cli import demo, papers, send, status, subscribers, web
 
-    for module in (subscribers, papers, send, status, demo):
+    for module in (subscribers, papers, send, status, demo, web):
         for command in module.COMMANDS:
             cli.add_command(command)
 

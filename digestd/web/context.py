@@ -1,0 +1,76 @@
+"""What every request handler gets: settings, database, signers, limits and the mail seam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from digestd.config import Settings
+from digestd.confirmation import ConfirmSigner
+from digestd.store import open_session
+from digestd.tokens import TokenSigner
+from digestd.web.csrf import COOKIE_NAME, FIELD_NAME, CsrfGuard
+from digestd.web.limits import RateLimiter
+from digestd.web.pages import Pages
+from digestd.web_mail import SendMessage
+
+T = TypeVar("T")
+
+
+@dataclass
+class Web:
+    settings: Settings
+    engine: Engine
+    pages: Pages
+    links: TokenSigner
+    confirms: ConfirmSigner
+    csrf: CsrfGuard
+    ip_limit: RateLimiter
+    address_limit: RateLimiter
+    send_message: SendMessage
+    now: Callable[[], datetime]
+
+    async def run_db(self, work: Callable[[Session], T], *, immediate: bool = False) -> T:
+        """Run `work` in one transaction, in a worker thread (the database driver blocks)."""
+
+        def in_session() -> T:
+            with open_session(self.engine, immediate=immediate) as session:
+                return work(session)
+
+        return await run_in_threadpool(in_session)
+
+    def link(self, kind: str, token: str) -> str:
+        return f"{self.settings.mail.base_url.rstrip('/')}/{kind}/{token}"
+
+    def client_address(self, request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def csrf_ok(self, request: Request, form_value: object) -> bool:
+        value = form_value if isinstance(form_value, str) else None
+        return self.csrf.check(request.cookies.get(COOKIE_NAME), value)
+
+    def page(self, request: Request, template: str, *, status: int = 200, **context: object) -> Response:
+        return self.pages.render(request, template, status=status, **context)
+
+    def error_page(self, request: Request, status: int, title: str, message: str, hint: str | None = None) -> Response:
+        return self.pages.render(request, "error.html", status=status, title=title, message=message, hint=hint)
+
+    def csrf_failed(self, request: Request) -> Response:
+        return self.error_page(
+            request,
+            403,
+            "Please try again",
+            "This form has expired or your browser did not send its cookie.",
+            "Go back, reload the page and submit the form again (cookies must be allowed for this site).",
+        )
+
+
+CSRF_FIELD = FIELD_NAME

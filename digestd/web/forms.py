@@ -1,0 +1,99 @@
+"""Read the profile form (sign-up and manage pages) into a `SubscriberInput`.
+
+Values are kept as typed so a page with an error can show the form again as it was.
+Lengths are capped here; everything else is checked by `subscribers.check_input`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from starlette.datastructures import FormData
+
+from digestd.config import DigestSettings
+from digestd.errors import InputError
+from digestd.subscribers import SubscriberInput
+
+MAX_LENGTHS = {"email": 320, "name": 200, "keywords": 2000, "exclude": 2000, "seeds": 2000, "timezone": 64}
+MAX_CATEGORIES = 50
+
+
+@dataclass
+class ProfileForm:
+    """The form's fields as strings, as the browser sent them."""
+
+    email: str = ""
+    name: str = ""
+    keywords: str = ""
+    exclude: str = ""
+    categories: list[str] = field(default_factory=list)
+    seeds: str = ""
+    frequency: str = "weekly"
+    day: str = "mon"
+    time: str = "08:00"
+    timezone: str = "UTC"
+    timezone_chosen: bool = False  # the person (not the default) picked the timezone
+
+
+def default_form(defaults: DigestSettings) -> ProfileForm:
+    return ProfileForm(
+        frequency=defaults.default_frequency,
+        day=defaults.default_day,
+        time=defaults.default_time,
+        timezone=defaults.default_timezone,
+    )
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    text = value.strip() if isinstance(value, str) else ""
+    limit = MAX_LENGTHS.get(name, 100)
+    if len(text) > limit:
+        raise InputError(f"{name} is too long: at most {limit} characters")
+    return text
+
+
+def read_profile_form(form: FormData, *, with_email: bool) -> ProfileForm:
+    """The submitted fields; `InputError` if one is far too long."""
+    categories = [value.strip() for value in form.getlist("category") if isinstance(value, str) and value.strip()]
+    if len(categories) > MAX_CATEGORIES:
+        raise InputError(f"too many categories: at most {MAX_CATEGORIES}")
+    return ProfileForm(
+        email=_text(form, "email") if with_email else "",
+        name=_text(form, "name"),
+        keywords=_text(form, "keywords"),
+        exclude=_text(form, "exclude"),
+        categories=list(dict.fromkeys(categories)),
+        seeds=_text(form, "seeds"),
+        frequency=_text(form, "frequency"),
+        day=_text(form, "day"),
+        time=_text(form, "time"),
+        timezone=_text(form, "timezone"),
+        timezone_chosen=True,
+    )
+
+
+def check_interests(form: ProfileForm) -> None:
+    """A digest needs something to match: a keyword, a category or a seed paper."""
+    if not (form.keywords or form.categories or form.seeds):
+        raise InputError("no interests given: enter at least one keyword or choose a category")
+
+
+def to_input(form: ProfileForm, *, email: str, with_seeds: bool) -> SubscriberInput:
+    """A `SubscriberInput` that sets every field of the form (empty text clears a list)."""
+    if not email:
+        raise InputError("email is missing: enter the address the digest should go to")
+    seeds: Sequence[str] | None = [s for s in form.seeds.replace(",", " ").split() if s] if with_seeds else None
+    return SubscriberInput(
+        email=email,
+        name=form.name,
+        keywords=form.keywords,
+        exclude=form.exclude,
+        categories=form.categories,
+        seeds=seeds,
+        frequency=form.frequency or None,
+        day=form.day or None,
+        time=form.time or None,
+        timezone=form.timezone or None,
+    )

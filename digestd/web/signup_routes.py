@@ -1,0 +1,120 @@
+"""`/` (the sign-up form), `/subscribe` and `/confirm/<token>`: double opt-in.
+
+`POST /subscribe` always ends on the same "check your inbox" page, whether the address
+is new, pending, already subscribed or suppressed; only the email differs. `GET
+/confirm/<token>` shows a button and changes nothing (mail scanners fetch links); the
+button's POST activates the subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from digestd.errors import InputError
+from digestd.signup import SEND_ALREADY_SUBSCRIBED, SEND_CONFIRMATION, SignupOutcome, confirm_signup, start_signup
+from digestd.signup import check_confirmation as check_confirmation_link
+from digestd.subscribers import check_input, parse_keywords
+from digestd.web.context import CSRF_FIELD, Web
+from digestd.web.forms import ProfileForm, check_interests, default_form, read_profile_form, to_input
+from digestd.web.messages import compose_already_subscribed, compose_confirmation
+
+log = logging.getLogger(__name__)
+MAX_FIELDS = 200
+
+
+def show_signup_form(web: Web, request: Request, form: ProfileForm, *, error: str | None = None) -> Response:
+    status = 400 if error else 200
+    return web.page(request, "index.html", status=status, form=form, error=error, uses_forms=True)
+
+
+def rate_limited(web: Web, request: Request) -> Response:
+    response = web.error_page(
+        request,
+        429,
+        "Too many requests",
+        "We received too many sign-up requests from your network or for this address.",
+        "Please wait an hour and try again. If you already signed up, look for our email (and in your spam folder).",
+    )
+    response.headers["Retry-After"] = "3600"
+    return response
+
+
+async def signup_page(web: Web, request: Request) -> Response:
+    return show_signup_form(web, request, default_form(web.settings.digest))
+
+
+async def send_signup_mail(web: Web, outcome: SignupOutcome) -> None:
+    """Mail what `start_signup` asked for (nothing for suppressed addresses)."""
+    mail, now = web.settings.mail, web.now()
+    if outcome.action == SEND_CONFIRMATION and outcome.confirm is not None:
+        link = web.link("confirm", web.confirms.sign(outcome.confirm))
+        message = compose_confirmation(web.pages, mail, to=outcome.email, link=link, now=now)
+    elif outcome.action == SEND_ALREADY_SUBSCRIBED and outcome.subscriber_id is not None:
+        manage = web.link("manage", web.links.sign_manage(outcome.subscriber_id))
+        message = compose_already_subscribed(web.pages, mail, to=outcome.email, manage_link=manage, now=now)
+    else:
+        log.info("sign-up: no mail for a suppressed address")
+        return
+    await web.send_message(message)
+    log.info("sign-up: %s mail sent to subscriber %s", outcome.action, outcome.subscriber_id)
+
+
+async def subscribe(web: Web, request: Request) -> Response:
+    data = await request.form(max_files=0, max_fields=MAX_FIELDS)
+    if not web.csrf_ok(request, data.get(CSRF_FIELD)):
+        return web.csrf_failed(request)
+    now = web.now()
+    if not web.ip_limit.allow(web.client_address(request), now.timestamp()):
+        return rate_limited(web, request)
+    form = ProfileForm()
+    try:
+        form = read_profile_form(data, with_email=True)
+        check_interests(form)
+        checked = check_input(to_input(form, email=form.email, with_seeds=False))
+        parse_keywords(checked.keywords)
+    except InputError as error:
+        return show_signup_form(web, request, form, error=error.message)
+    if not web.address_limit.allow(checked.email, now.timestamp()):
+        return rate_limited(web, request)
+    defaults = web.settings.digest
+    try:
+        outcome = await web.run_db(lambda s: start_signup(s, checked, defaults=defaults, now=now), immediate=True)
+    except IntegrityError:  # a parallel sign-up for the same address won the race: go again
+        outcome = await web.run_db(lambda s: start_signup(s, checked, defaults=defaults, now=now), immediate=True)
+    await send_signup_mail(web, outcome)
+    return web.page(request, "check_inbox.html", email=outcome.email)
+
+
+async def confirm_page(web: Web, request: Request) -> Response:
+    token = web.confirms.verify(request.path_params["token"])
+    now = web.now()
+    await web.run_db(lambda s: check_confirmation_link(s, token, now=now))
+    return web.page(request, "confirm.html", uses_forms=True)
+
+
+async def confirm(web: Web, request: Request) -> Response:
+    data = await request.form(max_files=0, max_fields=10)
+    if not web.csrf_ok(request, data.get(CSRF_FIELD)):
+        return web.csrf_failed(request)
+    token = web.confirms.verify(request.path_params["token"])
+    now = web.now()
+    subscriber_id = await web.run_db(lambda s: confirm_signup(s, token, now=now).id, immediate=True)
+    assert subscriber_id is not None
+    log.info("sign-up: subscriber %s confirmed", subscriber_id)
+    manage_url = web.link("manage", web.links.sign_manage(subscriber_id))
+    return web.page(request, "confirmed.html", manage_url=manage_url)
+
+
+def signup_routes(web: Web) -> list[Route]:
+    return [
+        Route("/", partial(signup_page, web), methods=["GET"]),
+        Route("/subscribe", partial(subscribe, web), methods=["POST"]),
+        Route("/confirm/{token}", partial(confirm_page, web), methods=["GET"]),
+        Route("/confirm/{token}", partial(confirm, web), methods=["POST"]),
+    ]
