@@ -100,3 +100,21 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, request_stop, signal.Signals(signum).name)
+
+
+def daemon_running(database_url: str) -> str | None:
+    """'pid N' when a daemon holds the SQLite lock, else None (and None for PostgreSQL)."""
+    database = sqlite_file(database_url)
+    if database is None:
+        return None
+    path = database.with_name(database.name + ".lock")
+    if not path.exists():
+        return None
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "running"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None

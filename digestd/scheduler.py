@@ -1,0 +1,137 @@
+"""`digestd run`: APScheduler wiring only. The jobs are functions of the other modules.
+
+- one ingest job per source, on the source's cron line (UTC);
+- a planning tick every minute: plans the subscribers whose `next_due_at` has passed and
+  delivers what is claimable (no job per subscriber; after downtime the planner makes one
+  catch-up digest per subscriber, never one per missed period);
+- a daily purge of sign-ups never confirmed;
+- the web pages, in the same event loop.
+
+SIGTERM/SIGINT stop the scheduler, let in-flight sends finish (bounded by
+`STOP_GRACE_SECONDS`), stop the web server, and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+
+from digestd.config import Settings
+from digestd.delivery import plan_due, send_due
+from digestd.errors import ConfigError, DigestdError
+from digestd.ingest import run_sources
+from digestd.render import EmailBuilder
+from digestd.signup import purge_unconfirmed
+from digestd.store import open_session
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+STOP_GRACE_SECONDS = 60.0
+TICK_SECONDS = 60
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class DaemonJobs:
+    """The scheduled jobs, bound to one engine, one set of settings and one stop event."""
+
+    engine: Engine
+    settings: Settings
+    builder: EmailBuilder
+    stop: asyncio.Event
+    clock: Clock = utc_now
+    deliver: bool = True
+    running: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def _track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.running.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self.running.discard)
+
+    async def ingest(self, name: str) -> None:
+        """Run one source (in a thread: fetching blocks) and log one line."""
+        self._track()
+        reports = await asyncio.to_thread(run_sources, self.engine, self.settings, names=[name], now=self.clock())
+        for report in reports:
+            outcome = f"failed: {report.error}" if report.error else "ok"
+            log.info(
+                "ingest %s: %s, %d read, %d new, %d updated", name, outcome, report.seen, report.new, report.updated
+            )
+
+    async def tick(self) -> None:
+        """Plan what is due and deliver it; one log line with the counts."""
+        if self.stop.is_set():
+            return
+        self._track()
+        try:
+            if not self.deliver:
+                planned = await asyncio.to_thread(plan_due, self.engine, now=self.clock())
+                log.info("tick: %d planned (delivery left to workers)", planned)
+                return
+            report = await send_due(self.engine, self.settings, self.builder, clock=self.clock, stop=self.stop)
+        except DigestdError as error:
+            log.error("tick: delivery stopped: %s", error.message)
+            return
+        log.info(
+            "tick: %d planned, %d sent, %d retrying, %d failed, %d unknown, %d skipped",
+            report.planned,
+            report.sent,
+            report.retrying,
+            report.failed,
+            report.unknown,
+            report.skipped,
+        )
+
+    async def purge(self) -> None:
+        self._track()
+        with open_session(self.engine) as session:
+            purged = purge_unconfirmed(session, self.clock())
+        log.info("purge: %d unconfirmed sign-up(s) older than 30 days deleted", purged)
+
+    async def wait_for_running(self, timeout: float) -> None:
+        """Let in-flight jobs finish; after `timeout` seconds, cancel what is left."""
+        others = {task for task in self.running if task is not asyncio.current_task()}
+        if not others:
+            return
+        log.info("waiting up to %.0f s for %d running job(s)", timeout, len(others))
+        done, pending = await asyncio.wait(others, timeout=timeout)
+        for task in pending:
+            task.cancel()
+
+
+def cron_trigger(line: str, *, source: str) -> CronTrigger:
+    try:
+        return CronTrigger.from_crontab(line, timezone=UTC)
+    except ValueError as error:
+        raise ConfigError(
+            f"sources[{source}].schedule = {line!r} is not allowed: {error}",
+            hint='use a cron line such as "30 1 * * mon-fri" (minute hour day month weekday, UTC)',
+        ) from None
+
+
+def build_scheduler(jobs: DaemonJobs) -> AsyncIOScheduler:
+    """An AsyncIOScheduler with a memory job store: ingest per source, the tick, the purge."""
+    scheduler = AsyncIOScheduler(
+        timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+    )
+    for source in jobs.settings.sources:
+        trigger = cron_trigger(source.schedule, source=source.name)
+        scheduler.add_job(jobs.ingest, trigger, args=[source.name], id=f"ingest:{source.name}")
+    scheduler.add_job(
+        jobs.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", next_run_time=jobs.clock()
+    )
+    scheduler.add_job(jobs.purge, CronTrigger(hour=3, minute=17, timezone=UTC), id="purge")
+    return scheduler
