@@ -1,0 +1,204 @@
+"""Claiming ledger rows and recording what happened to them (see `ledger.py` for the states).
+
+Every write is guarded by the row's current status (and lease owner), so a worker
+whose lease was taken over cannot overwrite what another worker recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from digestd.ledger import (
+    CLAIMED,
+    PENDING,
+    PERM_FAILED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    TEMP_FAILED,
+    UNKNOWN,
+    expire_leases,
+    retry_delay,
+)
+from digestd.models import ACTIVE, SUPPRESSED, Delivery, SentPaper, Subscriber, Suppression
+from digestd.subscribers import email_hash
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A ledger row this worker holds, with what building its digest needs."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one delivery ended: a ledger status, the reason, and whether to suppress the address."""
+
+    status: str  # SENT, TEMP_FAILED, PERM_FAILED, UNKNOWN or SKIPPED
+    reason: str = ""
+    suppress: bool = False
+
+
+def _skip_reason(subscriber: Subscriber, suppressed: set[str]) -> str | None:
+    if subscriber.status != ACTIVE:
+        return f"subscriber is {subscriber.status}"
+    if email_hash(subscriber.email) in suppressed:
+        return "address is on the suppression list"
+    return None
+
+
+def claim_deliveries(
+    session: Session,
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    subscriber_ids: Sequence[int] | None = None,
+    resend_unknown: bool = False,
+) -> list[Claim]:
+    """Take up to `limit` rows that are due, under a lease. Unsubscribed or suppressed
+    subscribers are checked now, and their rows skipped. SQLite callers hold the write
+    lock (BEGIN IMMEDIATE); PostgreSQL skips rows other workers have locked."""
+    expire_leases(session, now=now)
+    statuses = [PENDING, TEMP_FAILED, *([UNKNOWN] if resend_unknown else [])]
+    query = (
+        select(Delivery)
+        .where(col(Delivery.status).in_(statuses))
+        .where(or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now))
+        .order_by(col(Delivery.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if subscriber_ids is not None:
+        query = query.where(col(Delivery.subscriber_id).in_(subscriber_ids))
+    rows = list(session.scalars(query))
+    ids = list({row.subscriber_id for row in rows})
+    subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
+    hashes = [email_hash(s.email) for s in subscribers.values()]
+    suppressed = set(session.scalars(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(hashes))))
+    claims = []
+    for row in rows:
+        assert row.id is not None
+        subscriber = subscribers[row.subscriber_id]
+        reason = _skip_reason(subscriber, suppressed)
+        row.updated_at = now
+        if reason:
+            row.status, row.last_error = SKIPPED, reason
+            continue
+        row.status, row.lease_owner, row.lease_expires_at = CLAIMED, worker, now + lease
+        claims.append(
+            Claim(
+                row.id,
+                row.subscriber_id,
+                subscriber.email,
+                row.period,
+                row.period_start,
+                row.period_end,
+                row.created_at,
+            )
+        )
+    session.flush()
+    return claims
+
+
+def mark_sending(
+    session: Session,
+    claim: Claim,
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    message_id: str,
+    paper_ids: Sequence[str],
+) -> bool:
+    """Record that the SMTP transaction is about to start; False if the claim was lost."""
+    statement = (
+        update(Delivery)
+        .where(
+            col(Delivery.id) == claim.delivery_id, col(Delivery.status) == CLAIMED, col(Delivery.lease_owner) == worker
+        )
+        .values(
+            status=SENDING,
+            attempts=col(Delivery.attempts) + 1,
+            message_id=message_id,
+            paper_ids=list(paper_ids),
+            lease_expires_at=now + lease,
+            updated_at=now,
+        )
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def _save_sent_papers(session: Session, claim: Claim, paper_ids: Sequence[str], now: datetime) -> None:
+    if not paper_ids:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    rows = [
+        {"subscriber_id": claim.subscriber_id, "paper_id": pid, "delivery_id": claim.delivery_id, "sent_at": now}
+        for pid in dict.fromkeys(paper_ids)
+    ]
+    session.execute(dialect.insert(SentPaper).on_conflict_do_nothing(), rows)
+
+
+def _advance_last_digest(session: Session, claim: Claim) -> None:
+    subscriber = session.get(Subscriber, claim.subscriber_id)
+    if subscriber is not None and (subscriber.last_digest_at is None or subscriber.last_digest_at < claim.period_end):
+        subscriber.last_digest_at = claim.period_end
+
+
+def _suppress(session: Session, claim: Claim, reason: str, now: datetime) -> None:
+    key = email_hash(claim.email)
+    if session.get(Suppression, key) is None:
+        session.add(Suppression(email_hash=key, reason=reason[:50], created_at=now))
+    subscriber = session.get(Subscriber, claim.subscriber_id)
+    if subscriber is not None:
+        subscriber.status = SUPPRESSED
+
+
+def finish_delivery(
+    session: Session,
+    claim: Claim,
+    result: Result,
+    *,
+    now: datetime,
+    retry_for: timedelta,
+    paper_ids: Sequence[str] = (),
+) -> str:
+    """Record how a claimed or sending delivery ended; returns the status written."""
+    row = session.get(Delivery, claim.delivery_id)
+    if row is None or row.status not in (CLAIMED, SENDING, UNKNOWN):
+        return row.status if row is not None else SKIPPED
+    status = result.status
+    row.next_attempt_at = None
+    if status == TEMP_FAILED:
+        delay = retry_delay(row.attempts)
+        if now + delay - claim.created_at > retry_for:
+            status = PERM_FAILED
+            result = Result(PERM_FAILED, f"gave up after {row.attempts} attempts: {result.reason}")
+        else:
+            row.next_attempt_at = now + delay
+    if status == SENT:
+        row.sent_at = now
+        _save_sent_papers(session, claim, paper_ids, now)
+    if status in (SENT, SKIPPED):
+        _advance_last_digest(session, claim)
+    if result.suppress:
+        _suppress(session, claim, result.reason, now)
+    row.status, row.last_error = status, (result.reason or None) if status != SENT else None
+    row.lease_owner, row.lease_expires_at, row.updated_at = None, None, now
+    session.flush()
+    return status
