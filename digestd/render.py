@@ -12,7 +12,7 @@ import email
 import email.policy
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -39,7 +39,7 @@ from digestd.message import (
     unsubscribe_mailto,
 )
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
-from digestd.templates import Templates, load_templates, templates_dir
+from digestd.templates import Templates, load_templates, template_error, templates_dir
 from digestd.tokens import DEV_SECRET_KEY, TokenSigner
 
 __all__ = ["DigestRenderer", "Templates", "load_templates", "shorten_authors", "templates_dir", "trim_abstract"]
@@ -134,7 +134,7 @@ def make_paper_view(paper: PaperRecord, limit: int) -> PaperView:
 @dataclass(frozen=True, slots=True)
 class PickView:
     paper: PaperView
-    number: str  # rank, right-aligned: " 1."
+    number: str  # position in the email, right-aligned: " 1."
     reasons: str
     rate_up_url: str
     rate_down_url: str
@@ -178,10 +178,11 @@ class DigestRenderer:
             "unsubscribe_url": f"{base}/unsubscribe/{self.signer.sign_unsubscribe(subscriber_id)}",
         }
 
-    def context(self, digest: Digest, *, period: str, subject: str, limit: int) -> dict[str, Any]:
+    def context(self, digest: Digest, *, period: str, limit: int, notes: tuple[str, ...] = ()) -> dict[str, Any]:
         sid = digest.profile.subscriber_id
         base = self.mail.base_url.rstrip("/")
-        ranks = {id(pick): rank for rank, pick in enumerate(digest.picks, start=1)}
+        shown = [pick for section in digest.sections for pick in section.picks]
+        ranks = {id(pick): number for number, pick in enumerate(shown, start=1)}
         sections = []
         for section in digest.sections:
             picks = []
@@ -200,11 +201,11 @@ class DigestRenderer:
         count = len(ranks)
         return {
             "digest": digest,
-            "subject": subject,
+            "subject": subject_for(digest, period),
             "heading": f"Your paper digest, {format_day(period)}",
             "intro": _intro(count, digest.candidates),
             "sections": sections,
-            "notes": list(digest.notes),
+            "notes": [*digest.notes, *notes],
             "candidates": digest.candidates,
             "email": digest.profile.email,
             "name": digest.profile.name,
@@ -213,24 +214,40 @@ class DigestRenderer:
             **self.links(sid),
         }
 
-    def render_parts(self, digest: Digest, *, period: str, subject: str) -> tuple[str, str]:
-        """(text, HTML) of the digest; the HTML stays under `HTML_LIMIT` bytes."""
+    def render_parts(self, digest: Digest, *, period: str) -> tuple[str, str, Digest]:
+        """(text, HTML, the digest as rendered). The HTML stays under `HTML_LIMIT` bytes:
+        abstracts are shortened first; if that is not enough, the lowest-ranked papers go."""
         empty = digest.is_empty
         text_template = self.templates.empty_text if empty else self.templates.text
         html_template = self.templates.empty_html if empty else self.templates.html
         try:
             for limit in ABSTRACT_LIMITS:
-                context = self.context(digest, period=period, subject=subject, limit=limit)
-                if limit != ABSTRACT_LIMITS[0]:
-                    context["notes"] = [*context["notes"], SHORTENED_NOTE]
+                notes = () if limit == ABSTRACT_LIMITS[0] else (SHORTENED_NOTE,)
+                context = self.context(digest, period=period, limit=limit, notes=notes)
                 html = html_template.render(context)
                 if len(html.encode()) <= HTML_LIMIT:
                     break
-            return text_template.render(context), html
+            while len(html.encode()) > HTML_LIMIT and len(digest.picks) > 1:
+                keep = max(1, int(len(digest.picks) * HTML_LIMIT / len(html.encode()) * 0.95))
+                digest = keep_top_picks(digest, keep)
+                context = self.context(digest, period=period, limit=ABSTRACT_LIMITS[-1], notes=(SHORTENED_NOTE,))
+                html = html_template.render(context)
+            return text_template.render(context), html, digest
         except jinja2.TemplateError as error:
-            raise RenderError(
-                f"cannot render the digest for subscriber {digest.profile.subscriber_id}: {error}"
-            ) from None
+            raise template_error(error, self.templates.folder) from None
+
+
+def keep_top_picks(digest: Digest, keep: int) -> Digest:
+    """The digest with only its `keep` best picks, saying how many were left out."""
+    picks = digest.picks
+    kept = {id(pick) for pick in picks[:keep]}
+    sections = tuple(
+        Section(s.label, tuple(p for p in s.picks if id(p) in kept))
+        for s in digest.sections
+        if any(id(p) in kept for p in s.picks)
+    )
+    note = f"{len(picks) - keep} more papers matched but were left out to keep this email small."
+    return replace(digest, sections=sections, notes=(*digest.notes, note))
 
 
 def _intro(count: int, candidates: int) -> str:
@@ -274,8 +291,8 @@ class EmailBuilder:
 
     def build(self, digest: Digest, *, period: str, now: datetime) -> RenderedEmail:
         profile = digest.profile
+        text, html, digest = self.renderer.render_parts(digest, period=period)
         subject = subject_for(digest, period)
-        text, html = self.renderer.render_parts(digest, period=period, subject=subject)
         mid = message_id(profile.subscriber_id, period, self.domain)
         token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id)
         url = clean_header(f"{self.mail.base_url.rstrip('/')}/unsubscribe/{token}")
@@ -311,7 +328,7 @@ def make_email_builder(mail: MailSettings, *, secret_key: str) -> EmailBuilder:
     def check(templates: Templates) -> None:
         trial = EmailBuilder(templates, mail, secret_key=secret_key, dkim=None)
         for digest in (sample_digest(now), Digest(sample_digest(now).profile, now, now)):
-            trial.renderer.render_parts(digest, period="2000-01-01", subject="sample")
+            trial.renderer.render_parts(digest, period="2000-01-01")
 
     templates = load_templates(mail, check=check)
     return EmailBuilder(templates, mail, secret_key=secret_key, dkim=load_dkim_signer(mail))
@@ -322,7 +339,8 @@ def render_parts(templates: Templates, digest: Digest, *, mail: MailSettings, se
     unless `secret_key` is given)."""
     builder = EmailBuilder(templates, mail, secret_key=secret_key or DEV_SECRET_KEY, dkim=None)
     period = digest.period_end.date().isoformat()
-    return builder.renderer.render_parts(digest, period=period, subject=subject_for(digest, period))
+    text, html, _ = builder.renderer.render_parts(digest, period=period)
+    return text, html
 
 
 def render_email(
