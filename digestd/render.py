@@ -21,7 +21,6 @@ from typing import Any
 import jinja2
 
 from digestd.config import MailSettings
-from digestd.errors import RenderError
 from digestd.message import (
     DkimSigner,
     build_mime,
