@@ -69,9 +69,9 @@ def claim_deliveries(
     limit: int,
     subscriber_ids: Sequence[int] | None = None,
     resend_unknown: bool = False,
-) -> list[Claim]:
-    """Take up to `limit` rows that are due, under a lease. Unsubscribed or suppressed
-    subscribers are checked now, and their rows skipped. SQLite callers hold the write
+) -> tuple[list[Claim], int]:
+    """Take up to `limit` rows that are due, under a lease; returns them and how many
+    were skipped instead: unsubscribed or suppressed subscribers are checked now. SQLite callers hold the write
     lock (BEGIN IMMEDIATE); PostgreSQL skips rows other workers have locked."""
     expire_leases(session, now=now)
     statuses = [PENDING, TEMP_FAILED, *([UNKNOWN] if resend_unknown else [])]
@@ -90,14 +90,14 @@ def claim_deliveries(
     subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
     hashes = [email_hash(s.email) for s in subscribers.values()]
     suppressed = set(session.scalars(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(hashes))))
-    claims = []
+    claims, skipped = [], 0
     for row in rows:
         assert row.id is not None
         subscriber = subscribers[row.subscriber_id]
         reason = _skip_reason(subscriber, suppressed)
         row.updated_at = now
         if reason:
-            row.status, row.last_error = SKIPPED, reason
+            row.status, row.last_error, skipped = SKIPPED, reason, skipped + 1
             continue
         row.status, row.lease_owner, row.lease_expires_at = CLAIMED, worker, now + lease
         claims.append(
@@ -112,7 +112,7 @@ def claim_deliveries(
             )
         )
     session.flush()
-    return claims
+    return claims, skipped
 
 
 def mark_sending(

@@ -172,13 +172,16 @@ class Sender:
                 status,
                 result.reason,
             )
+        self._count(status)
+
+    def _count(self, status: str) -> None:
         self.report.add(status)
         if self.progress is not None:
             self.progress.update(status)
 
     def _claim(self) -> list[Claim]:
         with open_session(self.engine, immediate=True) as session:
-            return claim_deliveries(
+            claims, skipped = claim_deliveries(
                 session,
                 worker=self.worker,
                 now=self.clock(),
@@ -187,6 +190,9 @@ class Sender:
                 subscriber_ids=self.subscriber_ids,
                 resend_unknown=self.resend_unknown,
             )
+        for _ in range(skipped):
+            self._count(SKIPPED)
+        return claims
 
     async def produce(self, queue: asyncio.Queue[Job | None], connections: int) -> None:
         try:

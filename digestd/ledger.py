@@ -45,12 +45,12 @@ class Period:
 def plan_period(subscriber: Subscriber, now: datetime, *, previous_end: datetime | None, forced: bool) -> Period:
     """The period a digest planned `now` covers. It ends at the due time (or `now`, when
     forced or when whole periods were missed: one catch-up digest, not one per period)
-    and starts where the previous one ended."""
+    and starts where the previous one ended (a first digest: one period before it was due)."""
     due = subscriber.next_due_at or now
     length = period_length(subscriber.frequency)
     end = now if forced or due + length <= now else due
     key_time = now if forced else due
-    start = previous_end or subscriber.last_digest_at or end - length
+    start = previous_end or subscriber.last_digest_at or due - length
     return Period(start=min(start, end), end=end, key=period_key(key_time, subscriber.timezone))
 
 

@@ -1,9 +1,9 @@
 """SMTP with aiosmtplib: secure, reused connections, a shared rate limit, and every reply
 classified for the ledger.
 
-Security: `tls` is implicit TLS (port 465); `starttls` upgrades a plain connection and
-refuses a server that does not offer STARTTLS (a loopback relay may go without); `none`
-is allowed for loopback hosts only. Certificates are always verified (`smtp.ca_file`
+Security: `tls` is implicit TLS (port 465); `starttls` (the default) upgrades a plain
+connection and refuses a server that does not offer STARTTLS; `none` (no TLS at all) is
+allowed for loopback hosts only, e.g. a local relay. Certificates are always verified (`smtp.ca_file`
 adds a CA to the system ones). A reply classifies the attempt:
 
     250 after DATA                       → sent
@@ -142,7 +142,7 @@ class SmtpConnection:
         await smtp.ehlo()
         if smtp.supports_extension("starttls"):
             await smtp.starttls(tls_context=self.tls)
-        elif not is_loopback(self.settings.host):
+        else:
             smtp.close()
             raise DeliveryError(
                 f"the SMTP server {self.settings.host}:{self.settings.port} does not offer STARTTLS",

@@ -53,7 +53,7 @@ def check_secret_key(secret_key: str) -> str:
     """The key for real mail, or a `ConfigError` saying how to set one."""
     if not secret_key:
         raise ConfigError(
-            "the secret key for links in emails is not set",
+            "DIGESTD_SECRET_KEY is not set: the links in emails (unsubscribe, manage, rate) cannot be signed",
             hint="set DIGESTD_SECRET_KEY to a long random string (e.g. `openssl rand -base64 32`)",
         )
     return secret_key

@@ -36,8 +36,18 @@ class SinkHandler:
         replies = self.rules.get((command, recipient)) or self.rules.get((command, "*"))
         return replies.pop(0) if replies else None
 
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        reply = self._rule("MAIL", "*")
+        if reply:
+            return reply
+        envelope.mail_from = address
+        return "250 OK"
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         reply = self._rule("RCPT", address)
+        if reply == "drop":
+            server.transport.close()
+            return "250 never seen"
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
