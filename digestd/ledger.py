@@ -79,7 +79,10 @@ def load_previous_ends(session: Session, ids: Sequence[int]) -> dict[int, dateti
 
 def plan_deliveries(session: Session, *, now: datetime, subscribers: Sequence[Subscriber], forced: bool) -> int:
     """Insert a ledger row for each subscriber's current period and move `next_due_at`
-    past `now`; running it twice (or on two nodes) inserts nothing new. Returns rows added."""
+    past `now`; running it twice (or on two nodes) inserts nothing new. Subscribers not
+    due yet are left alone unless `forced`. Returns the number of rows added."""
+    if not forced:
+        subscribers = [s for s in subscribers if s.next_due_at is None or s.next_due_at <= now]
     ids = [s.id for s in subscribers if s.id is not None]
     previous = load_previous_ends(session, ids)
     rows = []
