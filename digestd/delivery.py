@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
 
 from digestd import api
+from digestd.batches import Job, PeriodCache, build_jobs, load_batch
 from digestd.claims import Claim, Result, claim_deliveries, finish_delivery, mark_sending
 from digestd.config import Settings
-from digestd.digest import build_digests, prepare_window
 from digestd.errors import DeliveryError
 from digestd.ledger import (
     PERM_FAILED,
@@ -36,12 +35,11 @@ from digestd.ledger import (
     plan_period,
     release_claims,
 )
-from digestd.models import ACTIVE, Subscriber
-from digestd.records import PaperRecord, Profile
+from digestd.models import ACTIVE
 from digestd.render import EmailBuilder, RenderedEmail
 from digestd.smtp import RETRY, RateLimiter, SmtpConnection, check_security, make_tls_context
 from digestd.store import open_session
-from digestd.subscribers import get_subscriber, load_profiles
+from digestd.subscribers import get_subscriber
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +71,6 @@ class SendReport:
         setattr(self, name, getattr(self, name) + 1)
 
 
-@dataclass(frozen=True)
-class Job:
-    claim: Claim
-    email: RenderedEmail | None  # None: nothing matched, and empty digests are not sent
-
-
 def select_subscribers(engine: Engine, *, now: datetime, emails: Sequence[str]) -> list[int]:
     """Ids of the named subscribers, or of those due now."""
     with open_session(engine) as session:
@@ -98,46 +90,6 @@ def plan_due(engine: Engine, *, now: datetime, emails: Sequence[str] = ()) -> in
         return plan_deliveries(session, now=now, subscribers=subscribers, forced=bool(emails))
 
 
-@dataclass(frozen=True)
-class PeriodBatch:
-    """The claims of a batch that share a period, with what ranking needs for them."""
-
-    claims: list[Claim]
-    profiles: list[Profile]
-    papers: list[PaperRecord]
-    referenced: list[PaperRecord]
-
-
-def load_batch(engine: Engine, claims: Sequence[Claim]) -> list[PeriodBatch]:
-    """The batch grouped by period: claims, profiles, candidates and referenced papers."""
-    groups: dict[tuple[datetime, datetime], list[Claim]] = {}
-    for claim in claims:
-        groups.setdefault((claim.period_start, claim.period_end), []).append(claim)
-    loaded = []
-    with open_session(engine) as session:
-        for (start, end), members in groups.items():
-            ids = [c.subscriber_id for c in members]
-            subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
-            profiles = load_profiles(session, [subscribers[i] for i in ids])
-            period = api.Period(start=start, end=end, key=members[0].period)
-            papers = api.load_candidates(session, period)
-            loaded.append(PeriodBatch(members, profiles, papers, api.referenced_papers(session, profiles)))
-    return loaded
-
-
-def build_jobs(builder: EmailBuilder, loaded: Sequence[PeriodBatch], *, now: datetime, send_empty: bool) -> list[Job]:
-    """Rank and render the loaded batch (pure: no database, no network)."""
-    jobs = []
-    for batch in loaded:
-        window = prepare_window(batch.papers, referenced=batch.referenced)
-        start, end = batch.claims[0].period_start, batch.claims[0].period_end
-        digests = build_digests(window, batch.profiles, period_start=start, period_end=end, now=now)
-        for claim, digest in zip(batch.claims, digests, strict=True):
-            empty = digest.is_empty and not send_empty
-            jobs.append(Job(claim, None if empty else builder.build(digest, period=claim.period, now=now)))
-    return jobs
-
-
 @dataclass
 class Sender:
     """One run of `digestd send`: the shared state of the producer and the connections."""
@@ -152,6 +104,7 @@ class Sender:
     progress: Progress | None = None
     worker: str = field(default_factory=make_worker_id)
     report: SendReport = field(default_factory=SendReport)
+    cache: PeriodCache = field(default_factory=PeriodCache)
 
     @property
     def lease(self) -> timedelta:
@@ -200,10 +153,10 @@ class Sender:
                 claims = self._claim()
                 if not claims:
                     break
-                loaded = load_batch(self.engine, claims)
+                loaded = load_batch(self.engine, claims, self.cache)
                 send_empty = self.settings.mail.send_empty
                 jobs = await asyncio.to_thread(
-                    build_jobs, self.builder, loaded, now=self.clock(), send_empty=send_empty
+                    build_jobs, self.builder, loaded, self.cache, now=self.clock(), send_empty=send_empty
                 )
                 for job in jobs:
                     if job.email is None:
@@ -316,4 +269,5 @@ def preview_due(
             assert s.id is not None
             period = plan_period(s, now, previous_end=previous.get(s.id), forced=bool(emails))
             claims.append(Claim(0, s.id, s.email, period.key, period.start, period.end, now))
-    return build_jobs(builder, load_batch(engine, claims), now=now, send_empty=send_empty)
+    cache = PeriodCache()
+    return build_jobs(builder, load_batch(engine, claims, cache), cache, now=now, send_empty=send_empty)
