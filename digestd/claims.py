@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import Connection, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -116,7 +117,7 @@ def claim_deliveries(
 
 
 def mark_sending(
-    session: Session,
+    db: Connection | Session,
     claim: Claim,
     *,
     worker: str,
@@ -140,37 +141,41 @@ def mark_sending(
             updated_at=now,
         )
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return bool(db.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
-def _save_sent_papers(session: Session, claim: Claim, paper_ids: Sequence[str], now: datetime) -> None:
-    if not paper_ids:
-        return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    rows = [
-        {"subscriber_id": claim.subscriber_id, "paper_id": pid, "delivery_id": claim.delivery_id, "sent_at": now}
-        for pid in dict.fromkeys(paper_ids)
-    ]
-    session.execute(dialect.insert(SentPaper).on_conflict_do_nothing(), rows)
+def _insert_ignoring_conflicts(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+    db.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
-def _advance_last_digest(session: Session, claim: Claim) -> None:
-    subscriber = session.get(Subscriber, claim.subscriber_id)
-    if subscriber is not None and (subscriber.last_digest_at is None or subscriber.last_digest_at < claim.period_end):
-        subscriber.last_digest_at = claim.period_end
+def _advance_last_digest(db: Connection, claim: Claim) -> None:
+    last = col(Subscriber.last_digest_at)
+    statement = update(Subscriber).where(col(Subscriber.id) == claim.subscriber_id)
+    statement = statement.where(or_(last.is_(None), last < claim.period_end))
+    db.execute(statement.values(last_digest_at=claim.period_end))
 
 
-def _suppress(session: Session, claim: Claim, reason: str, now: datetime) -> None:
-    key = email_hash(claim.email)
-    if session.get(Suppression, key) is None:
-        session.add(Suppression(email_hash=key, reason=reason[:50], created_at=now))
-    subscriber = session.get(Subscriber, claim.subscriber_id)
-    if subscriber is not None:
-        subscriber.status = SUPPRESSED
+def _suppress(db: Connection, claim: Claim, reason: str, now: datetime) -> None:
+    row = {"email_hash": email_hash(claim.email), "reason": reason[:50], "created_at": now}
+    _insert_ignoring_conflicts(db, Suppression, [row])
+    db.execute(update(Subscriber).where(col(Subscriber.id) == claim.subscriber_id).values(status=SUPPRESSED))
+
+
+def _give_up_or_retry(
+    result: Result, attempts: int, claim: Claim, now: datetime, retry_for: timedelta
+) -> tuple[Result, datetime | None]:
+    """A 4xx result becomes a retry at `now + backoff`, or a permanent failure past `retry_for`."""
+    if result.status != TEMP_FAILED:
+        return result, None
+    delay = retry_delay(attempts)
+    if now + delay - claim.created_at > retry_for:
+        return Result(PERM_FAILED, f"gave up after {attempts} attempts: {result.reason}"), None
+    return result, now + delay
 
 
 def finish_delivery(
-    session: Session,
+    db: Connection,
     claim: Claim,
     result: Result,
     *,
@@ -178,27 +183,29 @@ def finish_delivery(
     retry_for: timedelta,
     paper_ids: Sequence[str] = (),
 ) -> str:
-    """Record how a claimed or sending delivery ended; returns the status written."""
-    row = session.get(Delivery, claim.delivery_id)
-    if row is None or row.status not in (CLAIMED, SENDING, UNKNOWN):
+    """Record how a claimed or sending delivery ended; returns the status written.
+    Plain SQL on a connection: this runs once per message."""
+    open_states = (CLAIMED, SENDING, UNKNOWN)
+    row = db.execute(select(Delivery.status, Delivery.attempts).where(col(Delivery.id) == claim.delivery_id)).first()
+    if row is None or row.status not in open_states:
         return row.status if row is not None else SKIPPED
-    status = result.status
-    row.next_attempt_at = None
-    if status == TEMP_FAILED:
-        delay = retry_delay(row.attempts)
-        if now + delay - claim.created_at > retry_for:
-            status = PERM_FAILED
-            result = Result(PERM_FAILED, f"gave up after {row.attempts} attempts: {result.reason}")
-        else:
-            row.next_attempt_at = now + delay
-    if status == SENT:
-        row.sent_at = now
-        _save_sent_papers(session, claim, paper_ids, now)
-    if status in (SENT, SKIPPED):
-        _advance_last_digest(session, claim)
+    result, next_attempt = _give_up_or_retry(result, row.attempts, claim, now, retry_for)
+    values: dict[str, Any] = {"status": result.status, "next_attempt_at": next_attempt, "updated_at": now}
+    values.update(
+        last_error=None if result.status == SENT else result.reason or None, lease_owner=None, lease_expires_at=None
+    )
+    if result.status == SENT:
+        values["sent_at"] = now
+        rows = [
+            {"subscriber_id": claim.subscriber_id, "paper_id": pid, "delivery_id": claim.delivery_id, "sent_at": now}
+            for pid in dict.fromkeys(paper_ids)
+        ]
+        if rows:
+            _insert_ignoring_conflicts(db, SentPaper, rows)
+    if result.status in (SENT, SKIPPED):
+        _advance_last_digest(db, claim)
     if result.suppress:
-        _suppress(session, claim, result.reason, now)
-    row.status, row.last_error = status, (result.reason or None) if status != SENT else None
-    row.lease_owner, row.lease_expires_at, row.updated_at = None, None, now
-    session.flush()
-    return status
+        _suppress(db, claim, result.reason, now)
+    statement = update(Delivery).where(col(Delivery.id) == claim.delivery_id, col(Delivery.status).in_(open_states))
+    db.execute(statement.values(**values))
+    return result.status

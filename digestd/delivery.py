@@ -113,10 +113,8 @@ class Sender:
     def _finish(self, job: Job, result: Result) -> None:
         paper_ids = job.email.paper_ids if job.email is not None else ()
         retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
-        with open_session(self.engine) as session:
-            status = finish_delivery(
-                session, job.claim, result, now=self.clock(), retry_for=retry_for, paper_ids=paper_ids
-            )
+        with self.engine.begin() as db:
+            status = finish_delivery(db, job.claim, result, now=self.clock(), retry_for=retry_for, paper_ids=paper_ids)
         if status != SENT:
             log.info(
                 "delivery %s to subscriber %s: %s %s",
@@ -132,7 +130,7 @@ class Sender:
         if self.progress is not None:
             self.progress.update(status)
 
-    def _claim(self) -> list[Claim]:
+    def claim_batch(self) -> list[Claim]:
         with open_session(self.engine, immediate=True) as session:
             claims, skipped = claim_deliveries(
                 session,
@@ -150,7 +148,7 @@ class Sender:
     async def produce(self, queue: asyncio.Queue[Job | None], connections: int) -> None:
         try:
             while not self.stop.is_set():
-                claims = self._claim()
+                claims = self.claim_batch()
                 if not claims:
                     break
                 loaded = load_batch(self.engine, claims, self.cache)
@@ -187,10 +185,10 @@ class Sender:
         await limiter.wait()
         if not connection.connected:
             await connection.connect()  # a failure here leaves the claim to be released
-        with open_session(self.engine) as session:
+        with self.engine.begin() as db:
             now = self.clock()
             if not mark_sending(
-                session,
+                db,
                 job.claim,
                 worker=self.worker,
                 now=now,
