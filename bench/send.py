@@ -191,6 +191,7 @@ def run_sink(args: argparse.Namespace) -> None:
             Discard.count += 1
             return "250 OK"
 
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # for sigwait, in every thread
     controller = Controller(Discard(), hostname="127.0.0.1", port=args.port)
     controller.start()
     print("ready", flush=True)

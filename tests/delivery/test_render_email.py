@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from digestd.config import MailSettings
 from digestd.errors import ConfigError, RenderError
+from digestd.paper_view import shorten_authors, trim_abstract
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
-from digestd.render import HTML_LIMIT, SHORTENED_NOTE, make_email_builder, shorten_authors, trim_abstract
+from digestd.render import HTML_LIMIT, SHORTENED_NOTE, make_email_builder
 from digestd.templates import templates_dir
 from digestd.tokens import TokenSigner
 
