@@ -62,6 +62,8 @@ class SmtpSettings:
     timeout_seconds: float = 60.0
     ca_file: str = ""  # extra CA bundle to trust (e.g. a private relay)
     retry_for_hours: float = 48.0  # give up on 4xx after this long
+    lease_seconds: float = 600.0  # a claimed delivery returns to the queue if its worker is silent this long
+    batch_size: int = 100  # deliveries claimed (and their digests built) at a time
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,8 @@ def validate_settings(settings: Settings) -> None:
     _positive("smtp.connections", smtp.connections)
     _positive("smtp.rate_per_second", smtp.rate_per_second)
     _positive("smtp.timeout_seconds", smtp.timeout_seconds)
+    _positive("smtp.lease_seconds", smtp.lease_seconds)
+    _positive("smtp.batch_size", smtp.batch_size)
     _allowed("log.level", settings.log.level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))
     url = settings.database.url
     if url and not url.startswith(("sqlite:///", "postgresql")):

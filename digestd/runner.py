@@ -26,7 +26,9 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
         sock = bind_socket(settings.web.bind) if web else None  # fail now, not later, on a busy port
         stop = asyncio.Event()
         install_stop_signals(asyncio.get_running_loop(), stop)
-        jobs = DaemonJobs(engine, settings, make_email_builder(settings.mail, secret_key=secret_key), stop, deliver=deliver)
+        jobs = DaemonJobs(
+            engine, settings, make_email_builder(settings.mail, secret_key=secret_key), stop, deliver=deliver
+        )
         scheduler = build_scheduler(jobs)
         scheduler.start()
         log.info(

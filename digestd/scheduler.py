@@ -58,7 +58,7 @@ class DaemonJobs:
     def _track(self) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self.running.add(task)  # type: ignore[arg-type]
+            self.running.add(task)
             task.add_done_callback(self.running.discard)
 
     async def ingest(self, name: str) -> None:
@@ -101,13 +101,13 @@ class DaemonJobs:
             purged = purge_unconfirmed(session, self.clock())
         log.info("purge: %d unconfirmed sign-up(s) older than 30 days deleted", purged)
 
-    async def wait_for_running(self, timeout: float) -> None:
-        """Let in-flight jobs finish; after `timeout` seconds, cancel what is left."""
+    async def wait_for_running(self, grace_seconds: float) -> None:
+        """Let in-flight jobs finish; after `grace_seconds`, cancel what is left."""
         others = {task for task in self.running if task is not asyncio.current_task()}
         if not others:
             return
-        log.info("waiting up to %.0f s for %d running job(s)", timeout, len(others))
-        done, pending = await asyncio.wait(others, timeout=timeout)
+        log.info("waiting up to %.0f s for %d running job(s)", grace_seconds, len(others))
+        _, pending = await asyncio.wait(others, timeout=grace_seconds)
         for task in pending:
             task.cancel()
 
@@ -130,8 +130,6 @@ def build_scheduler(jobs: DaemonJobs) -> AsyncIOScheduler:
     for source in jobs.settings.sources:
         trigger = cron_trigger(source.schedule, source=source.name)
         scheduler.add_job(jobs.ingest, trigger, args=[source.name], id=f"ingest:{source.name}")
-    scheduler.add_job(
-        jobs.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", next_run_time=jobs.clock()
-    )
+    scheduler.add_job(jobs.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", next_run_time=jobs.clock())
     scheduler.add_job(jobs.purge, CronTrigger(hour=3, minute=17, timezone=UTC), id="purge")
     return scheduler

@@ -8,14 +8,17 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from digestd.models import Delivery, Paper, SourceState, Subscriber
+from digestd.ledger import CLAIMED, PENDING, PERM_FAILED, SENDING, SENT, SKIPPED, TEMP_FAILED, UNKNOWN, recent_failures
+from digestd.ledger import count_by_status as count_deliveries
+from digestd.models import Paper, SourceState, Subscriber
 from digestd.store import count_papers, open_session
 from digestd.subscribers import count_by_status
 
 
 def collect_status(engine: Engine, *, now: datetime) -> dict[str, Any]:
     with open_session(engine) as session:
-        ledger = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        ledger = count_deliveries(session)
+        failures = recent_failures(session)
         sources = [
             {
                 "name": s.name,
@@ -49,9 +52,38 @@ def collect_status(engine: Engine, *, now: datetime) -> dict[str, Any]:
             "papers": {"total": count_papers(session), "per_source": per_source},
             "subscribers": count_by_status(session),
             "due_now": int(due or 0),
-            "ledger": {status: int(count) for status, count in ledger.items()},
+            "ledger": ledger,
+            "deliveries": summarise_ledger(ledger),
+            "recent_failures": failures,
             "sources": sources,
         }
+
+
+# How `status` groups the ledger's states for people.
+LEDGER_GROUPS = {
+    "sent": (SENT,),
+    "pending": (PENDING, CLAIMED, SENDING),
+    "retrying": (TEMP_FAILED,),
+    "failed": (PERM_FAILED,),
+    "unknown": (UNKNOWN,),
+    "skipped": (SKIPPED,),
+}
+
+
+def summarise_ledger(ledger: dict[str, int]) -> dict[str, int]:
+    """Counts by status → sent, pending (incl. claimed and sending), retrying, failed, unknown, skipped."""
+    return {group: sum(ledger.get(status, 0) for status in members) for group, members in LEDGER_GROUPS.items()}
+
+
+def format_failures(failures: list[dict[str, Any]]) -> list[str]:
+    lines = ["recent delivery failures:"] if failures else []
+    for failure in failures:
+        retry = f", next try {failure['next_attempt_at']:%Y-%m-%d %H:%M}" if failure["next_attempt_at"] else ""
+        lines.append(
+            f"  {failure['updated_at']:%Y-%m-%d %H:%M} {failure['email']} ({failure['period']}): "
+            f"{failure['status']} after {failure['attempts']} attempt(s){retry}: {failure['reason']}"
+        )
+    return lines
 
 
 def format_status(report: dict[str, Any]) -> str:
@@ -61,8 +93,14 @@ def format_status(report: dict[str, Any]) -> str:
     subscribers = report["subscribers"]
     summary = ", ".join(f"{count} {status}" for status, count in sorted(subscribers.items())) or "none"
     lines.append(f"subscribers: {summary}; {report['due_now']} due now")
-    ledger = ", ".join(f"{count} {status}" for status, count in sorted(report["ledger"].items())) or "empty"
+    deliveries = report["deliveries"]
+    ledger = (
+        ", ".join(f"{count} {group}" for group, count in deliveries.items()) if any(deliveries.values()) else "empty"
+    )
     lines.append(f"ledger:      {ledger}")
+    if deliveries["unknown"]:
+        lines.append("  unknown: the connection dropped during DATA; check, then `digestd send --resend-unknown`")
+    lines.extend(format_failures(report["recent_failures"]))
     if report["sources"]:
         lines.append("sources:")
     lines += [format_source(source) for source in report["sources"]]

@@ -11,6 +11,7 @@ secret key invalidates every link already mailed.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ class Token:
     value: int | None = None  # rate only: +1 or -1
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _b64decode(text: str) -> bytes:
@@ -49,23 +53,20 @@ def check_secret_key(secret_key: str) -> str:
     """The key for real mail, or a `ConfigError` saying how to set one."""
     if not secret_key:
         raise ConfigError(
-            "the secret key for links in emails is not set",
-            hint="set DIGESTD_SECRET_KEY (e.g. to the output of `python -c 'import secrets; print(secrets.token_urlsafe())'`)",
+            "DIGESTD_SECRET_KEY is not set: the links in emails (unsubscribe, manage, rate) cannot be signed",
+            hint="set DIGESTD_SECRET_KEY to a long random string (e.g. `openssl rand -base64 32`)",
         )
     return secret_key
 
 
 class TokenSigner:
-    """Signs and verifies tokens with one secret key (the keyed HMAC is prepared once)."""
+    """Signs and verifies tokens with one secret key ."""
 
     def __init__(self, secret_key: str) -> None:
-        key = hashlib.sha256(b"digestd-token-v1|" + secret_key.encode()).digest()
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._key = hashlib.sha256(b"digestd-token-v1|" + secret_key.encode()).digest()
 
     def _signature(self, payload: bytes) -> bytes:
-        mac = self._mac.copy()
-        mac.update(payload)
-        return mac.digest()[:_SIGNATURE_BYTES]
+        return hmac.digest(self._key, payload, "sha256")[:_SIGNATURE_BYTES]
 
     def sign(self, token: Token) -> str:
         parts = [token.kind, str(token.subscriber_id)]

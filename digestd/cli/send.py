@@ -1,19 +1,100 @@
-"""`digestd send`: build and deliver the digests that are due."""
+"""`digestd send`: plan and deliver the digests that are due (or write them with --dry-run)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
-from digestd import api
 from digestd.cli import AppContext, pass_app
-from digestd.errors import InputError
+from digestd.config import Settings
+from digestd.delivery import Job, SendReport, preview_due, send_due
+from digestd.render import EmailBuilder, make_email_builder
+from digestd.tokens import DEV_SECRET_KEY, check_secret_key
+
+log = logging.getLogger(__name__)
+
+
+class ProgressBar:
+    """click's progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        if total and sys.stderr.isatty():
+            self.bar = click.progressbar(length=total, label="sending", file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+
+    def update(self, status: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _send(app: AppContext, builder: EmailBuilder, emails: Sequence[str], resend_unknown: bool) -> SendReport:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    bar = ProgressBar()
+    try:
+        return await send_due(
+            app.engine(),
+            app.settings,
+            builder,
+            clock=_clock,
+            stop=stop,
+            emails=emails,
+            resend_unknown=resend_unknown,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(number)
+
+
+def _write(jobs: Sequence[Job], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for job in jobs:
+        claim = job.claim
+        if job.email is None:
+            click.echo(f"{claim.email}: nothing matched; would be skipped (mail.send_empty is off)")
+            continue
+        path = folder / f"{claim.email}-{claim.period}.eml"
+        path.write_bytes(job.email.data)
+        written += 1
+        click.echo(f"{claim.email}: {len(job.email.paper_ids)} papers -> {path}")
+    click.echo(f"{written} digest(s) written to {folder} (nothing was sent, the ledger is unchanged)")
+
+
+def _dry_run_builder(settings: Settings) -> EmailBuilder:
+    key = settings.secret_key
+    if not key:
+        click.echo("warning: DIGESTD_SECRET_KEY is not set; links are signed with a development key", err=True)
+        key = DEV_SECRET_KEY
+    return make_email_builder(settings.mail, secret_key=key)
 
 
 @click.command()
 @click.argument("emails", nargs=-1, metavar="[EMAIL]...")
-@click.option("--dry-run", is_flag=True, help="Write the emails as .eml files instead of sending them.")
+@click.option("--dry-run", is_flag=True, help="Write the emails as .eml files; send nothing, change nothing.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -21,21 +102,38 @@ from digestd.errors import InputError
     show_default=True,
     help="Folder for --dry-run.",
 )
+@click.option("--resend-unknown", is_flag=True, help="Also re-send deliveries whose outcome is unknown.")
 @pass_app
-def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path) -> None:
-    """Plan and deliver the digests due now (or those of the given subscribers).
+def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, resend_unknown: bool) -> None:
+    """Plan and deliver the digests due now. With EMAIL arguments, only those subscribers,
+    each getting a digest now even if it is not due yet.
+
+    A delivery whose connection dropped while the message was being transferred is
+    marked unknown (it may have arrived); it is re-sent only with --resend-unknown.
+    SIGTERM stops claiming, lets messages on the wire finish, and exits 0.
 
     \b
-    Example:
+    Examples:
+      digestd send
       digestd send --dry-run --out outbox/
+      digestd send ada@example.org
+      digestd send --resend-unknown
     """
-    if not dry_run:
-        raise InputError("sending over SMTP is not available yet", hint="use --dry-run --out DIR")
-    rendered = api.render_due_digests(app.engine(), app.settings, now=app.now(), emails=emails)
-    paths = api.write_messages(rendered, out)
-    for item, path in zip(rendered, paths, strict=True):
-        click.echo(f"{item.digest.profile.email}: {len(item.digest.picks)} papers -> {path}")
-    click.echo(f"{len(paths)} digest(s) written to {out} (nothing was sent)")
+    if dry_run:
+        builder = _dry_run_builder(app.settings)
+        _write(
+            preview_due(app.engine(), builder, now=_clock(), emails=emails, send_empty=app.settings.mail.send_empty),
+            out,
+        )
+        return
+    builder = make_email_builder(app.settings.mail, secret_key=check_secret_key(app.settings.secret_key))
+    report = asyncio.run(_send(app, builder, emails, resend_unknown))
+    click.echo(
+        f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, "
+        f"unknown {report.unknown}, skipped {report.skipped} ({report.planned} newly planned)"
+    )
+    if report.unknown:
+        click.echo("hint: see `digestd status`; re-send those with `digestd send --resend-unknown`", err=True)
 
 
 COMMANDS = [send]

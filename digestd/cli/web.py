@@ -23,6 +23,7 @@ def web(app: AppContext, bind: str | None) -> None:
     Example:
       DIGESTD_SECRET_KEY=... digestd --config digestd.toml web --bind 127.0.0.1:8080
     """
+    from digestd.tokens import check_secret_key
     from digestd.web import run_web
     from digestd.web.server import parse_bind
 
@@ -30,8 +31,10 @@ def web(app: AppContext, bind: str | None) -> None:
     if bind:
         parse_bind(bind)
         settings = replace(settings, web=replace(settings.web, bind=bind))
+    check_secret_key(settings.secret_key)
+    engine = app.engine()
     click.echo(f"serving {settings.mail.base_url} on {settings.web.bind} (Ctrl-C stops)", err=True)
-    run_web(settings, app.engine())
+    run_web(settings, engine)
 
 
 COMMANDS = [web]

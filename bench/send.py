@@ -1,0 +1,309 @@
+"""Send throughput: 10,000 digests rendered and delivered to a local aiosmtpd sink.
+
+    PYTHONPATH=. python bench/send.py [--subscribers 10000] [--papers 1500] [--connections 1,4,8]
+
+The sink is aiosmtpd in a separate process (accepts and discards); its CPU time is read
+from /proc. Measured, on one fresh SQLite file (WAL, migrated by Alembic):
+  1. ranking: `prepare_window` + `build_digests` for every subscriber (another module's
+     cost, shown for context; its digests are reused below);
+  2. render: `EmailBuilder.build` (templates, signed links, headers, MIME) for every digest,
+     on one core;
+  3. deliver, once per connection count, each in a fresh process: plan the ledger, claim
+     in batches, render, and send through the real per-message path (`sending` committed
+     before the SMTP transaction, `sent` after the 250); messages/s, peak memory (max RSS),
+     and the sink's CPU over the run;
+  4. end to end: `digestd send` as a subprocess (ranking included), 4 connections.
+Papers come from ../shared/data/abstracts.jsonl.gz when present, else are synthetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import itertools
+import json
+import os
+import pickle
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, update
+from sqlmodel import select
+
+from digestd import api
+from digestd.config import DatabaseSettings, MailSettings, Settings, SmtpSettings
+from digestd.delivery import Job, Sender, plan_due
+from digestd.digest import build_digests, prepare_window
+from digestd.models import Delivery, ProfileItem, SentPaper, Subscriber
+from digestd.records import Digest, PaperRecord
+from digestd.render import make_email_builder
+from digestd.smtp import RateLimiter, SmtpConnection, make_tls_context
+from digestd.store import make_engine, migrate, open_session, save_papers
+from digestd.subscribers import load_profiles
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "abstracts.jsonl.gz"
+SECRET = "bench-secret-key"
+TOPICS = (
+    "graph neural networks, message passing",
+    "diffusion models, score matching",
+    "reinforcement learning, policy gradient",
+    "large language models, instruction tuning",
+    "contrastive learning, representation learning",
+    "quantum error correction, surface code",
+    "dark matter, galaxy formation",
+    "bayesian optimization, gaussian processes",
+    "federated learning, privacy",
+    "image segmentation, transformers",
+)
+
+
+def load_papers(count: int, seen: datetime) -> list[PaperRecord]:
+    if CORPUS.exists():
+        with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in itertools.islice(handle, count)]
+        return [
+            PaperRecord(
+                id=row["id"],
+                title=row["title"],
+                abstract=row["abstract"],
+                authors=tuple(row.get("authors") or ("Anonymous Author",)),
+                categories=tuple(row.get("categories") or ()),
+                published=seen.date(),
+            )
+            for row in rows
+        ]
+    words = [w.strip() for topic in TOPICS for w in topic.split(",")]
+    rng = random.Random(1)
+    return [
+        PaperRecord(
+            id=f"2611.{i:05d}",
+            title=f"On {rng.choice(words)} and {rng.choice(words)}",
+            abstract=" ".join(rng.choice(words) for _ in range(60)) + ".",
+            authors=tuple(f"Author{j} Name{j}" for j in range(rng.randint(1, 12))),
+            published=date(2026, 11, 27),
+        )
+        for i in range(count)
+    ]
+
+
+def seed(engine: Engine, *, subscribers: int, papers: int, now: datetime) -> None:
+    with open_session(engine) as session:
+        save_papers(session, load_papers(papers, now - timedelta(days=2)), now=now - timedelta(days=2))
+        rows = [
+            {"email": f"reader{i:05d}@example.org", "name": f"Reader {i}", "status": "active", "frequency": "weekly"}
+            | {"send_day": "mon", "send_time": "08:00", "timezone": "UTC", "weekdays_only": False, "max_papers": 20}
+            | {"min_score": 0.0, "format": "both", "created_at": now - timedelta(days=8), "next_due_at": now}
+            for i in range(subscribers)
+        ]
+        session.execute(insert(Subscriber), rows)
+        ids = list(session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
+        items = [
+            {"subscriber_id": sid, "kind": "keyword", "value": term.strip(), "weight": 1.0}
+            for sid in ids
+            for term in TOPICS[sid % len(TOPICS)].split(",")
+        ]
+        session.execute(insert(ProfileItem), items)
+
+
+def rank_all(engine: Engine, now: datetime) -> tuple[dict[int, Digest], float]:
+    with open_session(engine) as session:
+        subscribers = list(session.scalars(select(Subscriber).order_by(Subscriber.id)))
+        profiles = load_profiles(session, subscribers)
+        period = api.Period(start=now - timedelta(days=7), end=now, key=now.date().isoformat())
+        papers = api.load_candidates(session, period)
+        referenced = api.referenced_papers(session, profiles)
+    started = time.perf_counter()
+    window = prepare_window(papers, referenced=referenced)
+    digests = build_digests(window, profiles, period_start=period.start, period_end=period.end, now=now)
+    return {d.profile.subscriber_id: d for d in digests}, time.perf_counter() - started
+
+
+def render_all(digests: dict[int, Digest], now: datetime) -> dict[str, float]:
+    builder = make_email_builder(MailSettings(from_="Digest <digest@example.org>"), secret_key=SECRET)
+    started = time.perf_counter()
+    sizes = [len(builder.build(d, period="2026-11-30", now=now).data) for d in digests.values()]
+    seconds = time.perf_counter() - started
+    return {"emails": len(sizes), "seconds": seconds, "bytes": sum(sizes) / len(sizes)}
+
+
+def settings_for(database: str, port: int, connections: int) -> Settings:
+    smtp = SmtpSettings(host="127.0.0.1", port=port, security="none", connections=connections, rate_per_second=1e6)
+    mail = MailSettings(from_="Digest <digest@example.org>")
+    return Settings(smtp=smtp, mail=mail, secret_key=SECRET, database=DatabaseSettings(url=database))
+
+
+async def deliver(settings: Settings, engine: Engine, digests: dict[int, Digest]) -> dict[str, float]:
+    """The real claim → render → sending → SMTP → sent path, without ranking."""
+    builder = make_email_builder(settings.mail, secret_key=SECRET)
+    sender = Sender(engine, settings, builder, lambda: datetime.now(UTC), asyncio.Event())
+    count = settings.smtp.connections
+    queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=200)
+    render_seconds = 0.0
+
+    async def produce() -> None:
+        nonlocal render_seconds
+        try:
+            while claims := sender.claim_batch():
+                for claim in claims:
+                    started = time.perf_counter()
+                    email = builder.build(digests[claim.subscriber_id], period=claim.period, now=datetime.now(UTC))
+                    render_seconds += time.perf_counter() - started
+                    await queue.put(Job(claim, email))
+        finally:
+            for _ in range(count):
+                await queue.put(None)
+
+    limiter = RateLimiter(settings.smtp.rate_per_second)
+    connections = [SmtpConnection(settings.smtp, make_tls_context(settings.smtp)) for _ in range(count)]
+    started = time.perf_counter()
+    await asyncio.gather(produce(), *(sender.consume(queue, limiter, c) for c in connections))
+    seconds = time.perf_counter() - started
+    return {"sent": sender.report.sent, "seconds": seconds, "render_seconds": render_seconds}
+
+
+def run_deliver(args: argparse.Namespace) -> None:
+    engine = make_engine(args.database)
+    with open(args.digests, "rb") as handle:
+        digests = pickle.load(handle)
+    result = asyncio.run(deliver(settings_for(args.database, args.port, args.connections[0]), engine, digests))
+    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def run_sink(args: argparse.Namespace) -> None:
+    from aiosmtpd.controller import Controller
+
+    class Discard:
+        count = 0
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            Discard.count += 1
+            return "250 OK"
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # for sigwait, in every thread
+    controller = Controller(Discard(), hostname="127.0.0.1", port=args.port)
+    controller.start()
+    print("ready", flush=True)
+    signal.sigwait({signal.SIGTERM})
+    controller.stop()
+    print(json.dumps({"messages": Discard.count}), flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reset_ledger(engine: Engine, now: datetime) -> None:
+    with open_session(engine) as session:
+        session.execute(delete(Delivery))
+        session.execute(delete(SentPaper))
+        session.execute(update(Subscriber).values(next_due_at=now, last_digest_at=None))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_all(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="digestd-bench-send-"))
+    database = f"sqlite:///{folder / 'bench.sqlite3'}"
+    engine = make_engine(database)
+    migrate(engine)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    seed(engine, subscribers=args.subscribers, papers=args.papers, now=now)
+    digests, rank_seconds = rank_all(engine, now)
+    picks = sum(len(d.picks) for d in digests.values()) / len(digests)
+    source = "corpus" if CORPUS.exists() else "synthetic"
+    print(f"papers {args.papers} ({source}), subscribers {len(digests)}, {picks:.1f} papers per digest")
+    print(f"ranking: {rank_seconds:.1f} s, {rank_seconds / len(digests) * 1000:.2f} ms per subscriber")
+    rendered = render_all(digests, now)
+    per_email = rendered["seconds"] / rendered["emails"] * 1000
+    emails, seconds = rendered["emails"], rendered["seconds"]
+    print(f"render: {emails:.0f} emails in {seconds:.2f} s = {emails / seconds:.0f} emails/s, {per_email:.2f} ms each")
+    print(f"  {rendered['bytes'] / 1024:.1f} KiB per email")
+    pickle_path = folder / "digests.pickle"
+    pickle_path.write_bytes(pickle.dumps(digests))
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, __file__, "sink", "--port", str(port)]
+    sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        measure_delivery(args, engine, database, pickle_path, port, sink.pid, now)
+        if args.end_to_end:
+            measure_end_to_end(args, engine, database, folder, port, sink.pid, now)
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        print(f"sink: {sink.communicate(timeout=30)[0].strip()}")
+        engine.dispose()
+
+
+def measure_delivery(
+    args: argparse.Namespace, engine: Engine, database: str, pickle_path: Path, port: int, sink: int, now: datetime
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    print("| connections | messages | seconds | messages/s | render ms/email | peak RSS MB | sink CPU s | sink CPU % |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for connections in args.connections:
+        reset_ledger(engine, now)
+        plan_due(engine, now=datetime.now(UTC))
+        before = cpu_seconds(sink)
+        command = [sys.executable, __file__, "deliver", "--database", database, "--digests", str(pickle_path)]
+        command += ["--port", str(port), "--connections", str(connections)]
+        result = json.loads(subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout)
+        sink_cpu = cpu_seconds(sink) - before
+        rate = result["sent"] / result["seconds"]
+        render = result["render_seconds"] / result["sent"] * 1000
+        cells = [connections, result["sent"], f"{result['seconds']:.1f}", f"{rate:.0f}", f"{render:.2f}"]
+        cells += [f"{result['max_rss_mb']:.0f}", f"{sink_cpu:.1f}", f"{sink_cpu / result['seconds'] * 100:.0f}"]
+        print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
+
+
+def measure_end_to_end(
+    args: argparse.Namespace, engine: Engine, database: str, folder: Path, port: int, sink: int, now: datetime
+) -> None:
+    reset_ledger(engine, now)
+    config = folder / "digestd.toml"
+    smtp = f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\nconnections = 4\nrate_per_second = 1000000\n'
+    config.write_text(f'[database]\nurl = "{database}"\n[mail]\nfrom = "Digest <digest@example.org>"\n[smtp]\n{smtp}')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIGESTD_SECRET_KEY": SECRET}
+    before, started = cpu_seconds(sink), time.perf_counter()
+    command = [sys.executable, "-m", "digestd", "--config", str(config), "send"]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout.strip()
+    seconds = time.perf_counter() - started
+    print(f"end to end `digestd send` (4 connections; ranking and process start included): {out}")
+    print(
+        f"  {seconds:.1f} s = {args.subscribers / seconds:.0f} messages/s; sink CPU {cpu_seconds(sink) - before:.1f} s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "sink", "deliver"])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--papers", type=int, default=1500)
+    parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
+    parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--database", default="")
+    parser.add_argument("--digests", default="")
+    args = parser.parse_args()
+    {"all": run_all, "sink": run_sink, "deliver": run_deliver}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

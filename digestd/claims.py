@@ -1,0 +1,211 @@
+"""Claiming ledger rows and recording what happened to them (see `ledger.py` for the states).
+
+Every write is guarded by the row's current status (and lease owner), so a worker
+whose lease was taken over cannot overwrite what another worker recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from digestd.ledger import (
+    CLAIMED,
+    PENDING,
+    PERM_FAILED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    TEMP_FAILED,
+    UNKNOWN,
+    expire_leases,
+    retry_delay,
+)
+from digestd.models import ACTIVE, SUPPRESSED, Delivery, SentPaper, Subscriber, Suppression
+from digestd.subscribers import email_hash
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A ledger row this worker holds, with what building its digest needs."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one delivery ended: a ledger status, the reason, and whether to suppress the address."""
+
+    status: str  # SENT, TEMP_FAILED, PERM_FAILED, UNKNOWN or SKIPPED
+    reason: str = ""
+    suppress: bool = False
+
+
+def _skip_reason(subscriber: Subscriber, suppressed: set[str]) -> str | None:
+    if subscriber.status != ACTIVE:
+        return f"subscriber is {subscriber.status}"
+    if email_hash(subscriber.email) in suppressed:
+        return "address is on the suppression list"
+    return None
+
+
+def claim_deliveries(
+    session: Session,
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    subscriber_ids: Sequence[int] | None = None,
+    resend_unknown: bool = False,
+) -> tuple[list[Claim], int]:
+    """Take up to `limit` rows that are due, under a lease; returns them and how many
+    were skipped instead: unsubscribed or suppressed subscribers are checked now. SQLite callers hold the write
+    lock (BEGIN IMMEDIATE); PostgreSQL skips rows other workers have locked."""
+    expire_leases(session, now=now)
+    statuses = [PENDING, TEMP_FAILED, *([UNKNOWN] if resend_unknown else [])]
+    query = (
+        select(Delivery)
+        .where(col(Delivery.status).in_(statuses))
+        .where(or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now))
+        .order_by(col(Delivery.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if subscriber_ids is not None:
+        query = query.where(col(Delivery.subscriber_id).in_(subscriber_ids))
+    rows = list(session.scalars(query))
+    ids = list({row.subscriber_id for row in rows})
+    subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
+    hashes = [email_hash(s.email) for s in subscribers.values()]
+    suppressed = set(session.scalars(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(hashes))))
+    claims, skipped = [], 0
+    for row in rows:
+        assert row.id is not None
+        subscriber = subscribers[row.subscriber_id]
+        reason = _skip_reason(subscriber, suppressed)
+        row.updated_at = now
+        if reason:
+            row.status, row.last_error, skipped = SKIPPED, reason, skipped + 1
+            continue
+        row.status, row.lease_owner, row.lease_expires_at = CLAIMED, worker, now + lease
+        claims.append(
+            Claim(
+                row.id,
+                row.subscriber_id,
+                subscriber.email,
+                row.period,
+                row.period_start,
+                row.period_end,
+                row.created_at,
+            )
+        )
+    session.flush()
+    return claims, skipped
+
+
+def mark_sending(
+    db: Connection | Session,
+    claim: Claim,
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    message_id: str,
+    paper_ids: Sequence[str],
+) -> bool:
+    """Record that the SMTP transaction is about to start; False if the claim was lost."""
+    statement = (
+        update(Delivery)
+        .where(
+            col(Delivery.id) == claim.delivery_id, col(Delivery.status) == CLAIMED, col(Delivery.lease_owner) == worker
+        )
+        .values(
+            status=SENDING,
+            attempts=col(Delivery.attempts) + 1,
+            message_id=message_id,
+            paper_ids=list(paper_ids),
+            lease_expires_at=now + lease,
+            updated_at=now,
+        )
+    )
+    return bool(db.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def _insert_ignoring_conflicts(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+    db.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+
+
+def _advance_last_digest(db: Connection, claim: Claim) -> None:
+    last = col(Subscriber.last_digest_at)
+    statement = update(Subscriber).where(col(Subscriber.id) == claim.subscriber_id)
+    statement = statement.where(or_(last.is_(None), last < claim.period_end))
+    db.execute(statement.values(last_digest_at=claim.period_end))
+
+
+def _suppress(db: Connection, claim: Claim, reason: str, now: datetime) -> None:
+    row = {"email_hash": email_hash(claim.email), "reason": reason[:50], "created_at": now}
+    _insert_ignoring_conflicts(db, Suppression, [row])
+    db.execute(update(Subscriber).where(col(Subscriber.id) == claim.subscriber_id).values(status=SUPPRESSED))
+
+
+def _give_up_or_retry(
+    result: Result, attempts: int, claim: Claim, now: datetime, retry_for: timedelta
+) -> tuple[Result, datetime | None]:
+    """A 4xx result becomes a retry at `now + backoff`, or a permanent failure past `retry_for`."""
+    if result.status != TEMP_FAILED:
+        return result, None
+    delay = retry_delay(attempts)
+    if now + delay - claim.created_at > retry_for:
+        return Result(PERM_FAILED, f"gave up after {attempts} attempts: {result.reason}"), None
+    return result, now + delay
+
+
+def finish_delivery(
+    db: Connection,
+    claim: Claim,
+    result: Result,
+    *,
+    now: datetime,
+    retry_for: timedelta,
+    paper_ids: Sequence[str] = (),
+) -> str:
+    """Record how a claimed or sending delivery ended; returns the status written.
+    Plain SQL on a connection: this runs once per message."""
+    open_states = (CLAIMED, SENDING, UNKNOWN)
+    row = db.execute(select(Delivery.status, Delivery.attempts).where(col(Delivery.id) == claim.delivery_id)).first()
+    if row is None or row.status not in open_states:
+        return row.status if row is not None else SKIPPED
+    result, next_attempt = _give_up_or_retry(result, row.attempts, claim, now, retry_for)
+    values: dict[str, Any] = {"status": result.status, "next_attempt_at": next_attempt, "updated_at": now}
+    values.update(
+        last_error=None if result.status == SENT else result.reason or None, lease_owner=None, lease_expires_at=None
+    )
+    if result.status == SENT:
+        values["sent_at"] = now
+        rows = [
+            {"subscriber_id": claim.subscriber_id, "paper_id": pid, "delivery_id": claim.delivery_id, "sent_at": now}
+            for pid in dict.fromkeys(paper_ids)
+        ]
+        if rows:
+            _insert_ignoring_conflicts(db, SentPaper, rows)
+    if result.status in (SENT, SKIPPED):
+        _advance_last_digest(db, claim)
+    if result.suppress:
+        _suppress(db, claim, result.reason, now)
+    statement = update(Delivery).where(col(Delivery.id) == claim.delivery_id, col(Delivery.status).in_(open_states))
+    db.execute(statement.values(**values))
+    return result.status

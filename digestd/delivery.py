@@ -1,0 +1,271 @@
+"""Deliver what is due: plan ledger rows, claim them in batches, build and render each
+batch's digests, and send them over N SMTP connections under one rate limit.
+
+A batch is grouped by period, so subscribers who share a period share one
+`prepare_window`. SIGTERM (or `stop`) ends claiming; messages already on the wire are
+finished, claims not yet started go back to `pending`, and the run returns normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from digestd import api
+from digestd.batches import Job, PeriodCache, build_jobs, load_batch
+from digestd.claims import Claim, Result, claim_deliveries, finish_delivery, mark_sending
+from digestd.config import Settings
+from digestd.errors import DeliveryError
+from digestd.ledger import (
+    PERM_FAILED,
+    SENT,
+    SKIPPED,
+    TEMP_FAILED,
+    UNKNOWN,
+    count_claimable,
+    load_previous_ends,
+    make_worker_id,
+    plan_deliveries,
+    plan_period,
+    release_claims,
+)
+from digestd.models import ACTIVE
+from digestd.render import EmailBuilder, RenderedEmail
+from digestd.smtp import RETRY, RateLimiter, SmtpConnection, check_security, make_tls_context
+from digestd.store import open_session
+from digestd.subscribers import get_subscriber
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+
+    def update(self, status: str) -> None: ...
+
+
+NOTHING_MATCHED = "nothing matched (mail.send_empty is off)"
+_RETRIES_BEFORE_DATA = 2
+
+
+@dataclass
+class SendReport:
+    planned: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    errors: list[DeliveryError] = field(default_factory=list)
+
+    def add(self, status: str) -> None:
+        name = {SENT: "sent", TEMP_FAILED: "retrying", PERM_FAILED: "failed", UNKNOWN: "unknown"}.get(status, "skipped")
+        setattr(self, name, getattr(self, name) + 1)
+
+
+def select_subscribers(engine: Engine, *, now: datetime, emails: Sequence[str]) -> list[int]:
+    """Ids of the named subscribers, or of those due now."""
+    with open_session(engine) as session:
+        if emails:
+            return [s.id for s in (get_subscriber(session, e) for e in emails) if s.id is not None]
+        return [s.id for s in api.due_subscribers(session, now) if s.id is not None]
+
+
+def plan_due(engine: Engine, *, now: datetime, emails: Sequence[str] = ()) -> int:
+    """Insert the ledger rows of due subscribers (or of the named ones, due or not)."""
+    with open_session(engine, immediate=True) as session:
+        if emails:
+            subscribers = [get_subscriber(session, email) for email in emails]
+            subscribers = [s for s in subscribers if s.status == ACTIVE]
+        else:
+            subscribers = api.due_subscribers(session, now)
+        return plan_deliveries(session, now=now, subscribers=subscribers, forced=bool(emails))
+
+
+@dataclass
+class Sender:
+    """One run of `digestd send`: the shared state of the producer and the connections."""
+
+    engine: Engine
+    settings: Settings
+    builder: EmailBuilder
+    clock: Clock
+    stop: asyncio.Event
+    subscriber_ids: list[int] | None = None
+    resend_unknown: bool = False
+    progress: Progress | None = None
+    worker: str = field(default_factory=make_worker_id)
+    report: SendReport = field(default_factory=SendReport)
+    cache: PeriodCache = field(default_factory=PeriodCache)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.smtp.lease_seconds)
+
+    def _finish(self, job: Job, result: Result) -> None:
+        paper_ids = job.email.paper_ids if job.email is not None else ()
+        retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
+        with self.engine.begin() as db:
+            status = finish_delivery(db, job.claim, result, now=self.clock(), retry_for=retry_for, paper_ids=paper_ids)
+        if status != SENT:
+            log.info(
+                "delivery %s to subscriber %s: %s %s",
+                job.claim.delivery_id,
+                job.claim.subscriber_id,
+                status,
+                result.reason,
+            )
+        self._count(status)
+
+    def _count(self, status: str) -> None:
+        self.report.add(status)
+        if self.progress is not None:
+            self.progress.update(status)
+
+    def claim_batch(self) -> list[Claim]:
+        with open_session(self.engine, immediate=True) as session:
+            claims, skipped = claim_deliveries(
+                session,
+                worker=self.worker,
+                now=self.clock(),
+                lease=self.lease,
+                limit=self.settings.smtp.batch_size,
+                subscriber_ids=self.subscriber_ids,
+                resend_unknown=self.resend_unknown,
+            )
+        for _ in range(skipped):
+            self._count(SKIPPED)
+        return claims
+
+    async def produce(self, queue: asyncio.Queue[Job | None], connections: int) -> None:
+        try:
+            while not self.stop.is_set():
+                claims = self.claim_batch()
+                if not claims:
+                    break
+                loaded = load_batch(self.engine, claims, self.cache)
+                send_empty = self.settings.mail.send_empty
+                jobs = await asyncio.to_thread(
+                    build_jobs, self.builder, loaded, self.cache, now=self.clock(), send_empty=send_empty
+                )
+                for job in jobs:
+                    if job.email is None:
+                        self._finish(job, Result(SKIPPED, NOTHING_MATCHED))
+                    else:
+                        await queue.put(job)
+        finally:
+            for _ in range(connections):
+                await queue.put(None)
+
+    async def consume(self, queue: asyncio.Queue[Job | None], limiter: RateLimiter, connection: SmtpConnection) -> None:
+        try:
+            while (job := await queue.get()) is not None:
+                if self.stop.is_set():
+                    continue  # its claim is released at the end of the run
+                await self.deliver(job, limiter, connection)
+        except DeliveryError as error:
+            self.report.errors.append(error)
+            self.stop.set()
+            while (await queue.get()) is not None:
+                pass
+        finally:
+            await connection.quit()
+
+    async def deliver(self, job: Job, limiter: RateLimiter, connection: SmtpConnection) -> None:
+        email = job.email
+        assert email is not None
+        await limiter.wait()
+        if not connection.connected:
+            await connection.connect()  # a failure here leaves the claim to be released
+        with self.engine.begin() as db:
+            now = self.clock()
+            if not mark_sending(
+                db,
+                job.claim,
+                worker=self.worker,
+                now=now,
+                lease=self.lease,
+                message_id=email.message_id,
+                paper_ids=email.paper_ids,
+            ):
+                log.warning("lost the claim on delivery %s; not sending it", job.claim.delivery_id)
+                return
+        result = await self._transact(email, connection)
+        self._finish(job, result)
+
+    async def _transact(self, email: RenderedEmail, connection: SmtpConnection) -> Result:
+        """Send, retrying at once on a new connection when it dropped before DATA."""
+        result = Result(RETRY)
+        for _ in range(1 + _RETRIES_BEFORE_DATA):
+            try:
+                result = await connection.send(email)
+            except DeliveryError as error:
+                return Result(TEMP_FAILED, f"reconnecting failed: {error.message}")
+            if result.status != RETRY:
+                return result
+        return Result(TEMP_FAILED, result.reason)
+
+
+async def send_due(
+    engine: Engine,
+    settings: Settings,
+    builder: EmailBuilder,
+    *,
+    clock: Clock,
+    stop: asyncio.Event,
+    emails: Sequence[str] = (),
+    resend_unknown: bool = False,
+    progress: Progress | None = None,
+) -> SendReport:
+    """Plan and deliver everything due (or the named subscribers' digests) until nothing
+    is left to claim, or `stop` is set. Raises `DeliveryError` if the server cannot be used."""
+    check_security(settings.smtp)
+    tls = make_tls_context(settings.smtp)
+    planned = plan_due(engine, now=clock(), emails=emails)
+    ids = select_subscribers(engine, now=clock(), emails=emails) if emails else None
+    sender = Sender(engine, settings, builder, clock, stop, ids, resend_unknown, progress)
+    sender.report.planned = planned
+    if progress is not None:
+        with open_session(engine) as session:
+            progress.start(count_claimable(session, now=clock(), subscriber_ids=ids, resend_unknown=resend_unknown))
+    count = settings.smtp.connections
+    queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(2 * count, settings.smtp.batch_size))
+    limiter = RateLimiter(settings.smtp.rate_per_second)
+    try:
+        await asyncio.gather(
+            sender.produce(queue, count),
+            *(sender.consume(queue, limiter, SmtpConnection(settings.smtp, tls)) for _ in range(count)),
+        )
+    finally:
+        with open_session(engine) as session:
+            release_claims(session, worker=sender.worker, now=clock())
+    if sender.report.errors:
+        raise sender.report.errors[0]
+    return sender.report
+
+
+def preview_due(
+    engine: Engine, builder: EmailBuilder, *, now: datetime, emails: Sequence[str] = (), send_empty: bool = False
+) -> list[Job]:
+    """The digests `send` would deliver now, rendered; nothing is written (--dry-run)."""
+    with open_session(engine) as session:
+        if emails:
+            subscribers = [get_subscriber(session, email) for email in emails]
+        else:
+            subscribers = api.due_subscribers(session, now)
+        previous = load_previous_ends(session, [s.id for s in subscribers if s.id is not None])
+        claims = []
+        for s in subscribers:
+            assert s.id is not None
+            period = plan_period(s, now, previous_end=previous.get(s.id), forced=bool(emails))
+            claims.append(Claim(0, s.id, s.email, period.key, period.start, period.end, now))
+    cache = PeriodCache()
+    return build_jobs(builder, load_batch(engine, claims, cache), cache, now=now, send_empty=send_empty)

@@ -1,0 +1,221 @@
+"""The delivery ledger: one `Delivery` row per (subscriber, period), never mailed twice.
+
+    pending ─claim─> claimed ─> sending ─250─> sent
+                        │           ├─4xx / lost before DATA─> temp_failed ─(backoff)─> claimed ...
+                        │           │                         └─ past smtp.retry_for_hours ─> perm_failed
+                        │           ├─5xx───────────────────> perm_failed (550-class at RCPT: suppressed)
+                        │           └─lost inside DATA──────> unknown (re-sent only with --resend-unknown)
+                        └─ unsubscribed / suppressed / nothing matched ─> skipped
+
+`sending` is committed before the SMTP transaction starts and `sent` after the server's
+250, so a crash between the two leaves `sending`, which becomes `unknown` when its lease
+runs out (or at once, when its worker is known to be dead): never silently re-sent.
+A lease that runs out on `claimed` (nothing was sent) goes back to `pending`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from digestd.models import Delivery, Subscriber
+from digestd.schedule import next_due_after, period_key, period_length
+
+PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
+TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
+DELIVERY_STATUSES = (PENDING, CLAIMED, SENDING, SENT, TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED)
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+    key: str
+
+
+def plan_period(subscriber: Subscriber, now: datetime, *, previous_end: datetime | None, forced: bool) -> Period:
+    """The period a digest planned `now` covers. It ends at the due time (or `now`, when
+    forced or when whole periods were missed: one catch-up digest, not one per period)
+    and starts where the previous one ended (a first digest: one period before it was due)."""
+    due = subscriber.next_due_at or now
+    length = period_length(subscriber.frequency)
+    end = now if forced or due + length <= now else due
+    key_time = now if forced else due
+    start = previous_end or subscriber.last_digest_at or due - length
+    return Period(start=min(start, end), end=end, key=period_key(key_time, subscriber.timezone))
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING on (subscriber_id, period), SQLite or PostgreSQL."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(Delivery).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+    before = session.scalar(select(func.count()).select_from(Delivery)) or 0
+    if rows:
+        session.execute(statement, rows)
+    return int(session.scalar(select(func.count()).select_from(Delivery)) or 0) - int(before)
+
+
+def load_previous_ends(session: Session, ids: Sequence[int]) -> dict[int, datetime]:
+    ends: dict[int, datetime] = {}
+    for start in range(0, len(ids), _CHUNK):
+        query = (
+            select(Delivery.subscriber_id, func.max(Delivery.period_end))
+            .where(col(Delivery.subscriber_id).in_(ids[start : start + _CHUNK]))
+            .group_by(col(Delivery.subscriber_id))
+        )
+        for subscriber_id, end in session.execute(query):
+            ends[subscriber_id] = end
+    return ends
+
+
+def plan_deliveries(session: Session, *, now: datetime, subscribers: Sequence[Subscriber], forced: bool) -> int:
+    """Insert a ledger row for each subscriber's current period and move `next_due_at`
+    past `now`; running it twice (or on two nodes) inserts nothing new. Subscribers not
+    due yet are left alone unless `forced`. Returns the number of rows added."""
+    if not forced:
+        subscribers = [s for s in subscribers if s.next_due_at is None or s.next_due_at <= now]
+    ids = [s.id for s in subscribers if s.id is not None]
+    previous = load_previous_ends(session, ids)
+    rows = []
+    for subscriber in subscribers:
+        assert subscriber.id is not None
+        period = plan_period(subscriber, now, previous_end=previous.get(subscriber.id), forced=forced)
+        rows.append(
+            {
+                "subscriber_id": subscriber.id,
+                "period": period.key,
+                "period_start": period.start,
+                "period_end": period.end,
+                "status": PENDING,
+                "attempts": 0,
+                "paper_ids": [],
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        if subscriber.next_due_at is None or subscriber.next_due_at <= now:
+            subscriber.next_due_at = next_due_after(
+                now,
+                frequency=subscriber.frequency,
+                send_day=subscriber.send_day,
+                send_time=subscriber.send_time,
+                timezone=subscriber.timezone,
+                weekdays_only=subscriber.weekdays_only,
+            )
+    added = _insert_ignoring_duplicates(session, rows)
+    session.flush()
+    return added
+
+
+def make_worker_id() -> str:
+    """`host:pid:random`: the lease owner, unique per process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def is_dead_worker(owner: str | None) -> bool:
+    """True when `owner` was a process on this host that no longer runs (its lease is void)."""
+    host, _, rest = (owner or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def expire_leases(session: Session, *, now: datetime) -> tuple[int, int]:
+    """Leases that ran out, or whose worker died: `claimed` → pending, `sending` → unknown.
+    Returns (released, unknown)."""
+    held = session.execute(
+        select(Delivery.id, Delivery.status, Delivery.lease_owner, Delivery.lease_expires_at).where(
+            col(Delivery.status).in_([CLAIMED, SENDING])
+        )
+    ).all()
+    released = unknown = 0
+    for row_id, status, owner, expires in held:
+        if not ((expires is not None and expires <= now) or is_dead_worker(owner)):
+            continue
+        values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+        if status == CLAIMED:
+            values["status"] = PENDING
+        else:
+            values["status"] = UNKNOWN
+            values["last_error"] = "the worker stopped while sending; the message may or may not have arrived"
+        statement = update(Delivery).where(
+            col(Delivery.id) == row_id, col(Delivery.status) == status, col(Delivery.lease_owner) == owner
+        )
+        changed = int(session.execute(statement.values(**values)).rowcount or 0)  # type: ignore[attr-defined]
+        released += changed if status == CLAIMED else 0
+        unknown += changed if status == SENDING else 0
+    return released, unknown
+
+
+def release_claims(session: Session, *, worker: str, now: datetime, ids: Iterable[int] | None = None) -> int:
+    """Give this worker's `claimed` rows (all, or `ids`) back to `pending` (e.g. on SIGTERM)."""
+    statement = update(Delivery).where(col(Delivery.status) == CLAIMED, col(Delivery.lease_owner) == worker)
+    if ids is not None:
+        statement = statement.where(col(Delivery.id).in_(list(ids)))
+    values = {"status": PENDING, "lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    return int(session.execute(statement.values(**values)).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def count_claimable(
+    session: Session, *, now: datetime, subscriber_ids: Sequence[int] | None = None, resend_unknown: bool = False
+) -> int:
+    """How many rows a run would claim now (for a progress bar)."""
+    statuses = [PENDING, TEMP_FAILED, *([UNKNOWN] if resend_unknown else [])]
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(col(Delivery.status).in_(statuses))
+        .where(or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now))
+    )
+    if subscriber_ids is not None:
+        query = query.where(col(Delivery.subscriber_id).in_(subscriber_ids))
+    return int(session.scalar(query) or 0)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff after the n-th failed attempt: 5 min, 10, 20, ... at most 4 hours."""
+    return min(timedelta(minutes=5) * 2 ** max(attempts - 1, 0), timedelta(hours=4))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Delivery.status, func.count()).group_by(col(Delivery.status)))
+    return {status: int(count) for status, count in rows}
+
+
+def recent_failures(session: Session, *, limit: int = 10) -> list[dict[str, object]]:
+    """The latest failed, retrying and unknown deliveries, with their reasons."""
+    query = (
+        select(Delivery, Subscriber.email)
+        .join(Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id))
+        .where(col(Delivery.status).in_([TEMP_FAILED, PERM_FAILED, UNKNOWN]))
+        .order_by(col(Delivery.updated_at).desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "email": email,
+            "period": row.period,
+            "status": row.status,
+            "attempts": row.attempts,
+            "updated_at": row.updated_at,
+            "next_attempt_at": row.next_attempt_at,
+            "reason": row.last_error or "",
+        }
+        for row, email in session.execute(query)
+    ]

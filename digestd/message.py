@@ -1,0 +1,164 @@
+"""The email itself: headers, MIME bytes, Message-ID and DKIM (pure functions over strings).
+
+Messages are assembled by hand rather than with `EmailMessage`: its policy machinery
+costs more than rendering the templates. The result is a standard
+multipart/alternative (text first, HTML last), both parts UTF-8 quoted-printable, lines
+ending in CRLF as on the wire. Every header value passes `clean_header`, so no CR, LF or
+other control character from a paper title, a name or a setting can start a header.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+from email.header import Header
+from email.utils import formataddr, parseaddr
+from pathlib import Path
+
+import dkim
+
+from digestd.config import MailSettings
+from digestd.errors import ConfigError
+
+CRLF = "\r\n"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# The headers a DKIM signature covers (RFC 8058 asks for both List-Unsubscribe headers).
+DKIM_HEADERS = (
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+)
+
+
+def clean_header(value: str) -> str:
+    """No CR, LF or other control character may reach a header; runs of space become one."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def encode_header(name: str, value: str) -> str:
+    """`Name: value`, RFC 2047-encoded when the value is not ASCII."""
+    value = clean_header(value)
+    if value.isascii():
+        return f"{name}: {value}"
+    return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=CRLF)}"
+
+
+def format_address(name: str, address: str) -> str:
+    return formataddr((clean_header(name), clean_header(address)), charset="utf-8")
+
+
+def sender_address(mail: MailSettings) -> tuple[str, str]:
+    """(display name, address) of `mail.from`."""
+    name, address = parseaddr(clean_header(mail.from_))
+    if "@" not in address:
+        raise ConfigError(f"mail.from = {mail.from_!r} is not allowed: use an address like Digest <digest@example.org>")
+    return name, address
+
+
+def sender_domain(mail: MailSettings) -> str:
+    return sender_address(mail)[1].rpartition("@")[2].lower()
+
+
+def list_name(mail: MailSettings) -> str:
+    return sender_address(mail)[0] or "Paper Digest"
+
+
+def list_id(mail: MailSettings) -> str:
+    """`mail.list_id` (`<...>` added when missing), else `Name <digest.example.org>`."""
+    given = clean_header(mail.list_id)
+    if given:
+        return given if "<" in given else f"<{given}>"
+    return f"{list_name(mail)} <digest.{sender_domain(mail)}>"
+
+
+def unsubscribe_mailto(mail: MailSettings) -> str:
+    return clean_header(mail.unsubscribe_mailto) or f"unsubscribe@{sender_domain(mail)}"
+
+
+def message_id(subscriber_id: int, period: str, domain: str) -> str:
+    """Deterministic per (subscriber, period): a re-sent digest is recognisably the same message."""
+    digest = hashlib.sha256(f"{subscriber_id}|{period}".encode()).hexdigest()[:20]
+    return f"<digest.{clean_header(period)}.{digest}@{domain}>"
+
+
+def list_unsubscribe(url: str, mailto: str, token: str) -> str:
+    return f"<{url}>,{CRLF} <mailto:{mailto}?subject=unsubscribe%20{token}>"
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends (templates render with LF)."""
+    body = text.replace("\r\n", "\n")
+    if not body.endswith("\n"):
+        body += "\n"
+    return binascii.b2a_qp(body.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+def build_mime(headers: Sequence[str], text: str, html: str, *, boundary: str) -> bytes:
+    """multipart/alternative bytes: the given headers, then the text part, then the HTML part."""
+    head = [
+        *headers,
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        "",
+        f"--{boundary}",
+        'Content-Type: text/plain; charset="utf-8"',
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        "",
+    ]
+    middle = f'--{boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'
+    middle += "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    tail = f"--{boundary}--\r\n"
+    return b"".join([CRLF.join(head).encode("ascii"), _qp(text), middle.encode(), _qp(html), tail.encode()])
+
+
+def mime_boundary(message_id: str) -> str:
+    """A boundary that cannot occur in quoted-printable text (which encodes every `=`)."""
+    return f"=_digestd_{hashlib.sha256(message_id.encode()).hexdigest()[:24]}"
+
+
+class DkimSigner:
+    """Signs messages with `mail.dkim_selector` and the key in `mail.dkim_key_file`."""
+
+    def __init__(self, selector: str, domain: str, key: bytes) -> None:
+        self.selector, self.domain, self.key = selector.encode(), domain.encode(), key
+        self.headers = [name.lower().encode() for name in DKIM_HEADERS]
+
+    def sign(self, data: bytes) -> bytes:
+        signature = dkim.sign(
+            data,
+            self.selector,
+            self.domain,
+            self.key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=self.headers,
+        )
+        return signature + data
+
+
+def load_dkim_signer(mail: MailSettings) -> DkimSigner | None:
+    """The signer when DKIM is configured (key checked now), else None."""
+    if not mail.dkim_selector and not mail.dkim_key_file:
+        return None
+    if not (mail.dkim_selector and mail.dkim_key_file):
+        raise ConfigError("DKIM needs both mail.dkim_selector and mail.dkim_key_file", hint="set both, or neither")
+    path = Path(mail.dkim_key_file).expanduser()
+    try:
+        key = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"mail.dkim_key_file = {str(path)!r} cannot be read: {error.strerror}") from None
+    signer = DkimSigner(mail.dkim_selector, sender_domain(mail), key)
+    try:
+        signer.sign(b"From: a@b\r\nSubject: test\r\n\r\ntest\r\n")
+    except dkim.DKIMException as error:
+        raise ConfigError(f"mail.dkim_key_file = {str(path)!r} is not a usable private key: {error}") from None
+    return signer

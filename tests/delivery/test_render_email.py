@@ -1,0 +1,251 @@
+"""The rendered email: golden files, escaping, header safety, size, templates, DKIM."""
+
+from __future__ import annotations
+
+import difflib
+import email
+import email.policy
+import os
+import re
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from digestd.config import MailSettings
+from digestd.errors import ConfigError, RenderError
+from digestd.paper_view import shorten_authors, trim_abstract
+from digestd.records import Digest, PaperRecord, Pick, Profile, Section
+from digestd.render import HTML_LIMIT, SHORTENED_NOTE, make_email_builder
+from digestd.templates import templates_dir
+from digestd.tokens import TokenSigner
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+NOW = datetime(2026, 11, 30, 8, 0, 5, tzinfo=UTC)
+START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+MAIL = MailSettings(from_="Paper Digest <digest@example.org>", base_url="https://digest.example.org")
+SECRET = "golden-secret"
+PROFILE = Profile(subscriber_id=42, email="ada@example.org", name="Ada Lovelace")
+
+
+def paper(
+    pid: str, title: str, *, authors: tuple[str, ...] = ("Grace Hopper",), abstract: str = "", **kw: object
+) -> PaperRecord:
+    return PaperRecord(
+        id=pid, title=title, abstract=abstract or f"An abstract about {title.lower()}.", authors=authors, **kw
+    )  # type: ignore[arg-type]
+
+
+def golden_digest() -> Digest:
+    many = tuple(f"Author{n} Person{n}" for n in range(15))
+    long_abstract = (
+        "Graph neural networks pass messages along edges. We show that a simple change to the aggregation "
+        "step makes them provably more expressive, matching the Weisfeiler-Leman test on every benchmark we tried. "
+    ) * 5
+    picks_a = (
+        Pick(
+            paper(
+                "2611.00001",
+                "Expressive message passing for graphs",
+                authors=("Ada Smith", "Bob Jones"),
+                abstract=long_abstract,
+            ),
+            0.91,
+            ("matched: graph neural networks",),
+        ),
+        Pick(
+            paper("2611.00002", "A survey of everything with many authors", authors=many),
+            0.55,
+            ("matched: graph neural networks", "close to your seed: Deep Sets"),
+        ),
+    )
+    picks_b = (
+        Pick(
+            paper("doi:10.1000/xyz", "Diffusion models without a PDF link", authors=("Noether, Emmy",)),
+            0.73,
+            ("matched: diffusion models",),
+        ),
+    )
+    sections = (Section("Graph learning", picks_a), Section("Generative models", picks_b))
+    return Digest(PROFILE, START, NOW, sections, candidates=321, generated_at=NOW)
+
+
+def scrub(data: bytes) -> str:
+    """The message as text with the volatile parts (DKIM signature and time) replaced."""
+    text = data.decode("ascii").replace("\r\n", "\n")
+    text = re.sub(r"(DKIM-Signature:.*?)(\n\S)", lambda m: "DKIM-Signature: <scrubbed>" + m.group(2), text, flags=re.S)
+    return text
+
+
+def check_golden(name: str, data: bytes) -> None:
+    path = GOLDEN / name
+    actual = scrub(data)
+    if os.environ.get("DIGESTD_REGENERATE_GOLDEN") == "1":
+        path.write_text(actual, encoding="ascii", newline="\n")
+        return
+    expected = path.read_text(encoding="ascii")
+    if actual != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), str(path), "rendered"))
+        pytest.fail(
+            f"{name} differs from the golden file (DIGESTD_REGENERATE_GOLDEN=1 rewrites it):\n{diff}", pytrace=False
+        )
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_digest_matches_golden_eml() -> None:
+    builder = make_email_builder(MAIL, secret_key=SECRET)
+    check_golden("digest.eml", builder.build(golden_digest(), period="2026-11-30", now=NOW).data)
+
+
+def test_empty_digest_matches_golden_eml() -> None:
+    builder = make_email_builder(MAIL, secret_key=SECRET)
+    empty = Digest(PROFILE, START, NOW, (), candidates=87, generated_at=NOW)
+    check_golden("digest-empty.eml", builder.build(empty, period="2026-11-30", now=NOW).data)
+
+
+def test_structure_and_headers() -> None:
+    built = make_email_builder(MAIL, secret_key=SECRET).build(golden_digest(), period="2026-11-30", now=NOW)
+    message = parse(built.data)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["Subject"] == "Your paper digest for 30 Nov 2026: 3 papers"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    urls = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
+    assert urls[0].startswith("https://digest.example.org/unsubscribe/") and urls[1].startswith(
+        "mailto:unsubscribe@example.org"
+    )
+    token = TokenSigner(SECRET).verify(urls[0].rsplit("/", 1)[1], kind="unsubscribe")
+    assert token.subscriber_id == 42
+    assert built.paper_ids == ("2611.00001", "doi:10.1000/xyz", "2611.00002")
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert 'style="' in html and "prefers-color-scheme: dark" in html and 'name="viewport"' in html
+    rate = re.findall(r"https://digest.example.org/rate/([\w.-]+)", html)
+    assert TokenSigner(SECRET).verify(rate[0], kind="rate").paper_id == "2611.00001"
+
+
+def test_message_id_is_deterministic_per_subscriber_and_period() -> None:
+    builder = make_email_builder(MAIL, secret_key=SECRET)
+    ids = [
+        builder.build(golden_digest(), period=p, now=NOW).message_id for p in ("2026-11-30", "2026-11-30", "2026-12-07")
+    ]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_titles_are_shown_not_run_and_inject_no_header() -> None:
+    evil = paper("2611.00009", "<script>alert(1)</script> {{ 7*7 }} {% if 1 %}x{% endif %}\r\nBcc: victim@example.com")
+    profile = replace(PROFILE, name="Eve\r\nBcc: victim@example.com")
+    digest = Digest(
+        profile, START, NOW, (Section("S\nBcc: a@b", (Pick(evil, 1.0, ("x\r\nBcc: c@d",)),)),), candidates=1
+    )
+    data = make_email_builder(MAIL, secret_key=SECRET).build(digest, period="2026-11-30", now=NOW).data
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    assert not re.search(r"^bcc:", head, flags=re.I | re.M)
+    message = parse(data)
+    assert message["Bcc"] is None
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; {{ 7*7 }} {% if 1 %}x{% endif %}" in html
+    assert "<script>" not in html and "49" not in html
+    assert "<script>alert(1)</script> {{ 7*7 }}" in text
+
+
+@pytest.mark.parametrize("count", [60, 200])
+def test_large_digest_is_shortened_below_the_limit(count: int) -> None:
+    picks = tuple(
+        Pick(paper(f"2611.{i:05d}", f"Paper {i}", abstract="word " * 600), 1 - i / 1000, ("matched: x",))
+        for i in range(count)
+    )
+    digest = Digest(PROFILE, START, NOW, (Section("All", picks),), candidates=count)
+    built = make_email_builder(MAIL, secret_key=SECRET).build(digest, period="2026-11-30", now=NOW)
+    html = parse(built.data).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert len(html.encode()) <= HTML_LIMIT
+    assert SHORTENED_NOTE in html
+    assert html.count('class="paper"') == len(built.paper_ids)
+    if count == 200:
+        assert f"{count - len(built.paper_ids)} more papers matched but were left out" in html
+        assert built.paper_ids == tuple(f"2611.{i:05d}" for i in range(len(built.paper_ids)))
+
+
+def test_authors_and_abstracts_are_shortened_sensibly() -> None:
+    assert shorten_authors(("Ada Lovelace",)) == "A. Lovelace"
+    assert shorten_authors(("Ada Lovelace", "Noether, Emmy")) == "A. Lovelace and E. Noether"
+    assert (
+        shorten_authors(("Jean-Pierre Serre", "Ludwig van Beethoven", "Plato", "Li Wei"))
+        == "J.-P. Serre, L. van Beethoven, Plato and L. Wei"
+    )
+    assert shorten_authors(tuple(f"A{i} Smith" for i in range(15))) == "A. Smith, A. Smith, A. Smith, … and 12 others"
+    assert trim_abstract("One. Two three four five six seven.", 20) == "One. Two three four …"
+    assert trim_abstract("A first sentence here. Second one goes on and on.", 30) == "A first sentence here."
+    assert trim_abstract("short", 100) == "short"
+
+
+def _copy_templates(tmp_path: Path) -> Path:
+    folder = tmp_path / "templates"
+    shutil.copytree(templates_dir(MailSettings()), folder)
+    return folder
+
+
+def test_a_broken_template_fails_at_start_up_with_file_and_line(tmp_path: Path) -> None:
+    folder = _copy_templates(tmp_path)
+    lines = (folder / "digest.html").read_text().splitlines()
+    lines[4] = "{% for x in %}"
+    (folder / "digest.html").write_text("\n".join(lines))
+    with pytest.raises(RenderError, match=r"digest\.html, line 5"):
+        make_email_builder(replace(MAIL, templates_dir=str(folder)), secret_key=SECRET)
+
+
+def test_an_unknown_variable_fails_at_start_up_with_file_and_line(tmp_path: Path) -> None:
+    folder = _copy_templates(tmp_path)
+    source = (folder / "digest.txt").read_text().replace("{{ intro }}", "{{ intro_typo }}")
+    (folder / "digest.txt").write_text(source)
+    with pytest.raises(RenderError, match=r"digest\.txt, line 2: 'intro_typo' is undefined"):
+        make_email_builder(replace(MAIL, templates_dir=str(folder)), secret_key=SECRET)
+
+
+def test_dkim_signature_covers_the_list_headers_and_verifies(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    mail = replace(MAIL, dkim_selector="d2026", dkim_key_file=str(tmp_path / "dkim.pem"))
+    data = make_email_builder(mail, secret_key=SECRET).build(golden_digest(), period="2026-11-30", now=NOW).data
+    record = b"v=DKIM1; k=rsa; p=" + __import__("base64").b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"d2026._domainkey.example.org."
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
+    signed = re.search(rb"h=([^;]+);", data.replace(b"\r\n ", b"")).group(1).lower()  # type: ignore[union-attr]
+    names = [name.strip() for name in signed.split(b":")]
+    for header in (
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"list-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+    ):
+        assert header in names
+    check_golden("digest-dkim.eml", data)
+
+
+def test_an_unreadable_dkim_key_fails_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "bad.pem").write_text("not a key")
+    with pytest.raises(ConfigError, match="dkim_key_file"):
+        make_email_builder(replace(MAIL, dkim_selector="s", dkim_key_file=str(tmp_path / "bad.pem")), secret_key=SECRET)

@@ -1,0 +1,233 @@
+"""Delivery against a real aiosmtpd server: security, the ledger, injected failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from seeds import DUE, make_settings, seed_database
+from sinks import Sink
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from digestd.config import Settings
+from digestd.delivery import SendReport, plan_due, send_due
+from digestd.errors import ConfigError, DeliveryError
+from digestd.ledger import PENDING, PERM_FAILED, SENT, TEMP_FAILED, UNKNOWN
+from digestd.models import Delivery, SentPaper, Subscriber, Suppression
+from digestd.render import make_email_builder
+from digestd.store import open_session
+from digestd.subscribers import email_hash, get_subscriber
+
+LATER = DUE + timedelta(minutes=1)
+
+
+def run_send(
+    engine: Engine, settings: Settings, *, now: datetime = LATER, emails: Sequence[str] = (), **kw: Any
+) -> SendReport:
+    builder = make_email_builder(settings.mail, secret_key=settings.secret_key)
+    stop = asyncio.Event()
+    return asyncio.run(send_due(engine, settings, builder, clock=lambda: now, stop=stop, emails=emails, **kw))
+
+
+def statuses(engine: Engine) -> dict[str, str]:
+    with open_session(engine) as session:
+        rows = session.execute(
+            select(Subscriber.email, Delivery.status).join(Delivery, col(Delivery.subscriber_id) == col(Subscriber.id))
+        )
+        return dict(rows.all())
+
+
+def test_each_due_subscriber_gets_one_digest_and_the_ledger_says_so(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=6)
+    report = run_send(engine, make_settings(sink))
+    assert (report.planned, report.sent) == (6, 6)
+    assert Counter(r for m in sink.handler.messages for r in m.recipients) == Counter(emails)
+    assert set(statuses(engine).values()) == {SENT}
+    with open_session(engine) as session:
+        subscriber = get_subscriber(session, emails[0])
+        assert subscriber.last_digest_at == DUE and subscriber.next_due_at == DUE + timedelta(days=7)
+        row = session.scalars(select(Delivery).where(Delivery.subscriber_id == subscriber.id)).one()
+        assert row.attempts == 1 and row.message_id and row.paper_ids and row.sent_at == LATER
+        sent = set(session.scalars(select(SentPaper.paper_id).where(SentPaper.subscriber_id == subscriber.id)))
+        assert sent == set(row.paper_ids)
+    again = run_send(engine, make_settings(sink), now=LATER + timedelta(minutes=5))
+    assert (again.planned, again.sent, len(sink.handler.messages)) == (0, 0, 6)
+
+
+def test_starttls_with_auth_and_a_private_ca(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink(tls="starttls", auth=True)
+    seed_database(engine, subscribers=2)
+    settings = make_settings(sink, security="starttls", username="digest", password="s3cret")
+    assert run_send(engine, settings).sent == 2
+    assert len(sink.handler.messages) == 2
+
+
+def test_implicit_tls(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink(tls="implicit")
+    seed_database(engine, subscribers=2)
+    assert run_send(engine, make_settings(sink, security="tls")).sent == 2
+
+
+def test_a_server_without_starttls_is_refused_and_nothing_is_lost(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    seed_database(engine, subscribers=2)
+    with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
+        run_send(engine, make_settings(sink, security="starttls"))
+    assert set(statuses(engine).values()) == {PENDING} and not sink.handler.messages
+
+
+def test_an_unknown_certificate_is_refused(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink(tls="starttls")
+    seed_database(engine, subscribers=1)
+    with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+        run_send(engine, make_settings(sink, security="starttls", ca_file=""))
+
+
+def test_a_wrong_password_is_reported_with_a_hint(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink(tls="starttls", auth=True)
+    seed_database(engine, subscribers=1)
+    with pytest.raises(DeliveryError, match="refused the login") as caught:
+        run_send(engine, make_settings(sink, security="starttls", username="digest", password="wrong"))
+    assert "DIGESTD_SMTP_PASSWORD" in (caught.value.hint or "")
+    assert set(statuses(engine).values()) == {PENDING}
+
+
+def test_plaintext_to_a_remote_host_is_not_allowed(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    settings = make_settings(sink)
+    with pytest.raises(ConfigError, match="loopback"):
+        run_send(engine, replace(settings, smtp=replace(settings.smtp, host="smtp.example.org")))
+
+
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [("MAIL", "421 4.7.0 closing, try later"), ("RCPT", "451 4.3.0 try again later"), ("DATA", "452 4.3.1 full")],
+)
+def test_4xx_is_retried_with_backoff_then_sent(engine: Engine, start_sink: Any, command: str, reply: str) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=3)
+    target = "*" if command == "MAIL" else emails[1]
+    sink.handler.rules[(command, target)] = [reply]
+    report = run_send(engine, make_settings(sink, connections=1))
+    assert (report.sent, report.retrying) == (2, 1)
+    with open_session(engine) as session:
+        row = session.scalars(select(Delivery).where(Delivery.status == TEMP_FAILED)).one()
+        assert row.next_attempt_at == LATER + timedelta(minutes=5) and reply.split()[0] in (row.last_error or "")
+    assert run_send(engine, make_settings(sink), now=LATER + timedelta(minutes=2)).sent == 0  # not yet
+    assert run_send(engine, make_settings(sink), now=LATER + timedelta(minutes=6)).sent == 1
+    assert sorted(r for m in sink.handler.messages for r in m.recipients) == emails
+
+
+def test_a_4xx_that_lasts_too_long_becomes_a_permanent_failure(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=1)
+    sink.handler.rules[("RCPT", emails[0])] = ["451 4.3.0 later"] * 5
+    settings = make_settings(sink, retry_for_hours=0.2)
+    assert run_send(engine, settings).retrying == 1
+    assert run_send(engine, settings, now=LATER + timedelta(minutes=6)).failed == 1
+    with open_session(engine) as session:
+        assert "gave up after 2 attempts" in (session.scalars(select(Delivery.last_error)).one() or "")
+
+
+def test_550_at_rcpt_fails_permanently_and_suppresses_the_address(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=2)
+    sink.handler.rules[("RCPT", emails[0])] = ["550 5.1.1 no such user"]
+    report = run_send(engine, make_settings(sink))
+    assert (report.sent, report.failed) == (1, 1)
+    with open_session(engine) as session:
+        assert session.get(Suppression, email_hash(emails[0])) is not None
+        assert get_subscriber(session, emails[0]).status == "suppressed"
+
+
+def test_554_at_data_fails_without_suppressing(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=1)
+    sink.handler.rules[("DATA", emails[0])] = ["554 5.7.1 message refused"]
+    assert run_send(engine, make_settings(sink)).failed == 1
+    with open_session(engine) as session:
+        assert session.get(Suppression, email_hash(emails[0])) is None
+    assert statuses(engine)[emails[0]] == PERM_FAILED
+
+
+def test_a_connection_lost_before_data_is_retried_at_once(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=2)
+    sink.handler.rules[("RCPT", emails[0])] = ["drop"]
+    assert run_send(engine, make_settings(sink, connections=1)).sent == 2
+    assert Counter(r for m in sink.handler.messages for r in m.recipients) == Counter(emails)
+
+
+def test_a_connection_lost_inside_data_is_unknown_until_resend_is_asked(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=3)
+    sink.handler.rules[("DATA", emails[2])] = ["drop"]
+    report = run_send(engine, make_settings(sink, connections=1))
+    assert (report.sent, report.unknown) == (2, 1)
+    assert statuses(engine)[emails[2]] == UNKNOWN
+    assert run_send(engine, make_settings(sink), now=LATER + timedelta(hours=5)).sent == 0
+    assert run_send(engine, make_settings(sink), now=LATER + timedelta(hours=5), resend_unknown=True).sent == 1
+    assert statuses(engine)[emails[2]] == SENT and sink.handler.count_to(emails[2]) == 1
+
+
+def test_unsubscribes_and_suppressions_are_checked_at_claim_time(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=3)
+    plan_due(engine, now=LATER)
+    with open_session(engine) as session:
+        get_subscriber(session, emails[0]).status = "unsubscribed"
+        session.add(Suppression(email_hash=email_hash(emails[1]), reason="complaint", created_at=LATER))
+    report = run_send(engine, make_settings(sink))
+    assert (report.sent, report.skipped) == (1, 2)
+    assert [m.recipients for m in sink.handler.messages] == [[emails[2]]]
+
+
+def test_nothing_matched_is_skipped_unless_send_empty(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    seed_database(engine, subscribers=2, papers=0)
+    settings = make_settings(sink)
+    assert run_send(engine, settings).skipped == 2 and not sink.handler.messages
+    with open_session(engine) as session:
+        assert set(session.scalars(select(Subscriber.last_digest_at))) == {DUE}
+    later = DUE + timedelta(days=7, minutes=1)
+    assert run_send(engine, replace(settings, mail=replace(settings.mail, send_empty=True)), now=later).sent == 2
+    assert b"nothing new matched" in sink.handler.messages[0].data
+
+
+def test_after_downtime_one_catch_up_digest_not_one_per_period(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=1)
+    late = DUE + timedelta(days=23)
+    assert run_send(engine, make_settings(sink), now=late).sent == 1
+    assert run_send(engine, make_settings(sink), now=late + timedelta(minutes=1)).planned == 0
+    with open_session(engine) as session:
+        subscriber = get_subscriber(session, emails[0])
+        assert subscriber.next_due_at is not None and subscriber.next_due_at > late
+        assert subscriber.last_digest_at == late
+
+
+def test_named_subscribers_get_their_digest_now(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=3)
+    early = DUE - timedelta(days=1)
+    report = run_send(engine, make_settings(sink), now=early, emails=[emails[1]])
+    assert (report.planned, report.sent) == (1, 1)
+    assert [m.recipients for m in sink.handler.messages] == [[emails[1]]]
+
+
+def test_the_rate_limit_holds_in_every_second_at_the_sink(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    seed_database(engine, subscribers=36)
+    started = time.monotonic()
+    assert run_send(engine, make_settings(sink, connections=4, rate_per_second=15)).sent == 36
+    assert time.monotonic() - started >= 2.0
+    per_second = Counter(int(m.at) for m in sink.handler.messages)
+    assert max(per_second.values()) <= 15, per_second

@@ -1,0 +1,149 @@
+"""`digestd send` as a real process: killed with SIGKILL at any moment, or stopped with
+SIGTERM; the next run completes the rest and nobody gets a digest twice (outside `unknown`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from seeds import SECRET, make_papers
+from sinks import Sink
+from sqlalchemy import Engine, update
+from sqlmodel import col, select
+
+from digestd.config import Settings
+from digestd.ledger import PENDING, SENT, UNKNOWN
+from digestd.models import Delivery, Subscriber
+from digestd.store import open_session, save_papers
+from digestd.subscribers import SubscriberInput, add_subscriber
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBSCRIBERS = 24
+pytestmark = pytest.mark.slow
+
+
+def seed_due_now(engine: Engine) -> list[str]:
+    """Subscribers due an hour ago (real clock), papers from two days ago."""
+    now = datetime.now(UTC)
+    emails = [f"reader{i:03d}@example.org" for i in range(SUBSCRIBERS)]
+    with open_session(engine) as session:
+        save_papers(session, make_papers(30, seen=now - timedelta(days=2)), now=now - timedelta(days=2))
+        for email in emails:
+            add_subscriber(
+                session,
+                SubscriberInput(email=email, keywords="graph neural networks"),
+                defaults=Settings().digest,
+                now=now,
+            )
+        session.execute(update(Subscriber).values(next_due_at=now - timedelta(hours=1)))
+    return emails
+
+
+def write_config(tmp_path: Path, engine: Engine, sink: Sink) -> Path:
+    path = tmp_path / "digestd.toml"
+    path.write_text(
+        f"""
+[database]
+url = "{engine.url.render_as_string(hide_password=False)}"
+
+[mail]
+from = "Paper Digest <digest@example.org>"
+base_url = "https://digest.example.org"
+
+[smtp]
+host = "{sink.host}"
+port = {sink.port}
+security = "none"
+connections = 2
+rate_per_second = 500
+timeout_seconds = 5
+batch_size = 8
+"""
+    )
+    return path
+
+
+def start_send(config: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DIGESTD_SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "digestd", "--config", str(config), "send"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for_messages(sink: Sink, count: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(sink.handler.messages) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"only {len(sink.handler.messages)} messages arrived"
+        time.sleep(0.002)
+
+
+def ledger(engine: Engine) -> dict[str, str]:
+    with open_session(engine) as session:
+        query = select(Subscriber.email, Delivery.status).join(
+            Delivery, col(Delivery.subscriber_id) == col(Subscriber.id)
+        )
+        return dict(session.execute(query).all())
+
+
+def check_exactly_once(sink: Sink, engine: Engine, emails: list[str]) -> None:
+    received = Counter(r for m in sink.handler.messages for r in m.recipients)
+    statuses = ledger(engine)
+    assert set(statuses) == set(emails)
+    for email in emails:
+        if statuses[email] == UNKNOWN:
+            assert received[email] <= 1, email
+        else:
+            assert (statuses[email], received[email]) == (SENT, 1), email
+
+
+def test_sigkill_at_any_moment_then_a_restart_mails_everyone_exactly_once(
+    engine: Engine, start_sink: Any, tmp_path: Path
+) -> None:
+    """Killed after the 1st, then 6 more, then 10 more accepted messages; the last run finishes."""
+    sink: Sink = start_sink()
+    sink.handler.delay = 0.01
+    emails = seed_due_now(engine)
+    config = write_config(tmp_path, engine, sink)
+    for kill_after in (1, 6, 10):
+        process = start_send(config)
+        wait_for_messages(sink, len(sink.handler.messages) + kill_after, process)
+        process.kill()
+        process.communicate()
+    assert len(sink.handler.messages) < SUBSCRIBERS, "the runs finished before they were killed"
+    last = start_send(config)
+    out, err = last.communicate(timeout=60)
+    assert last.returncode == 0, err.decode()
+    check_exactly_once(sink, engine, emails)
+
+
+def test_sigterm_finishes_what_is_on_the_wire_and_exits_0(engine: Engine, start_sink: Any, tmp_path: Path) -> None:
+    sink: Sink = start_sink()
+    sink.handler.delay = 0.05
+    emails = seed_due_now(engine)
+    config = write_config(tmp_path, engine, sink)
+    first = start_send(config)
+    wait_for_messages(sink, 3, first)
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=20)
+    assert first.returncode == 0, err.decode()
+    assert b"sent " in out
+    statuses = ledger(engine)
+    assert set(statuses.values()) <= {SENT, PENDING}  # nothing left claimed or sending
+    assert sum(s == SENT for s in statuses.values()) == len(sink.handler.messages) < SUBSCRIBERS
+    second = start_send(config)
+    second.communicate(timeout=60)
+    assert second.returncode == 0
+    check_exactly_once(sink, engine, emails)
+    assert set(ledger(engine).values()) == {SENT}
