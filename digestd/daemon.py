@@ -87,7 +87,7 @@ def configure_logging(level: str, *, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("apscheduler.executors.default", "httpx", "aiosmtplib"):
+    for noisy in ("apscheduler", "alembic", "httpx", "aiosmtplib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -43,15 +43,15 @@ class Period:
 
 
 def plan_period(subscriber: Subscriber, now: datetime, *, previous_end: datetime | None, forced: bool) -> Period:
-    """The period a digest planned `now` covers. It ends at the due time (or `now`, when
-    forced or when whole periods were missed: one catch-up digest, not one per period)
-    and starts where the previous one ended (a first digest: one period before it was due)."""
+    """The period a digest planned `now` covers: from where the previous one ended (a first
+    digest: one period before it was due) up to `now`, so papers that arrived between the
+    due time and the planning tick (e.g. fetched by a daemon catching up after downtime)
+    are in it. After downtime this is one catch-up digest, not one per missed period."""
     due = subscriber.next_due_at or now
     length = period_length(subscriber.frequency)
-    end = now if forced or due + length <= now else due
     key_time = now if forced else due
     start = previous_end or subscriber.last_digest_at or due - length
-    return Period(start=min(start, end), end=end, key=period_key(key_time, subscriber.timezone))
+    return Period(start=min(start, now), end=now, key=period_key(key_time, subscriber.timezone))
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> int:

@@ -30,6 +30,7 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
             engine, settings, make_email_builder(settings.mail, secret_key=secret_key), stop, deliver=deliver
         )
         scheduler = build_scheduler(jobs)
+        await jobs.catch_up_ingest()
         scheduler.start()
         log.info(
             "digestd running: %d source(s), delivery %s, web %s",

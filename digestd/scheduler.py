@@ -23,11 +23,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from digestd.config import Settings
 from digestd.delivery import plan_due, send_due
 from digestd.errors import ConfigError, DigestdError
 from digestd.ingest import run_sources
+from digestd.models import SourceState
 from digestd.render import EmailBuilder
 from digestd.signup import purge_unconfirmed
 from digestd.store import open_session
@@ -100,6 +102,20 @@ class DaemonJobs:
         with open_session(self.engine) as session:
             purged = purge_unconfirmed(session, self.clock())
         log.info("purge: %d unconfirmed sign-up(s) older than 30 days deleted", purged)
+
+    async def catch_up_ingest(self) -> None:
+        """Run, now, each source whose last scheduled run was missed (or that never ran),
+        so a daemon that was down at 01:30 does not wait a day for the papers."""
+        with open_session(self.engine) as session:
+            last_runs = {state.name: state.last_run_at for state in session.scalars(select(SourceState))}
+        now = self.clock()
+        for source in self.settings.sources:
+            last = last_runs.get(source.name)
+            trigger = cron_trigger(source.schedule, source=source.name)
+            due = last is None or (trigger.get_next_fire_time(None, last) or now) <= now
+            if due and not self.stop.is_set():
+                log.info("ingest %s: catching up a missed run", source.name)
+                await self.ingest(source.name)
 
     async def wait_for_running(self, grace_seconds: float) -> None:
         """Let in-flight jobs finish; after `grace_seconds`, cancel what is left."""

@@ -15,7 +15,8 @@ from digestd.store import count_papers, open_session
 from digestd.subscribers import count_by_status
 
 
-def collect_status(engine: Engine, *, now: datetime) -> dict[str, Any]:
+def collect_status(engine: Engine, *, now: datetime, daemon: str | None = None) -> dict[str, Any]:
+    """Everything `digestd status` shows; `daemon` is what holds the daemon lock, if anything."""
     with open_session(engine) as session:
         ledger = count_deliveries(session)
         failures = recent_failures(session)
@@ -47,8 +48,16 @@ def collect_status(engine: Engine, *, now: datetime) -> dict[str, Any]:
             .select_from(Subscriber)
             .where(Subscriber.status == "active", col(Subscriber.next_due_at) <= now)
         )
+        upcoming = session.execute(
+            select(Subscriber.email, Subscriber.next_due_at)
+            .where(Subscriber.status == "active", col(Subscriber.next_due_at).is_not(None))
+            .order_by(col(Subscriber.next_due_at))
+            .limit(5)
+        )
         return {
             "generated_at": now,
+            "daemon": daemon,
+            "next_due": [{"email": email, "next_due_at": due_at} for email, due_at in upcoming],
             "papers": {"total": count_papers(session), "per_source": per_source},
             "subscribers": count_by_status(session),
             "due_now": int(due or 0),
@@ -93,6 +102,9 @@ def format_status(report: dict[str, Any]) -> str:
     subscribers = report["subscribers"]
     summary = ", ".join(f"{count} {status}" for status, count in sorted(subscribers.items())) or "none"
     lines.append(f"subscribers: {summary}; {report['due_now']} due now")
+    for item in report["next_due"]:
+        lines.append(f"  next: {item['next_due_at']:%Y-%m-%d %H:%M} UTC  {item['email']}")
+    lines.insert(0, f"daemon:      {'running (' + report['daemon'] + ')' if report['daemon'] else 'not running'}")
     deliveries = report["deliveries"]
     ledger = (
         ", ".join(f"{count} {group}" for group, count in deliveries.items()) if any(deliveries.values()) else "empty"

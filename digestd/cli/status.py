@@ -8,6 +8,7 @@ import click
 
 from digestd import status as status_report
 from digestd.cli import AppContext, pass_app
+from digestd.daemon import daemon_running
 
 
 @click.command()
@@ -20,7 +21,8 @@ def status(app: AppContext, as_json: bool) -> None:
     Example:
       digestd status --json
     """
-    report = status_report.collect_status(app.engine(), now=app.now())
+    daemon = daemon_running(app.settings.database_url)
+    report = status_report.collect_status(app.engine(), now=app.now(), daemon=daemon)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return

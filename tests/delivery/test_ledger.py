@@ -38,7 +38,7 @@ def test_planning_twice_inserts_nothing_new(engine: Engine) -> None:
         for subscriber in subscribers:
             subscriber.next_due_at = DUE
         assert plan_deliveries(session, now=LATER, subscribers=subscribers, forced=False) == 0
-    assert [(r.period, r.status, r.period_end) for r in rows(engine)] == [("2026-11-30", PENDING, DUE)] * 3
+    assert [(r.period, r.status, r.period_end) for r in rows(engine)] == [("2026-11-30", PENDING, LATER)] * 3
 
 
 def test_expired_leases_return_claimed_rows_and_make_sending_rows_unknown(engine: Engine) -> None:

@@ -53,7 +53,7 @@ def test_each_due_subscriber_gets_one_digest_and_the_ledger_says_so(engine: Engi
     assert set(statuses(engine).values()) == {SENT}
     with open_session(engine) as session:
         subscriber = get_subscriber(session, emails[0])
-        assert subscriber.last_digest_at == DUE and subscriber.next_due_at == DUE + timedelta(days=7)
+        assert subscriber.last_digest_at == LATER and subscriber.next_due_at == DUE + timedelta(days=7)
         row = session.scalars(select(Delivery).where(Delivery.subscriber_id == subscriber.id)).one()
         assert row.attempts == 1 and row.message_id and row.paper_ids and row.sent_at == LATER
         sent = set(session.scalars(select(SentPaper.paper_id).where(SentPaper.subscriber_id == subscriber.id)))
@@ -196,7 +196,7 @@ def test_nothing_matched_is_skipped_unless_send_empty(engine: Engine, start_sink
     settings = make_settings(sink)
     assert run_send(engine, settings).skipped == 2 and not sink.handler.messages
     with open_session(engine) as session:
-        assert set(session.scalars(select(Subscriber.last_digest_at))) == {DUE}
+        assert set(session.scalars(select(Subscriber.last_digest_at))) == {LATER}
     later = DUE + timedelta(days=7, minutes=1)
     assert run_send(engine, replace(settings, mail=replace(settings.mail, send_empty=True)), now=later).sent == 2
     assert b"nothing new matched" in sink.handler.messages[0].data
