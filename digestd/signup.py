@@ -21,8 +21,7 @@ from digestd.config import DigestSettings
 from digestd.confirmation import ConfirmToken, check_fresh, new_nonce
 from digestd.errors import NotFoundError
 from digestd.models import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED, Delivery, ProfileItem, Rating, SentPaper, Subscriber
-from digestd.schedule import next_due_after
-from digestd.subscribers import SubscriberInput, add_subscriber, check_input, edit_subscriber, is_suppressed
+from digestd.subscribers import SubscriberInput, add_subscriber, check_input, edit_subscriber, is_suppressed, reschedule
 from digestd.tokens import TokenError
 
 PURGE_UNCONFIRMED_AFTER = timedelta(days=30)
@@ -87,17 +86,6 @@ def check_confirmation(session: Session, token: ConfirmToken, *, now: datetime) 
             hint="use the newest link, or the manage link in your digest",
         )
     return subscriber
-
-
-def reschedule(subscriber: Subscriber, now: datetime) -> None:
-    subscriber.next_due_at = next_due_after(
-        now,
-        frequency=subscriber.frequency,
-        send_day=subscriber.send_day,
-        send_time=subscriber.send_time,
-        timezone=subscriber.timezone,
-        weekdays_only=subscriber.weekdays_only,
-    )
 
 
 def confirm_signup(session: Session, token: ConfirmToken, *, now: datetime) -> Subscriber:

@@ -278,7 +278,8 @@ def _apply_profile(session: Session, subscriber_id: int, checked: SubscriberInpu
             _replace_items(session, subscriber_id, kind, values)
 
 
-def _schedule(subscriber: Subscriber, now: datetime) -> None:
+def reschedule(subscriber: Subscriber, now: datetime) -> None:
+    """Set `next_due_at` to the subscriber's first due time after `now`."""
     subscriber.next_due_at = next_due_after(
         now,
         frequency=subscriber.frequency,
@@ -314,7 +315,7 @@ def add_subscriber(session: Session, given: SubscriberInput, *, defaults: Digest
         created_at=now,
         confirmed_at=now if status == ACTIVE else None,
     )
-    _schedule(subscriber, now)
+    reschedule(subscriber, now)
     session.add(subscriber)
     session.flush()
     assert subscriber.id is not None
@@ -346,7 +347,7 @@ def edit_subscriber(session: Session, given: SubscriberInput, *, now: datetime) 
     if checked.status == ACTIVE and subscriber.confirmed_at is None:
         subscriber.confirmed_at = now
     if any(changes[k] is not None for k in ("frequency", "send_day", "send_time", "timezone", "weekdays_only")):
-        _schedule(subscriber, now)
+        reschedule(subscriber, now)
     _apply_profile(session, subscriber.id, checked)
     session.flush()
     return subscriber

@@ -1,14 +1,13 @@
 """Send the web's own emails (confirmations) with aiosmtplib and the `[smtp]` settings.
 
-A small stand-in for the delivery module's SMTP client: one connection per message, TLS
-as configured (certificates verified, `ca_file` trusted in addition), a timeout, and
-failures raised as `DeliveryError`. The web takes any `send_message` callable, so this
+One connection per message (confirmations are rare), with the delivery module's security
+rules and TLS context (certificates verified, `ca_file` trusted in addition), a timeout,
+and failures raised as `DeliveryError`. The web takes any `send_message` callable, so this
 can be swapped for the shared client without touching the web.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -17,24 +16,20 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from digestd.config import SmtpSettings
-from digestd.errors import ConfigError, DeliveryError
+from digestd.errors import DeliveryError
+from digestd.smtp import check_security, make_tls_context
 
 log = logging.getLogger(__name__)
 
 SendMessage = Callable[[EmailMessage], Awaitable[None]]
 
 
-def make_tls_context(smtp: SmtpSettings) -> ssl.SSLContext | None:
-    if smtp.security == "none":
-        return None
-    context = ssl.create_default_context()
-    if smtp.ca_file:
-        context.load_verify_locations(cafile=smtp.ca_file)
-    return context
-
-
-async def send_with_smtp(smtp: SmtpSettings, message: EmailMessage) -> None:
+async def send_with_smtp(
+    smtp: SmtpSettings, message: EmailMessage, *, tls_context: ssl.SSLContext | None = None
+) -> None:
     """Hand one message to the SMTP server, or raise `DeliveryError`."""
+    if tls_context is None and smtp.security != "none":
+        tls_context = make_tls_context(smtp)
     try:
         await aiosmtplib.send(
             message,
@@ -44,7 +39,7 @@ async def send_with_smtp(smtp: SmtpSettings, message: EmailMessage) -> None:
             password=smtp.password or None,
             use_tls=smtp.security == "tls",
             start_tls=smtp.security == "starttls",
-            tls_context=make_tls_context(smtp),
+            tls_context=tls_context,
             timeout=smtp.timeout_seconds,
         )
     except (aiosmtplib.SMTPException, OSError) as error:
@@ -55,26 +50,14 @@ async def send_with_smtp(smtp: SmtpSettings, message: EmailMessage) -> None:
     log.info("sent %s through %s:%s", message.get("Subject", ""), smtp.host, smtp.port)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make_smtp_sender(smtp: SmtpSettings) -> SendMessage:
     """The `send_message` callable the web app takes, bound to these settings.
 
     `security = "none"` is refused for anything but a loopback server."""
-    if smtp.security == "none" and not is_loopback(smtp.host):
-        raise ConfigError(
-            f"smtp.security = 'none' is only allowed for a server on this machine, not {smtp.host}",
-            hint="use starttls or tls",
-        )
+    check_security(smtp)
+    tls_context = None if smtp.security == "none" else make_tls_context(smtp)
 
     async def send_message(message: EmailMessage) -> None:
-        await send_with_smtp(smtp, message)
+        await send_with_smtp(smtp, message, tls_context=tls_context)
 
     return send_message

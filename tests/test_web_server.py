@@ -92,6 +92,6 @@ def test_parse_bind() -> None:
 
 
 def test_plain_smtp_is_refused_for_a_remote_server() -> None:
-    with pytest.raises(ConfigError, match="only allowed for a server on this machine"):
+    with pytest.raises(ConfigError, match="is not allowed for smtp.example.org: only for a loopback relay"):
         make_smtp_sender(SmtpSettings(host="smtp.example.org", security="none"))
     make_smtp_sender(SmtpSettings(host="::1", security="none"))

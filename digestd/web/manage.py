@@ -9,8 +9,8 @@ from sqlmodel import Session, col, select
 
 from digestd.errors import InputError, NotFoundError
 from digestd.models import ACTIVE, PAUSED, SEED, UNSUBSCRIBED, Paper, Rating, Subscriber
-from digestd.signup import reschedule, unsubscribe
-from digestd.subscribers import describe, edit_subscriber, load_profile_items
+from digestd.signup import unsubscribe
+from digestd.subscribers import describe, edit_subscriber, load_profile_items, reschedule
 from digestd.web.forms import ProfileForm, to_input
 
 ACTIONS = ("save", "pause", "resume", "unsubscribe")
