@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from digestd import api
 from digestd.batches import Job, PeriodCache, build_jobs, load_batch
-from digestd.claims import Claim, Result, claim_deliveries, finish_delivery, mark_sending
+from digestd.claims import Claim, LedgerStatements, Result, claim_deliveries, finish_delivery, mark_sending
 from digestd.config import Settings
 from digestd.errors import DeliveryError
 from digestd.ledger import (
@@ -105,6 +105,7 @@ class Sender:
     worker: str = field(default_factory=make_worker_id)
     report: SendReport = field(default_factory=SendReport)
     cache: PeriodCache = field(default_factory=PeriodCache)
+    statements: LedgerStatements = field(default_factory=LedgerStatements)
 
     @property
     def lease(self) -> timedelta:
@@ -195,6 +196,7 @@ class Sender:
                 lease=self.lease,
                 message_id=email.message_id,
                 paper_ids=email.paper_ids,
+                statements=self.statements,
             ):
                 log.warning("lost the claim on delivery %s; not sending it", job.claim.delivery_id)
                 return
