@@ -115,7 +115,15 @@ class Sender:
         paper_ids = job.email.paper_ids if job.email is not None else ()
         retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
         with self.engine.begin() as db:
-            status = finish_delivery(db, job.claim, result, now=self.clock(), retry_for=retry_for, paper_ids=paper_ids)
+            status = finish_delivery(
+                db,
+                job.claim,
+                result,
+                now=self.clock(),
+                retry_for=retry_for,
+                paper_ids=paper_ids,
+                statements=self.statements,
+            )
         if status != SENT:
             log.info(
                 "delivery %s to subscriber %s: %s %s",
