@@ -111,6 +111,13 @@ class Sender:
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.smtp.lease_seconds)
 
+    @property
+    def batch_limit(self) -> int:
+        """`smtp.batch_size`, but no more than a quarter of a lease's worth at the rate limit,
+        so claims do not expire while they wait for their turn."""
+        smtp = self.settings.smtp
+        return max(1, min(smtp.batch_size, int(smtp.rate_per_second * smtp.lease_seconds / 4)))
+
     def _finish(self, job: Job, result: Result) -> None:
         paper_ids = job.email.paper_ids if job.email is not None else ()
         retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
@@ -146,7 +153,7 @@ class Sender:
                 worker=self.worker,
                 now=self.clock(),
                 lease=self.lease,
-                limit=self.settings.smtp.batch_size,
+                limit=self.batch_limit,
                 subscriber_ids=self.subscriber_ids,
                 resend_unknown=self.resend_unknown,
             )
