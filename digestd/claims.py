@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digestd.ledger import (
@@ -148,12 +147,7 @@ class LedgerStatements:
             .where(col(Subscriber.id) == bindparam("p_subscriber"), or_(last.is_(None), last < bindparam("p_end")))
             .values(last_digest_at=bindparam("p_new_end"))
         )
-        self.sent_papers = {
-            name: dialect.insert(SentPaper).on_conflict_do_nothing() for name, dialect in _DIALECTS.items()
-        }
-
-
-_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+        self.sent_papers = {name: insert_or_ignore(name, SentPaper) for name in ("sqlite", "postgresql")}
 
 
 def mark_sending(
