@@ -28,7 +28,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digestd.models import Delivery, Subscriber
-from digestd.schedule import next_due_after, period_key, period_length
+from digestd.schedule import period_key, period_length
+from digestd.subscribers import _schedule as schedule_next
 
 PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
 TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
@@ -122,14 +123,7 @@ def plan_deliveries(session: Session, *, now: datetime, subscribers: Sequence[Su
             }
         )
         if subscriber.next_due_at is None or subscriber.next_due_at <= now:
-            subscriber.next_due_at = next_due_after(
-                now,
-                frequency=subscriber.frequency,
-                send_day=subscriber.send_day,
-                send_time=subscriber.send_time,
-                timezone=subscriber.timezone,
-                weekdays_only=subscriber.weekdays_only,
-            )
+            schedule_next(subscriber, now)  # strictly after `now`: missed periods are not replayed
     added = _insert_ignoring_duplicates(session, rows)
     session.flush()
     return added
