@@ -70,9 +70,10 @@ def claim_deliveries(
     subscriber_ids: Sequence[int] | None = None,
     resend_unknown: bool = False,
 ) -> tuple[list[Claim], int]:
-    """Take up to `limit` rows that are due, under a lease; returns them and how many
-    were skipped instead: unsubscribed or suppressed subscribers are checked now. SQLite callers hold the write
-    lock (BEGIN IMMEDIATE); PostgreSQL skips rows other workers have locked."""
+    """Take up to `limit` rows that are due, under a lease; returns them and how many were
+    skipped instead (unsubscribes and suppressions are checked now, not at planning).
+    SQLite callers hold the write lock (BEGIN IMMEDIATE); PostgreSQL skips rows that other
+    workers have locked (FOR UPDATE SKIP LOCKED)."""
     expire_leases(session, now=now)
     query = claimable(select(Delivery), now=now, subscriber_ids=subscriber_ids, resend_unknown=resend_unknown)
     query = query.order_by(col(Delivery.id)).limit(limit).with_for_update(skip_locked=True)
