@@ -69,9 +69,8 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
             ids = [c.subscriber_id for c in members]
             subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
             profiles = load_profiles(session, [subscribers[i] for i in ids])
-            period = api.Period(start=start, end=end, key=members[0].period)
             if (start, end) not in cache.papers:
-                cache.papers[(start, end)] = api.load_candidates(session, period)
+                cache.papers[(start, end)] = api.load_candidates(session, start=start, end=end)
             loaded.append(PeriodBatch(members, profiles, api.referenced_papers(session, profiles)))
     return loaded
 
