@@ -14,7 +14,6 @@ from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
 from digestd.config import Settings
-from digestd.digest import build_digests, prepare_window
 from digestd.errors import InputError
 from digestd.ledger import Period
 from digestd.models import ACTIVE, Paper, Subscriber
@@ -102,6 +101,8 @@ def preview_digest(
             start, end = period.start, period.end
             papers = load_candidates(session, start=start, end=end)
         referenced = referenced_papers(session, [profile])
+    from digestd.digest import build_digests, prepare_window  # here: scikit-learn is slow to import
+
     window = prepare_window(papers, referenced=referenced)
     return build_digests(window, [profile], period_start=start, period_end=end, now=now)[0]
 

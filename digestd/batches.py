@@ -17,7 +17,6 @@ from sqlmodel import col, select
 
 from digestd import api
 from digestd.claims import Claim
-from digestd.digest import build_digests, prepare_window
 from digestd.models import Subscriber
 from digestd.records import PaperRecord, Profile
 from digestd.render import EmailBuilder, RenderedEmail
@@ -53,6 +52,8 @@ class PeriodCache:
         period = (batch.claims[0].period_start, batch.claims[0].period_end)
         key = (period, tuple(sorted(paper.id for paper in batch.referenced)))
         if key not in self.windows:
+            from digestd.digest import prepare_window  # here: scikit-learn is slow to import
+
             self.windows[key] = prepare_window(self.papers[period], referenced=batch.referenced)
         return self.windows[key]
 
@@ -79,6 +80,8 @@ def build_jobs(
     builder: EmailBuilder, loaded: Sequence[PeriodBatch], cache: PeriodCache, *, now: datetime, send_empty: bool
 ) -> list[Job]:
     """Rank and render the loaded batch (no database, no network)."""
+    from digestd.digest import build_digests  # here: scikit-learn is slow to import
+
     jobs = []
     for batch in loaded:
         window = cache.window(batch)
