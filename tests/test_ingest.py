@@ -243,10 +243,10 @@ def test_a_retry_after_sets_the_next_attempt(engine: Engine, server: FeedServer,
 def test_a_half_parsed_harvest_writes_nothing_and_keeps_the_cursor(
     engine: Engine, server: FeedServer, fetcher: Fetcher
 ) -> None:
+    page = real_feed("arxiv_oai-pmh_ListRecords_set-cs_2016-03-01.xml")  # read here: a skip in the server is lost
+
     def pages(request: Request) -> Reply:
-        if "resumptionToken" not in request.query:
-            return Reply(real_feed("arxiv_oai-pmh_ListRecords_set-cs_2016-03-01.xml"))
-        return Reply(real_feed("arxiv_oai-pmh_ListRecords_set-cs_2016-03-01.xml")[:900_000])
+        return Reply(page if "resumptionToken" not in request.query else page[:900_000])
 
     config = settings(SourceSettings("oai", "oai-pmh", url=server.route("/oai", pages), query="cs", max_results=5000))
     (report,) = run_sources(engine, config, now=NOW, fetcher=fetcher)

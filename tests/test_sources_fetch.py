@@ -4,7 +4,7 @@ gzip, Retry-After, backoff, timeouts, and the spacing of requests to the arXiv A
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from feed_server import FeedServer, Reply, Request, closed_port_url, feed_server, own_feed, real_feed
@@ -99,16 +99,17 @@ def test_connection_refused_and_404_are_readable(server: FeedServer, fetcher: Fe
     assert raised.value.hint == "check the source's url" and len(server.hits("/nowhere")) == 1
 
 
-def _api_pages(request: Request) -> Reply:
-    name = {
-        "0": "arxiv_api_atom_legacy-2016_search_au-del_maestro.xml",
-        "10": "arxiv_api_atom_legacy-2016_search_au-del_maestro_ANDNOT.xml",
-    }[request.query["start"]]
-    return Reply(real_feed(name), delay=0.05)
+def _api_pages() -> Callable[[Request], Reply]:
+    """The two pages of a paged API search (read now: a skip inside the server thread would be lost)."""
+    pages = {
+        "0": real_feed("arxiv_api_atom_legacy-2016_search_au-del_maestro.xml"),
+        "10": real_feed("arxiv_api_atom_legacy-2016_search_au-del_maestro_ANDNOT.xml"),
+    }
+    return lambda request: Reply(pages[request.query["start"]], delay=0.05)
 
 
 def test_api_paging_is_spaced_and_one_connection_at_a_time(server: FeedServer, fetcher: Fetcher) -> None:
-    url = server.route("/api/query", _api_pages)
+    url = server.route("/api/query", _api_pages())
     source = SourceSettings(name="api", kind="arxiv-api", url=url, query="au:del_maestro", max_results=20)
     harvest = Harvest(source="api")
     fetch_arxiv_api(fetcher, source, harvest, page_size=10)
@@ -121,7 +122,7 @@ def test_api_paging_is_spaced_and_one_connection_at_a_time(server: FeedServer, f
 
 def test_the_arxiv_api_gets_real_three_second_spacing(server: FeedServer) -> None:
     """The default interval, measured in the server: arXiv's "one request every 3 seconds"."""
-    url = server.route("/api/query", _api_pages)
+    url = server.route("/api/query", _api_pages())
     source = SourceSettings(name="api", kind="arxiv-api", url=url, query="au:del_maestro", max_results=20)
     with Fetcher(contact="ops@example.org") as client:
         assert client.polite_interval == 3.0
