@@ -1,0 +1,231 @@
+"""Profiles and papers as rows and columns of the run's TF-IDF space.
+
+`PaperIndex` is built once per window (tokens for exclusions, authors, categories,
+popularity); `Queries` once per run over all profiles (one vector and one match list per
+distinct keyword, one row set per distinct excluded phrase); `ProfileQuery` is one
+profile's share, as arrays of row numbers that `ranking` turns into matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from digestd.profiles import author_key, compile_phrase, fold_text, keyword_variants, phrase_tokens, same_author
+from digestd.records import PaperRecord, Profile
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class PaperIndex:
+    """Lookups over the window's papers, by window row."""
+
+    papers: tuple[PaperRecord, ...]
+    row_of: Mapping[str, int]  # window and referenced papers → row in the space
+    titles: tuple[str, ...]  # by space row
+    tokens: Mapping[str, int]  # folded word → column of `token_matrix`
+    token_matrix: sparse.csc_matrix  # papers × words, 1 where the word occurs
+    authors: Mapping[str, tuple[tuple[int, tuple[str, str]], ...]]  # surname → (row, key)
+    categories: Mapping[str, np.ndarray]  # category or archive ("cs", "astro-ph") → rows
+    popularity: np.ndarray  # log popularity scaled to 0..1
+
+
+def index_papers(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord]) -> PaperIndex:
+    """Build the lookups once per window."""
+    counter = CountVectorizer(token_pattern=r"(?u)\w+", strip_accents="unicode", binary=True, dtype=np.float32)
+    texts = [paper.text for paper in papers]
+    try:
+        token_matrix = counter.fit_transform(texts).tocsc()
+        tokens = {str(word): int(column) for word, column in counter.vocabulary_.items()}
+    except ValueError:  # an empty window
+        token_matrix, tokens = sparse.csc_matrix((len(papers), 0), dtype=np.float32), {}
+    authors: dict[str, list[tuple[int, tuple[str, str]]]] = {}
+    categories: dict[str, list[int]] = {}
+    for row, paper in enumerate(papers):
+        for name in paper.authors:
+            key = author_key(name)
+            authors.setdefault(key[0], []).append((row, key))
+        for category in {*paper.categories, *(c.split(".")[0] for c in paper.categories)}:
+            categories.setdefault(category.lower(), []).append(row)
+    popularity = np.log1p(np.array([max(paper.popularity or 0, 0) for paper in papers], dtype=np.float32))
+    return PaperIndex(
+        papers=tuple(papers),
+        row_of={paper.id: row for row, paper in enumerate([*papers, *referenced])},
+        titles=tuple(paper.title for paper in [*papers, *referenced]),
+        tokens=tokens,
+        token_matrix=token_matrix,
+        authors={surname: tuple(rows) for surname, rows in authors.items()},
+        categories={name: np.array(rows) for name, rows in categories.items()},
+        popularity=popularity / max(float(popularity.max(initial=0)), 1.0),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ProfileQuery:
+    """One profile as row numbers (space rows for references, window rows for the rest)."""
+
+    profile: Profile
+    keyword_ids: np.ndarray  # into Queries.terms
+    keyword_weights: np.ndarray
+    seed_rows: np.ndarray
+    liked_rows: np.ndarray
+    negative_rows: np.ndarray
+    authors: Mapping[int, str]  # window row → followed author (as the profile spells it)
+    category_rows: np.ndarray
+    blocked_rows: np.ndarray  # excluded words and papers already sent
+    only_rows: np.ndarray | None  # the category filter, when the profile asks for one
+
+    @property
+    def positive_rows(self) -> np.ndarray:
+        return np.unique(np.r_[self.seed_rows, self.liked_rows]).astype(np.int64)
+
+    @property
+    def author_rows(self) -> np.ndarray:
+        return np.array(sorted(self.authors), dtype=np.int64)
+
+    @property
+    def min_score(self) -> float:
+        return self.profile.min_score
+
+
+class Queries:
+    """Per-run lookups over all profiles: distinct keywords as vectors, excluded phrases as rows."""
+
+    def __init__(self, vectorizer: TfidfVectorizer, window: sparse.csr_matrix, index: PaperIndex, terms: list[str]):
+        self.index = index
+        self.terms = terms
+        self.term_id = {term: number for number, term in enumerate(terms)}
+        self.vectors, present = _keyword_matrices(vectorizer, window, terms)
+        # Sets, because reasons ask "does keyword k occur in paper p" once per pick.
+        self.present = [
+            frozenset(present.indices[a:b].tolist())
+            for a, b in zip(present.indptr[:-1], present.indptr[1:], strict=True)
+        ]
+        self.cosine = (self.vectors @ window.T).tocsr()  # keyword × paper
+        self._excluded: dict[str, np.ndarray] = {}
+
+    def keyword_cosines(self, chunk: Sequence[ProfileQuery]) -> np.ndarray:
+        """Cosine of each profile's keywords, taken as one weighted query, with every paper."""
+        counts = [len(query.keyword_ids) for query in chunk]
+        weights = sparse.csr_matrix(
+            (
+                np.concatenate([query.keyword_weights for query in chunk]),
+                np.concatenate([query.keyword_ids for query in chunk]),
+                np.r_[0, np.cumsum(counts)],
+            ),
+            shape=(len(chunk), len(self.terms)),
+        )
+        query_vectors = weights @ self.vectors
+        norms = np.sqrt(np.asarray(query_vectors.multiply(query_vectors).sum(axis=1))).astype(np.float32)
+        return np.asarray((weights @ self.cosine).toarray() / np.maximum(norms, 1e-9), dtype=np.float32)
+
+    def query_for(self, profile: Profile) -> ProfileQuery:
+        index = self.index
+        n = len(index.papers)
+        terms = [fold_text(keyword.term).strip() for keyword in profile.keywords]
+        known = [
+            (self.term_id[t], k.weight) for t, k in zip(terms, profile.keywords, strict=True) if t and k.weight > 0
+        ]
+        sent = [index.row_of[i] for i in profile.already_sent & index.row_of.keys() if index.row_of[i] < n]
+        excluded = [self.excluded_rows(phrase) for phrase in profile.excluded]
+        categories = self.category_rows(profile.categories)
+        return ProfileQuery(
+            profile=profile,
+            keyword_ids=np.array([term for term, _ in known], dtype=np.int64),
+            keyword_weights=np.array([weight for _, weight in known], dtype=np.float32),
+            seed_rows=self.rows_of(profile.seeds),
+            liked_rows=self.rows_of(profile.liked),
+            negative_rows=self.rows_of(profile.disliked),
+            authors=self.author_matches(profile.authors),
+            category_rows=categories,
+            blocked_rows=np.unique(np.concatenate([np.array(sent, dtype=np.int64), *excluded])),
+            only_rows=categories if profile.category_filter and profile.categories else None,
+        )
+
+    def rows_of(self, ids: Sequence[str]) -> np.ndarray:
+        rows = [self.index.row_of[paper_id] for paper_id in ids if paper_id in self.index.row_of]
+        return np.array(sorted(set(rows)), dtype=np.int64)
+
+    def author_matches(self, followed: Sequence[str]) -> dict[int, str]:
+        """Window rows by a followed author → that author's name as the profile spells it."""
+        matches: dict[int, str] = {}
+        for name in followed:
+            key = author_key(name)
+            for row, candidate in self.index.authors.get(key[0], ()):
+                if same_author(key, candidate):
+                    matches.setdefault(row, name)
+        return matches
+
+    def category_rows(self, categories: Sequence[str]) -> np.ndarray:
+        found = [self.index.categories.get(category.lower(), _NO_ROWS) for category in categories]
+        return np.unique(np.concatenate([_NO_ROWS, *found])).astype(np.int64)
+
+    def excluded_rows(self, phrase: str) -> np.ndarray:
+        """Window rows whose text has `phrase` as whole words (cached per run)."""
+        if phrase not in self._excluded:
+            self._excluded[phrase] = _phrase_rows(self.index, phrase_tokens(phrase))
+        return self._excluded[phrase]
+
+
+def build_queries(
+    vectorizer: TfidfVectorizer, window: sparse.csr_matrix, index: PaperIndex, profiles: Sequence[Profile]
+) -> Queries:
+    """The per-run lookups for these profiles' distinct keywords."""
+    terms = sorted({fold_text(keyword.term).strip() for profile in profiles for keyword in profile.keywords} - {""})
+    return Queries(vectorizer, window, index, terms)
+
+
+def _phrase_rows(index: PaperIndex, tokens: tuple[str, ...]) -> np.ndarray:
+    """Rows with every word of the phrase (from the token matrix), then checked in order."""
+    if not tokens or any(token not in index.tokens for token in tokens):
+        return _NO_ROWS
+    columns = index.token_matrix[:, [index.tokens[token] for token in tokens]]
+    rows = np.flatnonzero(np.asarray(columns.sum(axis=1)).ravel() == len(tokens))
+    if len(tokens) == 1:
+        return rows.astype(np.int64)
+    pattern = compile_phrase(tokens)
+    return np.array([row for row in rows if pattern.search(fold_text(index.papers[row].text))], dtype=np.int64)
+
+
+def _keyword_matrices(
+    vectorizer: TfidfVectorizer, window: sparse.csr_matrix, terms: list[str]
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Unit TF-IDF vector of each keyword (with its plural/singular twin) and where it occurs.
+
+    A keyword occurs in a paper when all its bigrams (or, for one word, the word) do.
+    """
+    vocabulary = getattr(vectorizer, "vocabulary_", None)
+    shape = (len(terms), window.shape[1])
+    if not terms or vocabulary is None:
+        return sparse.csr_matrix(shape, dtype=np.float32), sparse.csr_matrix((len(terms), window.shape[0]), dtype=bool)
+    variants = [(number, variant) for number, term in enumerate(terms) for variant in keyword_variants(term)]
+    owner = sparse.csr_matrix(
+        (np.ones(len(variants), dtype=np.float32), ([n for n, _ in variants], range(len(variants)))),
+        shape=(len(terms), len(variants)),
+    )
+    vectors = normalize(owner @ vectorizer.transform([variant for _, variant in variants])).astype(np.float32)
+    analyse = vectorizer.build_analyzer()
+    required_rows, required_cols, needed = [], [], []
+    for number, (_, variant) in enumerate(variants):
+        features = analyse(variant)
+        wanted = [f for f in features if " " in f] or features
+        columns = [vocabulary.get(feature, -1) for feature in wanted]
+        needed.append(len(columns) if columns and min(columns) >= 0 else np.inf)
+        required_rows += [number] * len(columns)
+        required_cols += [max(column, 0) for column in columns]
+    required = sparse.csr_matrix(
+        (np.ones(len(required_rows), dtype=np.float32), (required_rows, required_cols)), shape=(len(variants), shape[1])
+    )
+    counts = (required @ (window > 0).astype(np.float32).T).tocoo()
+    hit = counts.data >= np.asarray(needed)[counts.row]
+    variant_present = sparse.csr_matrix(
+        (np.ones(int(hit.sum()), dtype=np.float32), (counts.row[hit], counts.col[hit])),
+        shape=(len(variants), window.shape[0]),
+    )
+    return vectors.tocsr(), ((owner @ variant_present) > 0).tocsr()
