@@ -1,6 +1,6 @@
 """Topic clusters of the window's papers (once per run) and digest sections built from them.
 
-The window is clustered once (k-means on a 100-dimension SVD of TF-IDF, fixed seeds) and
+The window is clustered once (k-means on the latent points of `ranking.Space`, fixed seed) and
 every cluster gets a readable label from its most distinctive terms. A digest then groups
 its picks by cluster: a small digest is one section, and clusters holding a single pick
 are gathered in "More papers".
@@ -16,15 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from sklearn.cluster import KMeans
-from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-from sklearn.preprocessing import normalize
 
 MORE_PAPERS = "More papers"
 SINGLE_SECTION = "Your papers"
 SMALL_DIGEST = 5  # picks; up to this many make one section
 MAX_SECTIONS = 5  # topic sections before "More papers"
 LABEL_TERMS = 2
+MAX_CLUSTERS = 60
 # Words that say nothing about a topic: LaTeX markup and the vocabulary of every abstract.
 _NOT_TOPICS = frozenset(
     "mathrm mathcal mathbf mathbb textit textbf emph cdot frac langle rangle leq geq sim approx times "
@@ -45,30 +44,18 @@ class Clusters:
     labels: tuple[str, ...]
 
 
-def cluster_papers(matrix: sparse.csr_matrix, feature_names: Sequence[str]) -> Clusters:
-    """Cluster the window's TF-IDF rows; deterministic for the same input."""
+def cluster_papers(matrix: sparse.csr_matrix, points: np.ndarray, feature_names: Sequence[str]) -> Clusters:
+    """Cluster the window's papers (TF-IDF rows and their unit latent points); deterministic."""
     n = matrix.shape[0]
     if n == 0 or matrix.shape[1] == 0:
         return Clusters(np.zeros(n, dtype=np.int64), ("",) if n else ())
-    points = _reduce(matrix)
-    distinct = len(np.unique(np.round(points, 6), axis=0))
-    k = max(1, min(round(math.sqrt(n / 2)), distinct, 60))
+    distinct = len(np.unique(np.round(points, 5), axis=0))
+    k = max(1, min(round(math.sqrt(n / 2)), distinct, MAX_CLUSTERS))
     if k == 1:
         assignment = np.zeros(n, dtype=np.int64)
     else:
         assignment = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(points).astype(np.int64)
     return Clusters(assignment, label_clusters(matrix, assignment, k, feature_names))
-
-
-def _reduce(matrix: sparse.csr_matrix) -> np.ndarray:
-    """Unit rows in a 100-dimension SVD of the terms that occur in at least two papers."""
-    frequent = np.flatnonzero(np.asarray((matrix > 0).sum(axis=0)).ravel() >= 2)
-    reduced = matrix[:, frequent] if len(frequent) >= 2 else matrix
-    dimensions = min(100, reduced.shape[0] - 1, reduced.shape[1] - 1)
-    if dimensions < 2:
-        return normalize(reduced).toarray()
-    points = TruncatedSVD(n_components=dimensions, random_state=0).fit_transform(reduced)
-    return normalize(points)
 
 
 def label_clusters(

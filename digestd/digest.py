@@ -68,7 +68,7 @@ def prepare_window(papers: Sequence[PaperRecord], *, referenced: Sequence[PaperR
     space = build_space([paper.text for paper in (*window, *extra)], len(window))
     index = index_papers(window, extra)
     names = space.vectorizer.get_feature_names_out() if space.matrix.shape[1] else np.array([], dtype=object)
-    clusters = cluster_papers(space.matrix[: len(window)], [str(name) for name in names])
+    clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names])
     log.debug("window: %d papers, %d referenced, %d clusters", len(window), len(extra), len(clusters.labels))
     return Window(window, extra, space, index, clusters)
 
@@ -78,12 +78,11 @@ def build_digests(
 ) -> list[Digest]:
     """One digest per profile, in the same order."""
     queries = build_queries(window.vectorizer, window.matrix[: len(window.papers)], window.index, profiles)
-    window_sims = window.space.sims[: len(window.papers)]
     digests = []
     for chunk in _chunks(profiles, len(window.papers)):
         asked = [queries.query_for(profile) for profile in chunk]
         scores = score_chunk(window.space, queries, asked, window.index.popularity)
-        chosen = select_picks(scores, window_sims, [profile.max_papers for profile in chunk])
+        chosen = select_picks(scores, window.space.text_sims, [profile.max_papers for profile in chunk])
         for number, (query, rows) in enumerate(zip(asked, chosen, strict=True)):
             sections = _sections(window, queries, query, rows, scores[number, rows])
             digests.append(

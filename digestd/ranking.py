@@ -26,8 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import normalize
 
 from digestd.queries import ProfileQuery, Queries
 
@@ -44,17 +46,25 @@ POPULARITY_WEIGHT = 1e-4
 MMR_LAMBDA = 0.7  # relevance vs. novelty, on relevance scaled to the subscriber's best paper
 DUPLICATE_SIMILARITY = 0.6  # cosine above which a paper is a near-duplicate of a pick
 CANDIDATES_PER_PICK = 3
+LATENT_DIMENSIONS = 100
 REASON_SIMILARITY = 0.1  # cosine from which "close to your seed paper" is worth saying
 
 
 @dataclass(frozen=True, eq=False)
 class Space:
-    """The run's TF-IDF space: window papers are rows 0..n_window-1, referenced papers follow."""
+    """The run's TF-IDF space: window papers are rows 0..n_window-1, referenced papers follow.
+
+    `sims` (what scores use) is the mean of the TF-IDF cosine and the cosine in a
+    100-dimension latent semantic space, which relates papers on one topic that use
+    different words; `text_sims` (the TF-IDF cosine alone) tells near-duplicates apart.
+    """
 
     vectorizer: TfidfVectorizer
     matrix: sparse.csr_matrix
     n_window: int
-    sims: np.ndarray  # cosine of every row with every window paper, float32 (n_rows × n_window)
+    sims: np.ndarray  # every row × every window paper, float32
+    text_sims: np.ndarray  # window × window
+    points: np.ndarray  # unit rows in the latent space, window papers only
 
 
 def build_space(texts: Sequence[str], n_window: int) -> Space:
@@ -62,21 +72,27 @@ def build_space(texts: Sequence[str], n_window: int) -> Space:
     vectorizer = TfidfVectorizer(
         ngram_range=(1, 2), sublinear_tf=True, stop_words="english", strip_accents="unicode", dtype=np.float32
     )
-    if not any(text.strip() for text in texts):
-        return Space(vectorizer, sparse.csr_matrix((len(texts), 0), dtype=np.float32), n_window, _empty(len(texts), 0))
     try:
         matrix = vectorizer.fit_transform(texts).tocsr()
-    except ValueError:  # only stop words in the whole window
-        return Space(vectorizer, sparse.csr_matrix((len(texts), 0), dtype=np.float32), n_window, _empty(len(texts), 0))
+    except ValueError:  # no words at all, or only stop words
+        matrix = sparse.csr_matrix((len(texts), 0), dtype=np.float32)
     window_t = matrix[:n_window].T.tocsc()
-    sims = np.zeros((matrix.shape[0], n_window), dtype=np.float32)
+    text = np.zeros((matrix.shape[0], n_window), dtype=np.float32)
     for start in range(0, matrix.shape[0], 2000):  # bounded memory for the sparse product
-        sims[start : start + 2000] = (matrix[start : start + 2000] @ window_t).toarray()
-    return Space(vectorizer, matrix, n_window, sims)
+        text[start : start + 2000] = (matrix[start : start + 2000] @ window_t).toarray()
+    latent = _latent_points(matrix, n_window)
+    sims = 0.5 * text + 0.5 * (latent @ latent[:n_window].T).astype(np.float32)
+    return Space(vectorizer, matrix, n_window, sims, text[:n_window], latent[:n_window])
 
 
-def _empty(rows: int, cols: int) -> np.ndarray:
-    return np.zeros((rows, cols), dtype=np.float32)
+def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
+    """Unit rows in an SVD of the window's terms that occur in at least two window papers."""
+    frequent = np.flatnonzero(np.asarray((matrix[:n_window] > 0).sum(axis=0)).ravel() >= 2)
+    dimensions = min(LATENT_DIMENSIONS, n_window - 1, len(frequent) - 1)
+    if dimensions < 2:  # too few papers for a latent space: fall back to the terms themselves
+        return np.asarray(normalize(matrix).toarray() if matrix.shape[1] else matrix.toarray(), dtype=np.float32)
+    svd = TruncatedSVD(n_components=dimensions, random_state=0).fit(matrix[:n_window, frequent])
+    return np.asarray(normalize(svd.transform(matrix[:, frequent])), dtype=np.float32)
 
 
 def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], popularity: np.ndarray) -> np.ndarray:
