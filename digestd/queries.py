@@ -78,7 +78,7 @@ class ProfileQuery:
     negative_rows: np.ndarray
     authors: Mapping[int, str]  # window row → followed author (as the profile spells it)
     category_rows: np.ndarray
-    blocked_rows: np.ndarray  # excluded words and papers already sent
+    blocked_rows: np.ndarray  # excluded words, papers already sent, seeds and rated papers
     only_rows: np.ndarray | None  # the category filter, when the profile asks for one
 
     @property
@@ -132,7 +132,9 @@ class Queries:
         known = [
             (self.term_id[t], k.weight) for t, k in zip(terms, profile.keywords, strict=True) if t and k.weight > 0
         ]
-        sent = [index.row_of[i] for i in profile.already_sent & index.row_of.keys() if index.row_of[i] < n]
+        # Papers the subscriber has seen: mailed before, or named as a seed or rated.
+        seen = profile.already_sent.union(profile.seeds, profile.liked, profile.disliked) & index.row_of.keys()
+        sent = [index.row_of[paper_id] for paper_id in seen if index.row_of[paper_id] < n]
         excluded = [self.excluded_rows(phrase) for phrase in profile.excluded]
         categories = self.category_rows(profile.categories)
         return ProfileQuery(

@@ -11,11 +11,11 @@ and the scores are matrix products, never a Python loop over papers:
                                             other words for the same topic come up too)
           − 0.5 × disliked similarity
           + 0.3 × model                    (logistic regression on ratings, from 5 likes on)
-          + 0.3 if by a followed author + 0.05 if in a chosen category
+          + 0.5 if by a followed author + 0.1 if in a chosen category
           + a tiny popularity term         (breaks ties only)
 
 Excluded words, papers already sent and (when asked) other categories are masked out;
-then `min_score`, and maximal marginal relevance over the best 3 × max_papers.
+then `min_score` (at least `NOISE_FLOOR`), and maximal marginal relevance over the best 3 × max_papers.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ FEEDBACK_DOCS = 10
 DISLIKE_WEIGHT = 0.5
 MODEL_WEIGHT = 0.3
 MODEL_MIN_LIKES = 5
-AUTHOR_BOOST = 0.3
-CATEGORY_BOOST = 0.05
+AUTHOR_BOOST = 0.5
+CATEGORY_BOOST = 0.1
+NOISE_FLOOR = 0.05  # scores up to this are chance word overlap: never picked, whatever min_score says
 POPULARITY_WEIGHT = 1e-4
 MMR_LAMBDA = 0.7  # relevance vs. novelty, on relevance scaled to the subscriber's best paper
 DUPLICATE_SIMILARITY = 0.6  # cosine above which a paper is a near-duplicate of a pick
@@ -174,7 +175,7 @@ def _mask(scores: np.ndarray, chunk: Sequence[ProfileQuery]) -> None:
             keep = np.zeros(n, dtype=bool)
             keep[query.only_rows] = True
             blocked[row] |= ~keep
-    floors = np.array([max(query.min_score, 0.0) for query in chunk], dtype=np.float32)[:, None]
+    floors = np.array([max(query.min_score, NOISE_FLOOR) for query in chunk], dtype=np.float32)[:, None]
     scores[blocked | (scores <= floors)] = -np.inf
 
 
