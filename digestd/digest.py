@@ -25,7 +25,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digestd.clustering import Clusters, cluster_papers, plan_sections
 from digestd.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
-from digestd.ranking import Space, build_space, explain_pick, score_chunk, select_picks
+from digestd.ranking import Space, build_space, explain_picks, score_chunk, select_picks
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def prepare_window(papers: Sequence[PaperRecord], *, referenced: Sequence[PaperR
     """Fit the TF-IDF space over window + referenced papers and cluster the window, once per run."""
     window = tuple(_unique(papers, set()))
     extra = tuple(_unique(referenced, {paper.id for paper in window}))
-    space = build_space([paper.text for paper in (*window, *extra)], len(window))
+    space = build_space([paper.text for paper in window], [paper.text for paper in extra])
     index = index_papers(window, extra)
     names = space.vectorizer.get_feature_names_out() if space.matrix.shape[1] else np.array([], dtype=object)
     clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names])
@@ -109,16 +109,11 @@ def _sections(
     window: Window, queries: Queries, query: ProfileQuery, rows: np.ndarray, scores: np.ndarray
 ) -> tuple[Section, ...]:
     """Picks with reasons, grouped by the window's clusters."""
+    reasons = explain_picks(window.space, queries, query, rows)
     sections = []
     for label, positions in plan_sections(rows.tolist(), window.clusters):
         picks = tuple(
-            Pick(
-                paper=window.papers[rows[position]],
-                score=round(float(scores[position]), 4),
-                reasons=explain_pick(window.space, queries, query, int(rows[position])),
-                section=label,
-            )
-            for position in positions
+            Pick(window.papers[rows[at]], round(float(scores[at]), 4), reasons[at], label) for at in positions
         )
         sections.append(Section(label=label, picks=picks))
     return tuple(sections)

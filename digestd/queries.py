@@ -16,7 +16,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from digestd.profiles import author_key, compile_phrase, fold_text, keyword_variants, phrase_tokens, same_author
+from digestd.profiles import author_key, compile_phrase, fold_text, keyword_variants, phrase_tokens
 from digestd.records import PaperRecord, Profile
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
@@ -31,7 +31,7 @@ class PaperIndex:
     titles: tuple[str, ...]  # by space row
     tokens: Mapping[str, int]  # folded word → column of `token_matrix`
     token_matrix: sparse.csc_matrix  # papers × words, 1 where the word occurs
-    authors: Mapping[str, tuple[tuple[int, tuple[str, str]], ...]]  # surname → (row, key)
+    authors: Mapping[tuple[str, str], np.ndarray]  # (surname, first initial or "") and (surname, "*") → rows
     categories: Mapping[str, np.ndarray]  # category or archive ("cs", "astro-ph") → rows
     popularity: np.ndarray  # log popularity scaled to 0..1
 
@@ -45,12 +45,13 @@ def index_papers(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord
         tokens = {str(word): int(column) for word, column in counter.vocabulary_.items()}
     except ValueError:  # an empty window
         token_matrix, tokens = sparse.csc_matrix((len(papers), 0), dtype=np.float32), {}
-    authors: dict[str, list[tuple[int, tuple[str, str]]]] = {}
+    authors: dict[tuple[str, str], list[int]] = {}
     categories: dict[str, list[int]] = {}
     for row, paper in enumerate(papers):
         for name in paper.authors:
-            key = author_key(name)
-            authors.setdefault(key[0], []).append((row, key))
+            surname, initials = author_key(name)
+            authors.setdefault((surname, initials[:1]), []).append(row)
+            authors.setdefault((surname, "*"), []).append(row)
         for category in {*paper.categories, *(c.split(".")[0] for c in paper.categories)}:
             categories.setdefault(category.lower(), []).append(row)
     popularity = np.log1p(np.array([max(paper.popularity or 0, 0) for paper in papers], dtype=np.float32))
@@ -60,7 +61,7 @@ def index_papers(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord
         titles=tuple(paper.title for paper in [*papers, *referenced]),
         tokens=tokens,
         token_matrix=token_matrix,
-        authors={surname: tuple(rows) for surname, rows in authors.items()},
+        authors={key: np.unique(rows) for key, rows in authors.items()},
         categories={name: np.array(rows) for name, rows in categories.items()},
         popularity=popularity / max(float(popularity.max(initial=0)), 1.0),
     )
@@ -97,10 +98,19 @@ class ProfileQuery:
 class Queries:
     """Per-run lookups over all profiles: distinct keywords as vectors, excluded phrases as rows."""
 
-    def __init__(self, vectorizer: TfidfVectorizer, window: sparse.csr_matrix, index: PaperIndex, terms: list[str]):
+    def __init__(
+        self,
+        vectorizer: TfidfVectorizer,
+        window: sparse.csr_matrix,
+        index: PaperIndex,
+        terms: list[str],
+        spellings: set[str],
+    ) -> None:
         self.index = index
         self.terms = terms
-        self.term_id = {term: number for number, term in enumerate(terms)}
+        folded = {term: number for number, term in enumerate(terms)}
+        # Keyed by the keyword as typed too, so that each profile need not fold its keywords again.
+        self.term_id = {raw: folded[fold_text(raw).strip()] for raw in spellings if fold_text(raw).strip() in folded}
         self.vectors, present = _keyword_matrices(vectorizer, window, terms)
         # Sets, because reasons ask "does keyword k occur in paper p" once per pick.
         self.present = [
@@ -128,10 +138,7 @@ class Queries:
     def query_for(self, profile: Profile) -> ProfileQuery:
         index = self.index
         n = len(index.papers)
-        terms = [fold_text(keyword.term).strip() for keyword in profile.keywords]
-        known = [
-            (self.term_id[t], k.weight) for t, k in zip(terms, profile.keywords, strict=True) if t and k.weight > 0
-        ]
+        known = [(self.term_id[k.term], k.weight) for k in profile.keywords if k.term in self.term_id and k.weight > 0]
         # Papers the subscriber has seen: mailed before, or named as a seed or rated.
         seen = profile.already_sent.union(profile.seeds, profile.liked, profile.disliked) & index.row_of.keys()
         sent = [index.row_of[paper_id] for paper_id in seen if index.row_of[paper_id] < n]
@@ -155,13 +162,17 @@ class Queries:
         return np.array(sorted(set(rows)), dtype=np.int64)
 
     def author_matches(self, followed: Sequence[str]) -> dict[int, str]:
-        """Window rows by a followed author → that author's name as the profile spells it."""
+        """Window rows by a followed author → that author's name as the profile spells it.
+
+        Same rule as `profiles.same_author`: same surname, and the same first initial
+        unless one of the two names has none.
+        """
         matches: dict[int, str] = {}
-        for name in followed:
-            key = author_key(name)
-            for row, candidate in self.index.authors.get(key[0], ()):
-                if same_author(key, candidate):
-                    matches.setdefault(row, name)
+        for name in reversed(followed):  # the first spelling wins
+            surname, initials = author_key(name)
+            keys = [(surname, initials[0]), (surname, "")] if initials else [(surname, "*")]
+            for key in keys:
+                matches.update(dict.fromkeys(self.index.authors.get(key, _NO_ROWS).tolist(), name))
         return matches
 
     def category_rows(self, categories: Sequence[str]) -> np.ndarray:
@@ -179,8 +190,9 @@ def build_queries(
     vectorizer: TfidfVectorizer, window: sparse.csr_matrix, index: PaperIndex, profiles: Sequence[Profile]
 ) -> Queries:
     """The per-run lookups for these profiles' distinct keywords."""
-    terms = sorted({fold_text(keyword.term).strip() for profile in profiles for keyword in profile.keywords} - {""})
-    return Queries(vectorizer, window, index, terms)
+    spellings = {keyword.term for profile in profiles for keyword in profile.keywords}
+    terms = sorted({fold_text(spelling).strip() for spelling in spellings} - {""})
+    return Queries(vectorizer, window, index, terms, spellings)
 
 
 def _phrase_rows(index: PaperIndex, tokens: tuple[str, ...]) -> np.ndarray:

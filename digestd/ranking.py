@@ -68,18 +68,27 @@ class Space:
     points: np.ndarray  # unit rows in the latent space, window papers only
 
 
-def build_space(texts: Sequence[str], n_window: int) -> Space:
-    """Fit TF-IDF (unigrams+bigrams, sublinear tf, English stop words) and the paper-paper cosines."""
+def build_space(window_texts: Sequence[str], referenced_texts: Sequence[str]) -> Space:
+    """Fit TF-IDF (unigrams+bigrams, sublinear tf, English stop words) and the paper-paper cosines.
+
+    The vocabulary and IDF come from the window: what sets this period's papers apart is
+    what matters, and fitting on thousands of older seed papers would double the run time.
+    Referenced papers are placed in that space with `transform`.
+    """
     vectorizer = TfidfVectorizer(
         ngram_range=(1, 2), sublinear_tf=True, stop_words="english", strip_accents="unicode", dtype=np.float32
     )
+    n_window, n_rows = len(window_texts), len(window_texts) + len(referenced_texts)
     try:
-        matrix = vectorizer.fit_transform(texts).tocsr()
+        parts = [vectorizer.fit_transform(window_texts)]
     except ValueError:  # no words at all, or only stop words
-        matrix = sparse.csr_matrix((len(texts), 0), dtype=np.float32)
+        parts = [sparse.csr_matrix((n_rows, 0), dtype=np.float32)]
+    if referenced_texts and parts[0].shape[1]:
+        parts.append(vectorizer.transform(referenced_texts))
+    matrix = sparse.vstack(parts, format="csr", dtype=np.float32)
     window_t = matrix[:n_window].T.tocsc()
-    text = np.zeros((matrix.shape[0], n_window), dtype=np.float32)
-    for start in range(0, matrix.shape[0], 2000):  # bounded memory for the sparse product
+    text = np.zeros((n_rows, n_window), dtype=np.float32)
+    for start in range(0, n_rows, 2000):  # bounded memory for the sparse product
         text[start : start + 2000] = (matrix[start : start + 2000] @ window_t).toarray()
     latent = _latent_points(matrix, n_window)
     sims = 0.5 * text + 0.5 * (latent @ latent[:n_window].T).astype(np.float32)
@@ -226,37 +235,50 @@ def _greedy_mmr(relevance: np.ndarray, pair: np.ndarray, limits: np.ndarray) -> 
     return chosen
 
 
-def explain_pick(space: Space, queries: Queries, query: ProfileQuery, row: int) -> tuple[str, ...]:
-    """Short human reasons why window paper `row` is in this profile's digest (at least one)."""
-    profile = query.profile
-    reasons = []
-    matched = [queries.terms[k] for k in query.keyword_ids if row in queries.present[k]]
-    if matched:
-        reasons.append("matched: " + ", ".join(matched[:3]))
-    for rows, label in ((query.seed_rows, "close to your seed paper"), (query.liked_rows, "you liked")):
-        nearest = _nearest(space, rows, row, alone=not reasons)
-        if nearest is not None:
-            reasons.append(f"{label}: {_shorten(queries.index.titles[nearest])}")
-    if row in query.authors:
-        reasons.append(f"by {query.authors[row]}")
-    paper = queries.index.papers[row]
-    wanted = {category.lower() for category in profile.categories}
-    for category in paper.categories:
-        if category.lower() in wanted or category.split(".")[0].lower() in wanted:
-            reasons.append(f"in your category {category}")
-            break
-    if not reasons:
-        reasons.append(_fallback_reason(queries, query, row))
-    return tuple(reasons)
+def explain_picks(space: Space, queries: Queries, query: ProfileQuery, rows: np.ndarray) -> list[tuple[str, ...]]:
+    """Short human reasons why each window paper in `rows` is in this profile's digest (at least one each)."""
+    picked = rows.tolist()
+    reasons: list[list[str]] = [[] for _ in picked]
+    matched = _matched_keywords(queries, query, picked)
+    for position, row in enumerate(picked):
+        if row in matched:
+            reasons[position].append("matched: " + ", ".join(matched[row][:3]))
+    for references, label in ((query.seed_rows, "close to your seed paper"), (query.liked_rows, "you liked")):
+        if len(references):
+            similarities = space.sims[np.ix_(references, rows)]
+            nearest, best = references[similarities.argmax(axis=0)], similarities.max(axis=0)
+            for position in range(len(picked)):
+                if best[position] >= REASON_SIMILARITY or not reasons[position]:
+                    title = queries.index.titles[nearest[position]]
+                    reasons[position].append(f"{label}: {_shorten(title)}")
+    for position, row in enumerate(picked):
+        if row in query.authors:
+            reasons[position].append(f"by {query.authors[row]}")
+    if query.profile.categories:
+        _explain_categories(queries, query, picked, reasons)
+    return [
+        tuple(found) if found else (_fallback_reason(queries, query, row),)
+        for found, row in zip(reasons, picked, strict=True)
+    ]
 
 
-def _nearest(space: Space, rows: np.ndarray, row: int, *, alone: bool) -> int | None:
-    """The reference closest to `row`, if close enough to say so (or if nothing else explains it)."""
-    if not len(rows):
-        return None
-    similarities = space.sims[rows, row]
-    best = int(np.argmax(similarities))
-    return int(rows[best]) if similarities[best] >= REASON_SIMILARITY or alone else None
+def _matched_keywords(queries: Queries, query: ProfileQuery, picked: list[int]) -> dict[int, list[str]]:
+    """Row → the profile's keywords that occur in it, in the profile's order."""
+    wanted = set(picked)
+    matched: dict[int, list[str]] = {}
+    for keyword in query.keyword_ids.tolist():
+        for row in queries.present[keyword] & wanted:
+            matched.setdefault(row, []).append(queries.terms[keyword])
+    return matched
+
+
+def _explain_categories(queries: Queries, query: ProfileQuery, picked: list[int], reasons: list[list[str]]) -> None:
+    wanted = {category.lower() for category in query.profile.categories}
+    for position, row in enumerate(picked):
+        for category in queries.index.papers[row].categories:
+            if category.lower() in wanted or category.split(".")[0].lower() in wanted:
+                reasons[position].append(f"in your category {category}")
+                break
 
 
 def _fallback_reason(queries: Queries, query: ProfileQuery, row: int) -> str:
