@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,24 +79,36 @@ def build_digests(
 ) -> list[Digest]:
     """One digest per profile, in the same order."""
     queries = build_queries(window.vectorizer, window.matrix[: len(window.papers)], window.index, profiles)
-    digests = []
-    for chunk in _chunks(profiles, len(window.papers)):
-        asked = [queries.query_for(profile) for profile in chunk]
-        scores = score_chunk(window.space, queries, asked, window.index.popularity)
-        chosen = select_picks(scores, window.space.text_sims, [profile.max_papers for profile in chunk])
-        for number, (query, rows) in enumerate(zip(asked, chosen, strict=True)):
-            sections = _sections(window, queries, query, rows, scores[number, rows])
-            digests.append(
-                Digest(
-                    profile=query.profile,
-                    period_start=period_start,
-                    period_end=period_end,
-                    sections=sections,
-                    candidates=len(window.papers),
-                    generated_at=now,
-                )
-            )
+    digests: list[Digest] = []
+
+    def assemble(asked: list[ProfileQuery], ranked: Future[tuple[np.ndarray, np.ndarray]]) -> None:
+        chosen, scores = ranked.result()
+        for query, rows, picked in zip(asked, chosen.tolist(), scores.tolist(), strict=True):
+            count = rows.index(-1) if -1 in rows else len(rows)
+            sections = _sections(window, queries, query, rows[:count], picked[:count])
+            digests.append(Digest(query.profile, period_start, period_end, sections, len(window.papers), now))
+
+    # Scoring (numpy and scipy, which release the GIL) runs one chunk ahead in a thread
+    # while this thread turns the previous chunk into digests: both cores stay busy.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        previous = None
+        for chunk in _chunks(profiles, len(window.papers)):
+            asked = [queries.query_for(profile) for profile in chunk]
+            ranked = pool.submit(_rank_chunk, window, queries, asked)
+            if previous:
+                assemble(*previous)
+            previous = (asked, ranked)
+        if previous:
+            assemble(*previous)
     return digests
+
+
+def _rank_chunk(window: Window, queries: Queries, asked: list[ProfileQuery]) -> tuple[np.ndarray, np.ndarray]:
+    """Picked window rows per profile (score order, -1 padded) and their scores rounded for display."""
+    scores = score_chunk(window.space, queries, asked, window.index.popularity)
+    chosen = select_picks(scores, window.space.text_sims, [query.profile.max_papers for query in asked])
+    picked = np.take_along_axis(scores, np.maximum(chosen, 0), axis=1)
+    return chosen, np.round(picked.astype(np.float64), 4)
 
 
 def build_digest(
@@ -106,17 +119,15 @@ def build_digest(
 
 
 def _sections(
-    window: Window, queries: Queries, query: ProfileQuery, rows: np.ndarray, scores: np.ndarray
+    window: Window, queries: Queries, query: ProfileQuery, rows: list[int], scores: list[float]
 ) -> tuple[Section, ...]:
     """Picks with reasons, grouped by the window's clusters."""
     reasons = explain_picks(window.space, queries, query, rows)
-    sections = []
-    for label, positions in plan_sections(rows.tolist(), window.clusters):
-        picks = tuple(
-            Pick(window.papers[rows[at]], round(float(scores[at]), 4), reasons[at], label) for at in positions
-        )
-        sections.append(Section(label=label, picks=picks))
-    return tuple(sections)
+    papers = window.papers
+    return tuple(
+        Section(label, tuple(Pick(papers[rows[at]], scores[at], reasons[at], label) for at in positions))
+        for label, positions in plan_sections(rows, window.clusters)
+    )
 
 
 def _chunks(profiles: Sequence[Profile], n_papers: int) -> Iterator[Sequence[Profile]]:

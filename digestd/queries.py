@@ -84,7 +84,9 @@ class ProfileQuery:
 
     @property
     def positive_rows(self) -> np.ndarray:
-        return np.unique(np.r_[self.seed_rows, self.liked_rows]).astype(np.int64)
+        if not len(self.liked_rows):
+            return self.seed_rows
+        return np.union1d(self.seed_rows, self.liked_rows)
 
     @property
     def author_rows(self) -> np.ndarray:
@@ -118,7 +120,9 @@ class Queries:
             for a, b in zip(present.indptr[:-1], present.indptr[1:], strict=True)
         ]
         self.cosine = (self.vectors @ window.T).tocsr()  # keyword × paper
+        self.cosine_by_paper = self.cosine.tocsc()  # the same, cheap to read one paper's column
         self._excluded: dict[str, np.ndarray] = {}
+        self._reasons: dict[tuple[str, int], str] = {}
 
     def keyword_cosines(self, chunk: Sequence[ProfileQuery]) -> np.ndarray:
         """Cosine of each profile's keywords, taken as one weighted query, with every paper."""
@@ -136,14 +140,15 @@ class Queries:
         return np.asarray((weights @ self.cosine).toarray() / np.maximum(norms, 1e-9), dtype=np.float32)
 
     def query_for(self, profile: Profile) -> ProfileQuery:
-        index = self.index
-        n = len(index.papers)
+        n, row_of = len(self.index.papers), self.index.row_of
         known = [(self.term_id[k.term], k.weight) for k in profile.keywords if k.term in self.term_id and k.weight > 0]
         # Papers the subscriber has seen: mailed before, or named as a seed or rated.
-        seen = profile.already_sent.union(profile.seeds, profile.liked, profile.disliked) & index.row_of.keys()
-        sent = [index.row_of[paper_id] for paper_id in seen if index.row_of[paper_id] < n]
-        excluded = [self.excluded_rows(phrase) for phrase in profile.excluded]
-        categories = self.category_rows(profile.categories)
+        seen = [row_of[i] for i in profile.already_sent & row_of.keys() if row_of[i] < n]
+        seen += [row_of[i] for i in (*profile.seeds, *profile.liked, *profile.disliked) if row_of.get(i, n) < n]
+        blocked = [self.excluded_rows(phrase) for phrase in profile.excluded]
+        if seen:
+            blocked.append(np.array(seen, dtype=np.int64))
+        categories = self.category_rows(profile.categories) if profile.categories else _NO_ROWS
         return ProfileQuery(
             profile=profile,
             keyword_ids=np.array([term for term, _ in known], dtype=np.int64),
@@ -151,15 +156,25 @@ class Queries:
             seed_rows=self.rows_of(profile.seeds),
             liked_rows=self.rows_of(profile.liked),
             negative_rows=self.rows_of(profile.disliked),
-            authors=self.author_matches(profile.authors),
+            authors=self.author_matches(profile.authors) if profile.authors else {},
             category_rows=categories,
-            blocked_rows=np.unique(np.concatenate([np.array(sent, dtype=np.int64), *excluded])),
+            blocked_rows=np.concatenate(blocked) if blocked else _NO_ROWS,
             only_rows=categories if profile.category_filter and profile.categories else None,
         )
 
     def rows_of(self, ids: Sequence[str]) -> np.ndarray:
-        rows = [self.index.row_of[paper_id] for paper_id in ids if paper_id in self.index.row_of]
-        return np.array(sorted(set(rows)), dtype=np.int64)
+        if not ids:
+            return _NO_ROWS
+        rows = {self.index.row_of[paper_id] for paper_id in ids if paper_id in self.index.row_of}
+        return np.array(sorted(rows), dtype=np.int64)
+
+    def reference_reason(self, label: str, row: int) -> str:
+        """ "<label>: <shortened title of row>", made once per run for each seed or liked paper."""
+        key = (label, row)
+        if key not in self._reasons:
+            title = " ".join(self.index.titles[row].split())
+            self._reasons[key] = f"{label}: {title if len(title) <= 90 else title[:89].rstrip() + '…'}"
+        return self._reasons[key]
 
     def author_matches(self, followed: Sequence[str]) -> dict[int, str]:
         """Window rows by a followed author → that author's name as the profile spells it.
@@ -199,10 +214,14 @@ def _phrase_rows(index: PaperIndex, tokens: tuple[str, ...]) -> np.ndarray:
     """Rows with every word of the phrase (from the token matrix), then checked in order."""
     if not tokens or any(token not in index.tokens for token in tokens):
         return _NO_ROWS
-    columns = index.token_matrix[:, [index.tokens[token] for token in tokens]]
-    rows = np.flatnonzero(np.asarray(columns.sum(axis=1)).ravel() == len(tokens))
+    matrix = index.token_matrix
+    rows = _NO_ROWS
+    for number, token in enumerate(tokens):
+        column = index.tokens[token]
+        found = matrix.indices[matrix.indptr[column] : matrix.indptr[column + 1]].astype(np.int64)
+        rows = found if number == 0 else np.intersect1d(rows, found)
     if len(tokens) == 1:
-        return rows.astype(np.int64)
+        return rows
     pattern = compile_phrase(tokens)
     return np.array([row for row in rows if pattern.search(fold_text(index.papers[row].text))], dtype=np.int64)
 

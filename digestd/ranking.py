@@ -107,38 +107,37 @@ def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
 
 def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], popularity: np.ndarray) -> np.ndarray:
     """Scores (len(chunk) × n_window); masked papers are -inf."""
-    n = space.n_window
-    keyword = queries.keyword_cosines(chunk)
-    positive = _similarity(space.sims, [query.positive_rows for query in chunk])
-    scores = keyword + positive
-    scores += FEEDBACK_WEIGHT * _feedback(scores, space.sims[:n])
-    scores -= DISLIKE_WEIGHT * _similarity(space.sims, [query.negative_rows for query in chunk])
+    scores = queries.keyword_cosines(chunk)
+    _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
+    scores += FEEDBACK_WEIGHT * _feedback(scores, space.sims[: space.n_window])
+    _add_similarity(scores, space.sims, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
     for row, query in enumerate(chunk):
         if len(query.liked_rows) >= MODEL_MIN_LIKES:
             scores[row] += MODEL_WEIGHT * _rating_model(space, query)
-    scores += AUTHOR_BOOST * _indicator([query.author_rows for query in chunk], n)
-    scores += CATEGORY_BOOST * _indicator([query.category_rows for query in chunk], n)
-    scores += np.where(scores > 0, POPULARITY_WEIGHT * popularity, 0).astype(np.float32)
+    owners, columns = _cells([query.author_rows for query in chunk])
+    scores[owners, columns] += AUTHOR_BOOST  # once per paper, however many followed authors wrote it
+    owners, columns = _cells([query.category_rows for query in chunk])
+    scores[owners, columns] += CATEGORY_BOOST
+    if popularity.any():
+        scores += np.where(scores > 0, POPULARITY_WEIGHT * popularity, 0).astype(np.float32)
     _mask(scores, chunk)
     return scores
 
 
-def _similarity(sims: np.ndarray, rows: list[np.ndarray]) -> np.ndarray:
-    """½ mean + ½ max cosine of each window paper to each profile's reference rows."""
+def _add_similarity(scores: np.ndarray, sims: np.ndarray, rows: list[np.ndarray], weight: float) -> None:
+    """Add `weight` × (½ mean + ½ max cosine) of each window paper to each profile's reference rows."""
     counts = np.array([len(r) for r in rows])
-    result = np.zeros((len(rows), sims.shape[1]), dtype=np.float32)
     if not counts.any():
-        return result
-    weights = np.repeat(0.5 / np.maximum(counts, 1), counts).astype(np.float32)
+        return
+    weights = np.repeat(0.5 * weight / np.maximum(counts, 1), counts).astype(np.float32)
     mean = sparse.csr_matrix((weights, np.concatenate(rows), np.r_[0, np.cumsum(counts)]), (len(rows), sims.shape[0]))
-    running = np.zeros_like(result)
-    for slot in range(counts.max()):  # a running max over the k-th reference of every profile
-        has = np.flatnonzero(counts > slot)
-        picked = np.array([rows[i][slot] for i in has])
-        running[has] = np.maximum(running[has], sims[picked])
-    result += mean @ sims
-    result += 0.5 * running
-    return result
+    scores += mean @ sims
+    holders = np.flatnonzero(counts)
+    nearest = sims[[rows[i][0] for i in holders]]
+    for slot in range(1, counts.max()):  # a running max over the k-th reference of every profile
+        has = np.flatnonzero(counts[holders] > slot)
+        nearest[has] = np.maximum(nearest[has], sims[[rows[holders[j]][slot] for j in has]])
+    scores[holders] += np.float32(0.5 * weight) * nearest
 
 
 def _feedback(scores: np.ndarray, window_sims: np.ndarray) -> np.ndarray:
@@ -166,30 +165,26 @@ def _rating_model(space: Space, query: ProfileQuery) -> np.ndarray:
     return model.predict_proba(space.matrix[: space.n_window])[:, 1].astype(np.float32)
 
 
-def _indicator(rows: list[np.ndarray], n: int) -> np.ndarray:
-    """A dense 0/1 matrix with ones at each profile's rows."""
-    result = np.zeros((len(rows), n), dtype=np.float32)
+def _cells(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(profile, paper) coordinates of each profile's rows, for fancy indexing into a chunk."""
     owners = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
-    if len(owners):
-        result[owners, np.concatenate(rows)] = 1
-    return result
+    return owners, (np.concatenate(rows) if len(owners) else owners)
 
 
 def _mask(scores: np.ndarray, chunk: Sequence[ProfileQuery]) -> None:
     """Hard filters: excluded words, already sent, category filter, no signal, below min_score."""
-    n = scores.shape[1]
-    blocked = _indicator([query.blocked_rows for query in chunk], n).astype(bool)
+    floors = np.array([max(query.min_score, NOISE_FLOOR) for query in chunk], dtype=np.float32)[:, None]
+    scores[scores <= floors] = -np.inf
+    scores[_cells([query.blocked_rows for query in chunk])] = -np.inf
     for row, query in enumerate(chunk):
         if query.only_rows is not None:
-            keep = np.zeros(n, dtype=bool)
-            keep[query.only_rows] = True
-            blocked[row] |= ~keep
-    floors = np.array([max(query.min_score, NOISE_FLOOR) for query in chunk], dtype=np.float32)[:, None]
-    scores[blocked | (scores <= floors)] = -np.inf
+            keep = scores[row, query.only_rows]
+            scores[row] = -np.inf
+            scores[row, query.only_rows] = keep
 
 
-def select_picks(scores: np.ndarray, window_sims: np.ndarray, limits: Sequence[int]) -> list[np.ndarray]:
-    """Window rows each profile gets, best first: MMR over its best 3 × limit candidates.
+def select_picks(scores: np.ndarray, text_sims: np.ndarray, limits: Sequence[int]) -> np.ndarray:
+    """Window rows each profile gets, in score order, padded with -1: MMR over its best 3 × limit.
 
     Runs for the whole chunk at once; a candidate too close to a pick (near-duplicate)
     is never taken.
@@ -197,7 +192,7 @@ def select_picks(scores: np.ndarray, window_sims: np.ndarray, limits: Sequence[i
     rows, n = scores.shape
     width = min(n, CANDIDATES_PER_PICK * max(limits, default=0))
     if width == 0:
-        return [np.zeros(0, dtype=np.int64) for _ in range(rows)]
+        return np.full((rows, 0), -1, dtype=np.int64)
     candidates = np.argpartition(-scores, width - 1, axis=1)[:, :width]
     relevance = np.take_along_axis(scores, candidates, axis=1)
     order = np.argsort(-relevance, axis=1, kind="stable")
@@ -206,17 +201,15 @@ def select_picks(scores: np.ndarray, window_sims: np.ndarray, limits: Sequence[i
     valid = np.isfinite(relevance)
     best = np.where(valid[:, :1], relevance[:, :1], 1.0)
     relevance = np.where(valid, relevance / np.maximum(best, 1e-9), -np.inf)
-    pair = window_sims[candidates[:, :, None], candidates[:, None, :]]
-    chosen = _greedy_mmr(relevance, pair, np.asarray(limits))
-    picks = []
-    for row in range(rows):
-        taken = chosen[row][chosen[row] >= 0]
-        picks.append(candidates[row, np.sort(taken)])  # back in score order
+    taken = _greedy_mmr(relevance, candidates, text_sims, np.asarray(limits))
+    # Columns are in score order, so sorting the taken ones gives the picks in score order.
+    columns = np.sort(np.where(taken >= 0, taken, width), axis=1)
+    picks = np.take_along_axis(np.c_[candidates, np.full(rows, -1)], columns, axis=1)
     return picks
 
 
-def _greedy_mmr(relevance: np.ndarray, pair: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """Column numbers picked per row in pick order, -1 where nothing (more) qualifies."""
+def _greedy_mmr(relevance: np.ndarray, candidates: np.ndarray, text_sims: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Candidate columns picked per row in pick order, -1 where nothing (more) qualifies."""
     rows, width = relevance.shape
     steps = int(min(limits.max(), width))
     chosen = np.full((rows, steps), -1, dtype=np.int64)
@@ -228,37 +221,40 @@ def _greedy_mmr(relevance: np.ndarray, pair: np.ndarray, limits: np.ndarray) -> 
             available & (closest < DUPLICATE_SIMILARITY), MMR_LAMBDA * relevance - (1 - MMR_LAMBDA) * closest, -np.inf
         )
         column = np.argmax(gain, axis=1)
-        takes = np.isfinite(gain[everyone, column]) & (step < limits)
-        chosen[takes, step] = column[takes]
-        available[everyone[takes], column[takes]] = False
-        closest[takes] = np.maximum(closest[takes], pair[everyone[takes], column[takes]])
+        takers = everyone[np.isfinite(gain[everyone, column]) & (step < limits)]
+        if not len(takers):
+            break
+        chosen[takers, step] = column[takers]
+        available[takers, column[takers]] = False
+        picked = candidates[takers, column[takers]]
+        closest[takers] = np.maximum(closest[takers], text_sims[picked[:, None], candidates[takers]])
     return chosen
 
 
-def explain_picks(space: Space, queries: Queries, query: ProfileQuery, rows: np.ndarray) -> list[tuple[str, ...]]:
+def explain_picks(space: Space, queries: Queries, query: ProfileQuery, rows: list[int]) -> list[tuple[str, ...]]:
     """Short human reasons why each window paper in `rows` is in this profile's digest (at least one each)."""
-    picked = rows.tolist()
-    reasons: list[list[str]] = [[] for _ in picked]
-    matched = _matched_keywords(queries, query, picked)
-    for position, row in enumerate(picked):
-        if row in matched:
-            reasons[position].append("matched: " + ", ".join(matched[row][:3]))
+    reasons: list[list[str]] = [[] for _ in rows]
+    if len(query.keyword_ids):
+        matched = _matched_keywords(queries, query, rows)
+        for position, row in enumerate(rows):
+            if row in matched:
+                reasons[position].append("matched: " + ", ".join(matched[row][:3]))
     for references, label in ((query.seed_rows, "close to your seed paper"), (query.liked_rows, "you liked")):
-        if len(references):
-            similarities = space.sims[np.ix_(references, rows)]
-            nearest, best = references[similarities.argmax(axis=0)], similarities.max(axis=0)
-            for position in range(len(picked)):
+        if len(references) and rows:
+            similarities = space.sims[np.ix_(references, np.asarray(rows, dtype=np.int64))]
+            nearest, best = references[similarities.argmax(axis=0)].tolist(), similarities.max(axis=0).tolist()
+            for position in range(len(rows)):
                 if best[position] >= REASON_SIMILARITY or not reasons[position]:
-                    title = queries.index.titles[nearest[position]]
-                    reasons[position].append(f"{label}: {_shorten(title)}")
-    for position, row in enumerate(picked):
-        if row in query.authors:
-            reasons[position].append(f"by {query.authors[row]}")
+                    reasons[position].append(queries.reference_reason(label, nearest[position]))
+    if query.authors:
+        for position, row in enumerate(rows):
+            if row in query.authors:
+                reasons[position].append(f"by {query.authors[row]}")
     if query.profile.categories:
-        _explain_categories(queries, query, picked, reasons)
+        _explain_categories(queries, query, rows, reasons)
     return [
         tuple(found) if found else (_fallback_reason(queries, query, row),)
-        for found, row in zip(reasons, picked, strict=True)
+        for found, row in zip(reasons, rows, strict=True)
     ]
 
 
@@ -284,15 +280,12 @@ def _explain_categories(queries: Queries, query: ProfileQuery, picked: list[int]
 def _fallback_reason(queries: Queries, query: ProfileQuery, row: int) -> str:
     """For papers found through feedback: the keyword nearest in meaning."""
     if len(query.keyword_ids):
-        cosines = queries.cosine[query.keyword_ids][:, [row]].toarray().ravel()
-        if cosines.max() > 0:
-            return f"related to: {queries.terms[query.keyword_ids[int(np.argmax(cosines))]]}"
+        start, end = queries.cosine_by_paper.indptr[row : row + 2]
+        keywords, cosines = queries.cosine_by_paper.indices[start:end], queries.cosine_by_paper.data[start:end]
+        mine = np.isin(keywords, query.keyword_ids)
+        if mine.any():
+            return f"related to: {queries.terms[keywords[mine][np.argmax(cosines[mine])]]}"
         return "related to your keywords"
     if len(query.liked_rows) >= MODEL_MIN_LIKES:
         return "fits your ratings"
     return "related to your interests"
-
-
-def _shorten(title: str, limit: int = 90) -> str:
-    title = " ".join(title.split())
-    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"

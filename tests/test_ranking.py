@@ -131,6 +131,7 @@ def test_max_papers_and_min_score_are_respected() -> None:
     picks = digest_for(strict).picks
     assert picks and all(pick.score > 0.2 for pick in picks)
     assert digest_for(Profile(1, "a@example.org", keywords=(Keyword("codes"),), min_score=5.0)).is_empty
+    assert digest_for(Profile(1, "a@example.org", seeds=("2603.00001",), liked=("2603.00004",), min_score=5.0)).is_empty
 
 
 def test_near_duplicates_do_not_fill_the_digest() -> None:
