@@ -10,12 +10,15 @@ window papers get synthetic author lists (the corpus has none).
     python -m bench.scale --sweep                                  # the scaling table
 
 Measured: wall time of `prepare_window` + `build_digests` (everything: profiles, scoring,
-filters, MMR, sections, reasons) and the peak resident memory of the process.
+filters, MMR, sections, reasons), the CPU time of both (scoring runs in a second thread,
+so CPU can exceed wall), the peak resident memory of the process, and the load average
+(other work on the machine slows the wall time down).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -60,19 +63,27 @@ def run(subscribers: int, papers: int) -> None:
     referenced = {paper_id for profile in profiles for paper_id in profile.seeds}
     seeds = [paper for paper in history if paper.id in referenced]
     before = peak_mb()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     prepared = prepare_window(window, referenced=seeds)
     prepared_at = time.perf_counter()
     now = datetime(2026, 7, 1, 8)
     digests = build_digests(prepared, profiles, period_start=now, period_end=now, now=now)
     finished = time.perf_counter()
+    cpu = cpu_seconds() - cpu
     picks = sum(len(digest.picks) for digest in digests)
     print(
         f"subscribers={subscribers:>7,} papers={len(window):>6,} referenced={len(seeds):>5,} | "
         f"prepare {prepared_at - started:5.1f} s + digests {finished - prepared_at:5.1f} s = "
         f"{finished - started:5.1f} s | peak RSS {peak_mb():,.0f} MB (before ranking {before:,.0f} MB) | "
-        f"{picks / max(len(digests), 1):.1f} picks/digest, {len(prepared.labels)} clusters"
+        f"{picks / max(len(digests), 1):.1f} picks/digest, {len(prepared.labels)} clusters | "
+        f"CPU {cpu:.1f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_mb() -> float:

@@ -110,15 +110,16 @@ def plan_sections(rows: Sequence[int], clusters: Clusters) -> list[tuple[str, li
     """(label, positions in `rows`) per section, for a digest's window rows in rank order."""
     if not len(rows):
         return []
-    topics = [int(clusters.assignment[row]) for row in rows]
+    labels = [clusters.labels[topic] or MORE_PAPERS for topic in clusters.assignment[list(rows)].tolist()]
+    groups: dict[str, list[int]] = {}
+    for position, label in enumerate(labels):
+        groups.setdefault(label, []).append(position)
     everything = list(range(len(rows)))
     if len(rows) <= SMALL_DIGEST:
-        common = max(set(topics), key=lambda topic: (topics.count(topic), -topics.index(topic)))
-        label = clusters.labels[common] if topics.count(common) * 2 >= len(topics) else ""
-        return [(label or SINGLE_SECTION, everything)]
-    groups: dict[str, list[int]] = {}
-    for position, topic in enumerate(topics):
-        groups.setdefault(clusters.labels[topic] or MORE_PAPERS, []).append(position)
+        common = max(groups, key=lambda label: len(groups[label]))  # ties: the label seen first
+        return [
+            (common if 2 * len(groups[common]) >= len(rows) and common != MORE_PAPERS else SINGLE_SECTION, everything)
+        ]
     kept = [label for label, members in groups.items() if len(members) >= 2 and label != MORE_PAPERS][:MAX_SECTIONS]
     if not kept:
         return [(SINGLE_SECTION, everything)]

@@ -106,13 +106,13 @@ class Queries:
         window: sparse.csr_matrix,
         index: PaperIndex,
         terms: list[str],
-        spellings: set[str],
+        spellings: Mapping[str, str],
     ) -> None:
         self.index = index
         self.terms = terms
-        folded = {term: number for number, term in enumerate(terms)}
-        # Keyed by the keyword as typed too, so that each profile need not fold its keywords again.
-        self.term_id = {raw: folded[fold_text(raw).strip()] for raw in spellings if fold_text(raw).strip() in folded}
+        # Keyed by the keyword as typed, so that no profile needs to fold its keywords again.
+        number_of = {term: number for number, term in enumerate(terms)}
+        self.term_id = {raw: number_of[term] for raw, term in spellings.items() if term}
         self.vectors, present = _keyword_matrices(vectorizer, window, terms)
         # Sets, because reasons ask "does keyword k occur in paper p" once per pick.
         self.present = [
@@ -205,8 +205,9 @@ def build_queries(
     vectorizer: TfidfVectorizer, window: sparse.csr_matrix, index: PaperIndex, profiles: Sequence[Profile]
 ) -> Queries:
     """The per-run lookups for these profiles' distinct keywords."""
-    spellings = {keyword.term for profile in profiles for keyword in profile.keywords}
-    terms = sorted({fold_text(spelling).strip() for spelling in spellings} - {""})
+    typed = {keyword.term for profile in profiles for keyword in profile.keywords}
+    spellings = {raw: fold_text(raw).strip() for raw in typed}  # as typed → folded
+    terms = sorted(set(spellings.values()) - {""})
     return Queries(vectorizer, window, index, terms, spellings)
 
 

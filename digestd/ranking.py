@@ -232,30 +232,35 @@ def _greedy_mmr(relevance: np.ndarray, candidates: np.ndarray, text_sims: np.nda
 
 
 def explain_picks(space: Space, queries: Queries, query: ProfileQuery, rows: list[int]) -> list[tuple[str, ...]]:
-    """Short human reasons why each window paper in `rows` is in this profile's digest (at least one each)."""
-    reasons: list[list[str]] = [[] for _ in rows]
+    """Short human reasons why each window paper in `rows` is in this profile's digest (at least one each).
+
+    Built column by column (one list per kind of reason), because this runs for every
+    pick of every subscriber.
+    """
+    columns: list[list[str]] = []
     if len(query.keyword_ids):
         matched = _matched_keywords(queries, query, rows)
-        for position, row in enumerate(rows):
-            if row in matched:
-                reasons[position].append("matched: " + ", ".join(matched[row][:3]))
+        columns.append(["matched: " + ", ".join(matched[row][:3]) if row in matched else "" for row in rows])
+    nearest_seed: list[str] = []
     for references, label in ((query.seed_rows, "close to your seed paper"), (query.liked_rows, "you liked")):
         if len(references) and rows:
-            similarities = space.sims[np.ix_(references, np.asarray(rows, dtype=np.int64))]
-            nearest, best = references[similarities.argmax(axis=0)].tolist(), similarities.max(axis=0).tolist()
-            for position in range(len(rows)):
-                if best[position] >= REASON_SIMILARITY or not reasons[position]:
-                    reasons[position].append(queries.reference_reason(label, nearest[position]))
+            similarities = space.sims[references[:, None], np.asarray(rows, dtype=np.int64)]
+            texts = [queries.reference_reason(label, reference) for reference in references.tolist()]
+            nearest = [texts[i] for i in similarities.argmax(axis=0).tolist()]
+            close = (similarities.max(axis=0) >= REASON_SIMILARITY).tolist()
+            columns.append([text if near else "" for text, near in zip(nearest, close, strict=True)])
+            nearest_seed = nearest_seed or nearest
     if query.authors:
-        for position, row in enumerate(rows):
-            if row in query.authors:
-                reasons[position].append(f"by {query.authors[row]}")
+        columns.append([f"by {query.authors[row]}" if row in query.authors else "" for row in rows])
     if query.profile.categories:
-        _explain_categories(queries, query, rows, reasons)
-    return [
-        tuple(found) if found else (_fallback_reason(queries, query, row),)
-        for found, row in zip(reasons, rows, strict=True)
-    ]
+        columns.append(_category_reasons(queries, query, rows))
+    reasons: list[tuple[str, ...]] = [tuple(filter(None, found)) for found in zip(*columns, strict=True)]
+    reasons = reasons if columns else [()] * len(rows)
+    for position, found in enumerate(reasons):
+        if not found:  # found through feedback: say what it is nearest to
+            fallback = nearest_seed[position] if nearest_seed else _fallback_reason(queries, query, rows[position])
+            reasons[position] = (fallback,)
+    return reasons
 
 
 def _matched_keywords(queries: Queries, query: ProfileQuery, picked: list[int]) -> dict[int, list[str]]:
@@ -268,13 +273,13 @@ def _matched_keywords(queries: Queries, query: ProfileQuery, picked: list[int]) 
     return matched
 
 
-def _explain_categories(queries: Queries, query: ProfileQuery, picked: list[int], reasons: list[list[str]]) -> None:
+def _category_reasons(queries: Queries, query: ProfileQuery, rows: list[int]) -> list[str]:
     wanted = {category.lower() for category in query.profile.categories}
-    for position, row in enumerate(picked):
-        for category in queries.index.papers[row].categories:
-            if category.lower() in wanted or category.split(".")[0].lower() in wanted:
-                reasons[position].append(f"in your category {category}")
-                break
+    reasons = []
+    for row in rows:
+        chosen = [c for c in queries.index.papers[row].categories if {c.lower(), c.split(".")[0].lower()} & wanted]
+        reasons.append(f"in your category {chosen[0]}" if chosen else "")
+    return reasons
 
 
 def _fallback_reason(queries: Queries, query: ProfileQuery, row: int) -> str:
@@ -282,9 +287,11 @@ def _fallback_reason(queries: Queries, query: ProfileQuery, row: int) -> str:
     if len(query.keyword_ids):
         start, end = queries.cosine_by_paper.indptr[row : row + 2]
         keywords, cosines = queries.cosine_by_paper.indices[start:end], queries.cosine_by_paper.data[start:end]
-        mine = np.isin(keywords, query.keyword_ids)
-        if mine.any():
-            return f"related to: {queries.terms[keywords[mine][np.argmax(cosines[mine])]]}"
+        found = np.minimum(np.searchsorted(keywords, query.keyword_ids), max(len(keywords) - 1, 0))
+        shared = keywords[found] == query.keyword_ids if len(keywords) else np.zeros(0, dtype=bool)
+        if shared.any():
+            best = found[shared][np.argmax(cosines[found[shared]])]
+            return f"related to: {queries.terms[keywords[best]]}"
         return "related to your keywords"
     if len(query.liked_rows) >= MODEL_MIN_LIKES:
         return "fits your ratings"
