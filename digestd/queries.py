@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from digestd.profiles import author_key, compile_phrase, fold_text, keyword_variants, phrase_tokens
 from digestd.records import PaperRecord, Profile
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+BM25_K1, BM25_B = 1.2, 0.75
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,7 +31,9 @@ class PaperIndex:
     row_of: Mapping[str, int]  # window and referenced papers → row in the space
     titles: tuple[str, ...]  # by space row
     tokens: Mapping[str, int]  # folded word → column of `token_matrix`
-    token_matrix: sparse.csc_matrix  # papers × words, 1 where the word occurs
+    token_matrix: sparse.csc_matrix  # papers × words, how often each word occurs
+    bm25: sparse.csr_matrix  # words × papers, the BM25 weight of each word in each paper
+    bm25_ideal: np.ndarray  # per word, the highest BM25 weight a paper could give it
     authors: Mapping[tuple[str, str], np.ndarray]  # (surname, first initial or "") and (surname, "*") → rows
     categories: Mapping[str, np.ndarray]  # category or archive ("cs", "astro-ph") → rows
     popularity: np.ndarray  # log popularity scaled to 0..1
@@ -38,7 +41,7 @@ class PaperIndex:
 
 def index_papers(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord]) -> PaperIndex:
     """Build the lookups once per window."""
-    counter = CountVectorizer(token_pattern=r"(?u)\w+", strip_accents="unicode", binary=True, dtype=np.float32)
+    counter = CountVectorizer(token_pattern=r"(?u)\w+", strip_accents="unicode", dtype=np.float32)
     texts = [paper.text for paper in papers]
     try:
         token_matrix = counter.fit_transform(texts).tocsc()
@@ -61,10 +64,32 @@ def index_papers(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord
         titles=tuple(paper.title for paper in [*papers, *referenced]),
         tokens=tokens,
         token_matrix=token_matrix,
+        bm25=_bm25_weights(token_matrix),
+        bm25_ideal=_bm25_ideal(token_matrix),
         authors={key: np.unique(rows) for key, rows in authors.items()},
         categories={name: np.array(rows) for name, rows in categories.items()},
         popularity=popularity / max(float(popularity.max(initial=0)), 1.0),
     )
+
+
+def _bm25_idf(counts: sparse.csc_matrix) -> np.ndarray:
+    document_frequency = np.diff(counts.indptr)
+    return np.log1p((counts.shape[0] - document_frequency + 0.5) / (document_frequency + 0.5)).astype(np.float32)
+
+
+def _bm25_weights(counts: sparse.csc_matrix) -> sparse.csr_matrix:
+    """Okapi BM25 term weights (k1 = 1.2, b = 0.75), words × papers."""
+    lengths = np.asarray(counts.sum(axis=1)).ravel()
+    cells = counts.tocoo()
+    tf = cells.data
+    average = max(float(lengths.mean()), 1.0) if len(lengths) else 1.0
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[cells.row] / average)
+    weights = _bm25_idf(counts)[cells.col] * tf * (BM25_K1 + 1) / (tf + norm)
+    return sparse.csr_matrix((weights.astype(np.float32), (cells.col, cells.row)), shape=counts.shape[::-1])
+
+
+def _bm25_ideal(counts: sparse.csc_matrix) -> np.ndarray:
+    return _bm25_idf(counts) * (BM25_K1 + 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,12 +145,16 @@ class Queries:
             for a, b in zip(present.indptr[:-1], present.indptr[1:], strict=True)
         ]
         self.cosine = (self.vectors @ window.T).tocsr()  # keyword × paper
+        words = _keyword_words(index, terms)  # keyword × word, 1 for each (non stop) word of the keyword
+        self.bm25 = (words @ index.bm25).tocsr()  # keyword × paper
+        self.bm25_ideal = words @ index.bm25_ideal
         self.cosine_by_paper = self.cosine.tocsc()  # the same, cheap to read one paper's column
         self._excluded: dict[str, np.ndarray] = {}
         self._reasons: dict[tuple[str, int], str] = {}
 
-    def keyword_cosines(self, chunk: Sequence[ProfileQuery]) -> np.ndarray:
-        """Cosine of each profile's keywords, taken as one weighted query, with every paper."""
+    def keyword_scores(self, chunk: Sequence[ProfileQuery]) -> np.ndarray:
+        """BM25 of each profile's keywords (their words, each keyword weighted) against every paper,
+        as a fraction of the best score a paper could get: 0 to 1."""
         counts = [len(query.keyword_ids) for query in chunk]
         weights = sparse.csr_matrix(
             (
@@ -135,9 +164,8 @@ class Queries:
             ),
             shape=(len(chunk), len(self.terms)),
         )
-        query_vectors = weights @ self.vectors
-        norms = np.sqrt(np.asarray(query_vectors.multiply(query_vectors).sum(axis=1))).astype(np.float32)
-        return np.asarray((weights @ self.cosine).toarray() / np.maximum(norms, 1e-9), dtype=np.float32)
+        ideal = np.maximum(weights @ self.bm25_ideal, 1e-9).astype(np.float32)
+        return np.asarray((weights @ self.bm25).toarray() / ideal[:, None], dtype=np.float32)
 
     def query_for(self, profile: Profile) -> ProfileQuery:
         n, row_of = len(self.index.papers), self.index.row_of
@@ -209,6 +237,18 @@ def build_queries(
     spellings = {raw: fold_text(raw).strip() for raw in typed}  # as typed → folded
     terms = sorted(set(spellings.values()) - {""})
     return Queries(vectorizer, window, index, terms, spellings)
+
+
+def _keyword_words(index: PaperIndex, terms: list[str]) -> sparse.csr_matrix:
+    """Keyword × word matrix of the words each keyword is made of (stop words left out)."""
+    rows, columns = [], []
+    for number, term in enumerate(terms):
+        for word in sorted(set(phrase_tokens(term)) - ENGLISH_STOP_WORDS):
+            if word in index.tokens:
+                rows.append(number)
+                columns.append(index.tokens[word])
+    values = np.ones(len(rows), dtype=np.float32)
+    return sparse.csr_matrix((values, (rows, columns)), shape=(len(terms), index.token_matrix.shape[1]))
 
 
 def _phrase_rows(index: PaperIndex, tokens: tuple[str, ...]) -> np.ndarray:

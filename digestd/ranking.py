@@ -4,9 +4,11 @@ One TF-IDF space per run (`build_space`), shared by every subscriber. A chunk of
 becomes a few sparse matrices (keyword weights, seed/liked/disliked rows, boosts, masks)
 and the scores are matrix products, never a Python loop over papers:
 
-    score = keyword cosine                 (the keywords as one TF-IDF query)
-          + seed similarity                (½ mean + ½ max cosine to seeds and liked papers)
-          + 0.75 × feedback                (mean cosine to the 10 best papers so far: Rocchio
+    score = keyword match                  (BM25 of the keywords' words, as a fraction of the
+                                            best possible score: 0 to 1)
+          + seed similarity                (¾ mean + ¼ max cosine to seeds and liked papers: the
+                                            centroid, plus the nearest so a lone niche seed counts)
+          + 0.75 × feedback                (mean similarity to the 10 best papers so far: Rocchio
                                             pseudo-relevance feedback, so that papers which use
                                             other words for the same topic come up too)
           − 0.5 × disliked similarity
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 FEEDBACK_WEIGHT = 0.75  # Rocchio's classic beta
 FEEDBACK_DOCS = 10
+NEAREST_SHARE = 0.25  # of reference similarity: the nearest reference; the rest is the centroid (mean)
 DISLIKE_WEIGHT = 0.5
 MODEL_WEIGHT = 0.3
 MODEL_MIN_LIKES = 5
@@ -107,7 +110,7 @@ def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
 
 def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], popularity: np.ndarray) -> np.ndarray:
     """Scores (len(chunk) × n_window); masked papers are -inf."""
-    scores = queries.keyword_cosines(chunk)
+    scores = queries.keyword_scores(chunk)
     _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
     scores += FEEDBACK_WEIGHT * _feedback(scores, space.sims[: space.n_window])
     _add_similarity(scores, space.sims, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
@@ -125,11 +128,11 @@ def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], p
 
 
 def _add_similarity(scores: np.ndarray, sims: np.ndarray, rows: list[np.ndarray], weight: float) -> None:
-    """Add `weight` × (½ mean + ½ max cosine) of each window paper to each profile's reference rows."""
+    """Add `weight` × (mean and max cosine, see NEAREST_SHARE) of each window paper to each profile's references."""
     counts = np.array([len(r) for r in rows])
     if not counts.any():
         return
-    weights = np.repeat(0.5 * weight / np.maximum(counts, 1), counts).astype(np.float32)
+    weights = np.repeat((1 - NEAREST_SHARE) * weight / np.maximum(counts, 1), counts).astype(np.float32)
     mean = sparse.csr_matrix((weights, np.concatenate(rows), np.r_[0, np.cumsum(counts)]), (len(rows), sims.shape[0]))
     scores += mean @ sims
     holders = np.flatnonzero(counts)
@@ -137,7 +140,7 @@ def _add_similarity(scores: np.ndarray, sims: np.ndarray, rows: list[np.ndarray]
     for slot in range(1, counts.max()):  # a running max over the k-th reference of every profile
         has = np.flatnonzero(counts[holders] > slot)
         nearest[has] = np.maximum(nearest[has], sims[[rows[holders[j]][slot] for j in has]])
-    scores[holders] += np.float32(0.5 * weight) * nearest
+    scores[holders] += np.float32(NEAREST_SHARE * weight) * nearest
 
 
 def _feedback(scores: np.ndarray, window_sims: np.ndarray) -> np.ndarray:

@@ -101,7 +101,7 @@ def test_disliked_papers_push_their_topic_down() -> None:
     assert "2603.00011" in ids(before) and "2603.00011" not in ids(after)
     score = {pick.paper.id: pick.score for pick in after.picks}
     assert score.get("2603.00010", 0) < {pick.paper.id: pick.score for pick in before.picks}["2603.00010"]
-    assert ids(after)[:3] == ids(before)[:3]
+    assert {"2603.00007", "2603.00008"} <= set(ids(after))  # other topics stay
 
 
 def test_followed_author_is_boosted_across_spellings_with_a_reason() -> None:
