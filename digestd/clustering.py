@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ _NOT_TOPICS = frozenset(
     "shows based using use new novel study studies work present presents demonstrate existing state art "
     "problem problems performance framework significantly significant improve improves improved "
     "achieve achieves including various different recent recently large work works introduce provide "
-    "model models task tasks data".split()
+    "model models task tasks data extensive experiments available publicly github com https http www long".split()
 )
 _WORD = re.compile(r"^[a-z][a-z\-]*[a-z]$")
 
@@ -44,7 +45,9 @@ class Clusters:
     labels: tuple[str, ...]
 
 
-def cluster_papers(matrix: sparse.csr_matrix, points: np.ndarray, feature_names: Sequence[str]) -> Clusters:
+def cluster_papers(
+    matrix: sparse.csr_matrix, points: np.ndarray, feature_names: Sequence[str], texts: Sequence[str] = ()
+) -> Clusters:
     """Cluster the window's papers (TF-IDF rows and their unit latent points); deterministic."""
     n = matrix.shape[0]
     if n == 0 or matrix.shape[1] == 0:
@@ -55,13 +58,13 @@ def cluster_papers(matrix: sparse.csr_matrix, points: np.ndarray, feature_names:
         assignment = np.zeros(n, dtype=np.int64)
     else:
         assignment = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(points).astype(np.int64)
-    return Clusters(assignment, label_clusters(matrix, assignment, k, feature_names))
+    return Clusters(assignment, label_clusters(matrix, assignment, k, feature_names, texts))
 
 
 def label_clusters(
-    matrix: sparse.csr_matrix, assignment: np.ndarray, k: int, feature_names: Sequence[str]
+    matrix: sparse.csr_matrix, assignment: np.ndarray, k: int, feature_names: Sequence[str], texts: Sequence[str]
 ) -> tuple[str, ...]:
-    """A label per cluster from the terms most over-represented in it."""
+    """A label per cluster from the terms most over-represented in it, written as its papers write them."""
     members = sparse.csr_matrix(
         (np.ones(len(assignment)), (assignment, np.arange(len(assignment)))), shape=(k, len(assignment))
     )
@@ -73,15 +76,17 @@ def label_clusters(
         row = means.getrow(cluster)
         lift = row.data - overall[row.indices]
         top = row.indices[np.argsort(-lift, kind="stable")[:40]]
-        labels.append(compose_label([feature_names[column] for column in top]))
+        written = [texts[i] for i in np.flatnonzero(assignment == cluster)[:40]] if texts else []
+        labels.append(compose_label([feature_names[column] for column in top], written))
     return tuple(labels)
 
 
-def compose_label(terms: Sequence[str]) -> str:
+def compose_label(terms: Sequence[str], texts: Sequence[str] = ()) -> str:
     """A label like "Quantum error correction · Surface codes" from terms ranked best first.
 
     Keeps phrases of real words (no stop words, markup or filler), prefers a phrase to a
-    word it contains, and never repeats a word.
+    word it contains, and never repeats a word. Acronyms keep their capitals when `texts`
+    (the cluster's papers) write them so ("LLM agents", not "Llm agents").
     """
     readable = [term for term in terms if _is_readable(term)]
     # A two-word phrase beats its own single words when it is among the top terms.
@@ -89,14 +94,28 @@ def compose_label(terms: Sequence[str]) -> str:
     chosen: list[str] = []
     used: set[str] = set()
     for term in ranked:
-        words = set(term.split())
+        words = {word.removesuffix("s") for word in term.split()}  # "agent" and "agents" are one word
         if words & used:
             continue
         chosen.append(term)
         used |= words
         if len(chosen) == LABEL_TERMS:
             break
-    return " · ".join(term[0].upper() + term[1:] for term in chosen)
+    written = [_written_form(term, texts) for term in chosen]
+    return " · ".join(term[0].upper() + term[1:] for term in written)
+
+
+def _written_form(term: str, texts: Sequence[str]) -> str:
+    """`term` with the capitals of its most common spelling in `texts`, for words that are not
+    merely capitalised (LLM, LiDAR); other words stay lower case."""
+    pattern = re.compile(r"(?<!\w)" + r"[\s-]+".join(map(re.escape, term.split())) + r"(?!\w)", re.IGNORECASE)
+    forms = Counter(found.group(0) for text in texts for found in pattern.finditer(text))
+    if not forms:
+        return term
+    words = re.split(r"[\s-]+", forms.most_common(1)[0][0])
+    if len(words) != len(term.split()):
+        return term
+    return " ".join(word if any(c.isupper() for c in word[1:]) else word.lower() for word in words)
 
 
 def _is_readable(term: str) -> bool:

@@ -63,13 +63,14 @@ class Window:
 
 
 def prepare_window(papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = ()) -> Window:
-    """Fit the TF-IDF space over window + referenced papers and cluster the window, once per run."""
+    """Fit the TF-IDF space on the window, place the referenced papers in it, cluster the window: once per run."""
     window = tuple(_unique(papers, set()))
     extra = tuple(_unique(referenced, {paper.id for paper in window}))
-    space = build_space([paper.text for paper in window], [paper.text for paper in extra])
+    texts = [paper.text for paper in window]
+    space = build_space(texts, [paper.text for paper in extra])
     index = index_papers(window, extra)
     names = space.vectorizer.get_feature_names_out() if space.matrix.shape[1] else np.array([], dtype=object)
-    clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names])
+    clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names], texts)
     log.debug("window: %d papers, %d referenced, %d clusters", len(window), len(extra), len(clusters.labels))
     return Window(window, extra, space, index, clusters)
 

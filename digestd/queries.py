@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from digestd.profiles import author_key, compile_phrase, fold_text, keyword_variants, phrase_tokens
 from digestd.records import PaperRecord, Profile
@@ -32,7 +31,8 @@ class PaperIndex:
     titles: tuple[str, ...]  # by space row
     tokens: Mapping[str, int]  # folded word → column of `token_matrix`
     token_matrix: sparse.csc_matrix  # papers × words, how often each word occurs
-    bm25: sparse.csr_matrix  # words × papers, the BM25 weight of each word in each paper
+    bm25: sparse.csr_matrix  # papers × words, the BM25 weight of each word in each paper
+    bm25_by_word: sparse.csr_matrix  # the same, words × papers
     bm25_ideal: np.ndarray  # per word, the highest BM25 weight a paper could give it
     authors: Mapping[tuple[str, str], np.ndarray]  # (surname, first initial or "") and (surname, "*") → rows
     categories: Mapping[str, np.ndarray]  # category or archive ("cs", "astro-ph") → rows
@@ -57,6 +57,7 @@ def index_papers(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord
             authors.setdefault((surname, "*"), []).append(row)
         for category in {*paper.categories, *(c.split(".")[0] for c in paper.categories)}:
             categories.setdefault(category.lower(), []).append(row)
+    bm25 = _bm25_weights(token_matrix)
     popularity = np.log1p(np.array([max(paper.popularity or 0, 0) for paper in papers], dtype=np.float32))
     return PaperIndex(
         papers=tuple(papers),
@@ -64,7 +65,8 @@ def index_papers(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord
         titles=tuple(paper.title for paper in [*papers, *referenced]),
         tokens=tokens,
         token_matrix=token_matrix,
-        bm25=_bm25_weights(token_matrix),
+        bm25=bm25,
+        bm25_by_word=bm25.T.tocsr(),
         bm25_ideal=_bm25_ideal(token_matrix),
         authors={key: np.unique(rows) for key, rows in authors.items()},
         categories={name: np.array(rows) for name, rows in categories.items()},
@@ -78,14 +80,14 @@ def _bm25_idf(counts: sparse.csc_matrix) -> np.ndarray:
 
 
 def _bm25_weights(counts: sparse.csc_matrix) -> sparse.csr_matrix:
-    """Okapi BM25 term weights (k1 = 1.2, b = 0.75), words × papers."""
+    """Okapi BM25 term weights (k1 = 1.2, b = 0.75), papers × words."""
     lengths = np.asarray(counts.sum(axis=1)).ravel()
     cells = counts.tocoo()
     tf = cells.data
     average = max(float(lengths.mean()), 1.0) if len(lengths) else 1.0
     norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[cells.row] / average)
     weights = _bm25_idf(counts)[cells.col] * tf * (BM25_K1 + 1) / (tf + norm)
-    return sparse.csr_matrix((weights.astype(np.float32), (cells.col, cells.row)), shape=counts.shape[::-1])
+    return sparse.csr_matrix((weights.astype(np.float32), (cells.row, cells.col)), shape=counts.shape)
 
 
 def _bm25_ideal(counts: sparse.csc_matrix) -> np.ndarray:
@@ -123,7 +125,7 @@ class ProfileQuery:
 
 
 class Queries:
-    """Per-run lookups over all profiles: distinct keywords as vectors, excluded phrases as rows."""
+    """Per-run lookups over all profiles: distinct keywords as words and matches, excluded phrases as rows."""
 
     def __init__(
         self,
@@ -138,17 +140,13 @@ class Queries:
         # Keyed by the keyword as typed, so that no profile needs to fold its keywords again.
         number_of = {term: number for number, term in enumerate(terms)}
         self.term_id = {raw: number_of[term] for raw, term in spellings.items() if term}
-        self.vectors, present = _keyword_matrices(vectorizer, window, terms)
+        present = _keyword_presence(vectorizer, window, terms)
         # Sets, because reasons ask "does keyword k occur in paper p" once per pick.
         self.present = [
             frozenset(present.indices[a:b].tolist())
             for a, b in zip(present.indptr[:-1], present.indptr[1:], strict=True)
         ]
-        self.cosine = (self.vectors @ window.T).tocsr()  # keyword × paper
-        words = _keyword_words(index, terms)  # keyword × word, 1 for each (non stop) word of the keyword
-        self.bm25 = (words @ index.bm25).tocsr()  # keyword × paper
-        self.bm25_ideal = words @ index.bm25_ideal
-        self.cosine_by_paper = self.cosine.tocsc()  # the same, cheap to read one paper's column
+        self.words = _keyword_words(index, terms)  # keyword × word, 1 for each (non stop) word of the keyword
         self._excluded: dict[str, np.ndarray] = {}
         self._reasons: dict[tuple[str, int], str] = {}
 
@@ -164,8 +162,16 @@ class Queries:
             ),
             shape=(len(chunk), len(self.terms)),
         )
-        ideal = np.maximum(weights @ self.bm25_ideal, 1e-9).astype(np.float32)
-        return np.asarray((weights @ self.bm25).toarray() / ideal[:, None], dtype=np.float32)
+        asked = weights @ self.words  # profile × word
+        ideal = np.maximum(asked @ self.index.bm25_ideal, 1e-9).astype(np.float32)
+        return np.asarray((asked @ self.index.bm25_by_word).toarray() / ideal[:, None], dtype=np.float32)
+
+    def nearest_keywords(self, query: ProfileQuery, rows: list[int]) -> list[str]:
+        """For each paper, the profile's keyword whose words weigh most in it ("" if none)."""
+        weights = (self.index.bm25[rows] @ self.words[query.keyword_ids].T).toarray()
+        best = weights.argmax(axis=1).tolist()
+        found = (weights.max(axis=1) > 0).tolist()
+        return [self.terms[query.keyword_ids[b]] if f else "" for b, f in zip(best, found, strict=True)]
 
     def query_for(self, profile: Profile) -> ProfileQuery:
         n, row_of = len(self.index.papers), self.index.row_of
@@ -267,23 +273,20 @@ def _phrase_rows(index: PaperIndex, tokens: tuple[str, ...]) -> np.ndarray:
     return np.array([row for row in rows if pattern.search(fold_text(index.papers[row].text))], dtype=np.int64)
 
 
-def _keyword_matrices(
-    vectorizer: TfidfVectorizer, window: sparse.csr_matrix, terms: list[str]
-) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """Unit TF-IDF vector of each keyword (with its plural/singular twin) and where it occurs.
+def _keyword_presence(vectorizer: TfidfVectorizer, window: sparse.csr_matrix, terms: list[str]) -> sparse.csr_matrix:
+    """Keyword × paper: where each keyword (or its plural/singular twin) occurs.
 
     A keyword occurs in a paper when all its bigrams (or, for one word, the word) do.
     """
     vocabulary = getattr(vectorizer, "vocabulary_", None)
     shape = (len(terms), window.shape[1])
     if not terms or vocabulary is None:
-        return sparse.csr_matrix(shape, dtype=np.float32), sparse.csr_matrix((len(terms), window.shape[0]), dtype=bool)
+        return sparse.csr_matrix((len(terms), window.shape[0]), dtype=bool)
     variants = [(number, variant) for number, term in enumerate(terms) for variant in keyword_variants(term)]
     owner = sparse.csr_matrix(
         (np.ones(len(variants), dtype=np.float32), ([n for n, _ in variants], range(len(variants)))),
         shape=(len(terms), len(variants)),
     )
-    vectors = normalize(owner @ vectorizer.transform([variant for _, variant in variants])).astype(np.float32)
     analyse = vectorizer.build_analyzer()
     required_rows, required_cols, needed = [], [], []
     for number, (_, variant) in enumerate(variants):
@@ -302,4 +305,4 @@ def _keyword_matrices(
         (np.ones(int(hit.sum()), dtype=np.float32), (counts.row[hit], counts.col[hit])),
         shape=(len(variants), window.shape[0]),
     )
-    return vectors.tocsr(), ((owner @ variant_present) > 0).tocsr()
+    return ((owner @ variant_present) > 0).tocsr()

@@ -259,9 +259,14 @@ def explain_picks(space: Space, queries: Queries, query: ProfileQuery, rows: lis
         columns.append(_category_reasons(queries, query, rows))
     reasons: list[tuple[str, ...]] = [tuple(filter(None, found)) for found in zip(*columns, strict=True)]
     reasons = reasons if columns else [()] * len(rows)
-    for position, found in enumerate(reasons):
-        if not found:  # found through feedback: say what it is nearest to
-            fallback = nearest_seed[position] if nearest_seed else _fallback_reason(queries, query, rows[position])
+    bare = [position for position, found in enumerate(reasons) if not found]  # found through feedback
+    if bare:
+        fallbacks = (
+            [nearest_seed[at] for at in bare]
+            if nearest_seed
+            else _fallback_reasons(queries, query, [rows[at] for at in bare])
+        )
+        for position, fallback in zip(bare, fallbacks, strict=True):
             reasons[position] = (fallback,)
     return reasons
 
@@ -285,17 +290,11 @@ def _category_reasons(queries: Queries, query: ProfileQuery, rows: list[int]) ->
     return reasons
 
 
-def _fallback_reason(queries: Queries, query: ProfileQuery, row: int) -> str:
-    """For papers found through feedback: the keyword nearest in meaning."""
+def _fallback_reasons(queries: Queries, query: ProfileQuery, rows: list[int]) -> list[str]:
+    """For papers found through feedback: the keyword whose words weigh most in them."""
     if len(query.keyword_ids):
-        start, end = queries.cosine_by_paper.indptr[row : row + 2]
-        keywords, cosines = queries.cosine_by_paper.indices[start:end], queries.cosine_by_paper.data[start:end]
-        found = np.minimum(np.searchsorted(keywords, query.keyword_ids), max(len(keywords) - 1, 0))
-        shared = keywords[found] == query.keyword_ids if len(keywords) else np.zeros(0, dtype=bool)
-        if shared.any():
-            best = found[shared][np.argmax(cosines[found[shared]])]
-            return f"related to: {queries.terms[keywords[best]]}"
-        return "related to your keywords"
+        nearest = queries.nearest_keywords(query, rows)
+        return [f"related to: {keyword}" if keyword else "related to your keywords" for keyword in nearest]
     if len(query.liked_rows) >= MODEL_MIN_LIKES:
-        return "fits your ratings"
-    return "related to your interests"
+        return ["fits your ratings"] * len(rows)
+    return ["related to your interests"] * len(rows)

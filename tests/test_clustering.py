@@ -13,9 +13,18 @@ def test_label_keeps_readable_phrases_without_repeating_words() -> None:
     assert compose_label(terms) == "Deep learning · Error correction"
 
 
+def test_label_does_not_repeat_a_word_in_its_plural() -> None:
+    assert compose_label(["multi agent", "agents", "visual tokens", "token"]) == "Multi agent · Visual tokens"
+
+
 def test_label_drops_stop_words_numbers_and_filler() -> None:
     assert compose_label(["we", "2024", "propose", "results", "x1", "galaxy clusters"]) == "Galaxy clusters"
     assert compose_label(["the", "and"]) == ""
+
+
+def test_label_keeps_the_capitals_of_acronyms_as_papers_write_them() -> None:
+    texts = ["LLM agents call tools.", "We study LLM Agents and Tool Use.", "Tool use by LLM agents"]
+    assert compose_label(["llm agents", "tool use"], texts) == "LLM agents · Tool use"
 
 
 def test_small_digest_is_one_section_labelled_by_its_main_topic() -> None:
