@@ -127,7 +127,9 @@ def make_profiles(count: int, window: list[PaperRecord], history: list[PaperReco
 
 def top_terms(texts: list[str], per_paper: int = 15) -> list[list[str]]:
     """The best TF-IDF terms of each paper: what its author might type as keywords."""
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), stop_words="english", min_df=5, token_pattern=r"(?u)\b[a-zA-Z]{3,}\b")
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), stop_words="english", min_df=5, token_pattern=r"(?u)\b[a-zA-Z]{3,}\b"
+    )
     matrix = vectorizer.fit_transform(texts).tocsr()
     names = vectorizer.get_feature_names_out()
     result = []
