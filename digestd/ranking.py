@@ -93,9 +93,14 @@ def build_space(window_texts: Sequence[str], referenced_texts: Sequence[str]) ->
     text = np.zeros((n_rows, n_window), dtype=np.float32)
     for start in range(0, n_rows, 2000):  # bounded memory for the sparse product
         text[start : start + 2000] = (matrix[start : start + 2000] @ window_t).toarray()
+    text_sims = text[:n_window].copy()
     latent = _latent_points(matrix, n_window)
-    sims = 0.5 * text + 0.5 * (latent @ latent[:n_window].T).astype(np.float32)
-    return Space(vectorizer, matrix, n_window, sims, text[:n_window], latent[:n_window])
+    sims = text  # averaged in place, block by block: no full-size temporaries
+    for start in range(0, n_rows, 2000):
+        block = sims[start : start + 2000]
+        block += latent[start : start + 2000] @ latent[:n_window].T
+        block *= 0.5
+    return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window])
 
 
 def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
