@@ -1,13 +1,22 @@
-"""Build digests: papers and profiles in, `Digest`s out (pure; no database, no clock).
+"""The public ranking API: papers and profiles in, digests out. Pure: no database, no clock.
 
-A first ranking: TF-IDF over the window, a profile's keywords and seed papers as
-queries, excluded words as a hard filter, papers already sent left out.
+    window = prepare_window(papers, referenced=seed_and_rated_papers)   # once per run
+    digests = build_digests(window, profiles, period_start=..., period_end=..., now=...)
+
+`prepare_window` fits the TF-IDF space and clusters the window once; `build_digests`
+scores profiles in chunks (see `ranking`) and returns one `Digest` per profile, in order.
+
+Never twice: a paper whose id is in `Profile.already_sent` is never picked again. Ids
+carry no version, so a revised version (v2, v3) of a paper already sent is not sent
+again either, however much it changed: readers asked not to see a paper twice, and we
+keep no text of what they were sent to judge a change by.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,76 +24,122 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from digestd.clustering import Clusters, cluster_papers, plan_sections
+from digestd.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
+from digestd.ranking import Space, build_space, explain_picks, score_chunk, select_picks
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
+log = logging.getLogger(__name__)
 
-@dataclass
+CHUNK_CELLS = 4_000_000  # profiles × papers scored at once: ~16 MB per float32 array
+
+
+@dataclass(frozen=True, eq=False)
 class Window:
-    """The candidate papers of one run, vectorised once and shared by all subscribers."""
+    """The candidate papers of one run, with their TF-IDF space, lookups and clusters."""
 
-    papers: list[PaperRecord]
-    referenced: dict[str, PaperRecord]
-    vectorizer: TfidfVectorizer | None
-    matrix: sparse.csr_matrix | None  # one row per window paper
-    referenced_matrix: sparse.csr_matrix | None
-    referenced_rows: dict[str, int]
+    papers: tuple[PaperRecord, ...]
+    referenced: tuple[PaperRecord, ...]  # seed and rated papers outside the window
+    space: Space
+    index: PaperIndex
+    clusters: Clusters
+
+    @property
+    def vectorizer(self) -> TfidfVectorizer:
+        return self.space.vectorizer
+
+    @property
+    def matrix(self) -> sparse.csr_matrix:
+        """TF-IDF rows: window papers first, then referenced papers."""
+        return self.space.matrix
+
+    @property
+    def row_of(self) -> Mapping[str, int]:
+        return self.index.row_of
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.clusters.labels
 
 
 def prepare_window(papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = ()) -> Window:
-    papers = list(papers)
-    refs = {paper.id: paper for paper in referenced}
-    if not papers:
-        return Window(papers, refs, None, None, None, {})
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english", min_df=1)
-    matrix = vectorizer.fit_transform([paper.text for paper in papers]).tocsr()
-    ref_list = list(refs.values())
-    ref_matrix = vectorizer.transform([paper.text for paper in ref_list]).tocsr() if ref_list else None
-    return Window(papers, refs, vectorizer, matrix, ref_matrix, {p.id: i for i, p in enumerate(ref_list)})
-
-
-def _excluded(paper: PaperRecord, words: Sequence[str]) -> bool:
-    text = paper.text.lower()
-    return any(re.search(rf"\b{re.escape(word.lower())}\b", text) for word in words)
-
-
-def _keyword_hits(paper: PaperRecord, profile: Profile) -> list[str]:
-    text = paper.text.lower()
-    return [k.term for k in profile.keywords if re.search(rf"\b{re.escape(k.term.lower())}\b", text)]
-
-
-def build_digest(
-    window: Window, profile: Profile, *, period_start: datetime, period_end: datetime, now: datetime
-) -> Digest:
-    empty = Digest(profile, period_start, period_end, candidates=len(window.papers), generated_at=now)
-    if window.vectorizer is None or window.matrix is None:
-        return empty
-    scores = np.zeros(len(window.papers))
-    if profile.keywords:
-        query = window.vectorizer.transform([" ".join(k.term for k in profile.keywords)])
-        scores += (window.matrix @ query.T).toarray().ravel()
-    seed_rows = [window.referenced_rows[s] for s in profile.seeds if s in window.referenced_rows]
-    if seed_rows and window.referenced_matrix is not None:
-        seeds = window.referenced_matrix[seed_rows]
-        scores += (window.matrix @ seeds.T).toarray().max(axis=1)
-    picks = []
-    for index in np.argsort(-scores, kind="stable"):
-        paper = window.papers[index]
-        if scores[index] <= max(profile.min_score, 0) or paper.id in profile.already_sent:
-            continue
-        if _excluded(paper, profile.excluded):
-            continue
-        hits = _keyword_hits(paper, profile)
-        reasons = (f"matched: {', '.join(hits)}",) if hits else ("close to your seed papers",)
-        picks.append(Pick(paper=paper, score=round(float(scores[index]), 4), reasons=reasons, section="Your papers"))
-        if len(picks) >= profile.max_papers:
-            break
-    sections = (Section("Your papers", tuple(picks)),) if picks else ()
-    return Digest(profile, period_start, period_end, sections, candidates=len(window.papers), generated_at=now)
+    """Fit the TF-IDF space on the window, place the referenced papers in it, cluster the window: once per run."""
+    window = tuple(_unique(papers, set()))
+    extra = tuple(_unique(referenced, {paper.id for paper in window}))
+    texts = [paper.text for paper in window]
+    space = build_space(texts, [paper.text for paper in extra])
+    index = index_papers(window, extra)
+    names = space.vectorizer.get_feature_names_out() if space.matrix.shape[1] else np.array([], dtype=object)
+    clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names], texts)
+    log.debug("window: %d papers, %d referenced, %d clusters", len(window), len(extra), len(clusters.labels))
+    return Window(window, extra, space, index, clusters)
 
 
 def build_digests(
     window: Window, profiles: Sequence[Profile], *, period_start: datetime, period_end: datetime, now: datetime
 ) -> list[Digest]:
-    return [
-        build_digest(window, profile, period_start=period_start, period_end=period_end, now=now) for profile in profiles
-    ]
+    """One digest per profile, in the same order."""
+    queries = build_queries(window.vectorizer, window.matrix[: len(window.papers)], window.index, profiles)
+    digests: list[Digest] = []
+
+    def assemble(asked: list[ProfileQuery], ranked: Future[tuple[np.ndarray, np.ndarray]]) -> None:
+        chosen, scores = ranked.result()
+        for query, rows, picked in zip(asked, chosen.tolist(), scores.tolist(), strict=True):
+            count = rows.index(-1) if -1 in rows else len(rows)
+            sections = _sections(window, queries, query, rows[:count], picked[:count])
+            digests.append(Digest(query.profile, period_start, period_end, sections, len(window.papers), now))
+
+    # Scoring (numpy and scipy, which release the GIL) runs one chunk ahead in a thread
+    # while this thread turns the previous chunk into digests: both cores stay busy.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        previous = None
+        for chunk in _chunks(profiles, len(window.papers)):
+            asked = [queries.query_for(profile) for profile in chunk]
+            ranked = pool.submit(_rank_chunk, window, queries, asked)
+            if previous:
+                assemble(*previous)
+            previous = (asked, ranked)
+        if previous:
+            assemble(*previous)
+    return digests
+
+
+def _rank_chunk(window: Window, queries: Queries, asked: list[ProfileQuery]) -> tuple[np.ndarray, np.ndarray]:
+    """Picked window rows per profile (score order, -1 padded) and their scores rounded for display."""
+    scores = score_chunk(window.space, queries, asked, window.index.popularity)
+    chosen = select_picks(scores, window.space.text_sims, [query.profile.max_papers for query in asked])
+    picked = np.take_along_axis(scores, np.maximum(chosen, 0), axis=1)
+    return chosen, np.round(picked.astype(np.float64), 4)
+
+
+def build_digest(
+    window: Window, profile: Profile, *, period_start: datetime, period_end: datetime, now: datetime
+) -> Digest:
+    """The digest of one profile."""
+    return build_digests(window, [profile], period_start=period_start, period_end=period_end, now=now)[0]
+
+
+def _sections(
+    window: Window, queries: Queries, query: ProfileQuery, rows: list[int], scores: list[float]
+) -> tuple[Section, ...]:
+    """Picks with reasons, grouped by the window's clusters."""
+    reasons = explain_picks(window.space, queries, query, rows)
+    papers = window.papers
+    return tuple(
+        Section(label, tuple(Pick(papers[rows[at]], scores[at], reasons[at], label) for at in positions))
+        for label, positions in plan_sections(rows, window.clusters)
+    )
+
+
+def _chunks(profiles: Sequence[Profile], n_papers: int) -> Iterator[Sequence[Profile]]:
+    size = max(64, CHUNK_CELLS // max(n_papers, 1))
+    for start in range(0, len(profiles), size):
+        yield profiles[start : start + size]
+
+
+def _unique(papers: Sequence[PaperRecord], seen: set[str]) -> Iterator[PaperRecord]:
+    """Papers in order, each id once, skipping ids in `seen`."""
+    for paper in papers:
+        if paper.id not in seen:
+            seen.add(paper.id)
+            yield paper

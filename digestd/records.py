@@ -66,6 +66,7 @@ class Profile:
     max_papers: int = 20
     min_score: float = 0.0
     already_sent: frozenset[str] = frozenset()  # paper ids mailed before
+    category_filter: bool = False  # True: only papers in `categories`; False: they get a boost
 
 
 @dataclass(frozen=True, slots=True)
