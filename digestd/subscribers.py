@@ -34,11 +34,10 @@ from digestd.models import (
     Subscriber,
     Suppression,
 )
+from digestd.profiles import normalise_arxiv_id
 from digestd.records import Keyword, Profile
 from digestd.schedule import next_due_after
 
-_ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
-_ARXIV_OLD = re.compile(r"^([a-z][a-z\-]*(\.[A-Z]{2})?/\d{7})(v\d+)?$")
 _CATEGORY = re.compile(r"^[a-z][a-z\-]*(\.[A-Za-z\-]+)?$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -52,15 +51,14 @@ def normalise_email(text: str) -> str:
     return checked.normalized.lower()
 
 
-def normalise_arxiv_id(text: str) -> str:
-    """`2401.01234v2` → `2401.01234`; `arXiv:astro-ph/0601001` → `astro-ph/0601001`."""
-    value = text.strip().removeprefix("arXiv:").removeprefix("arxiv:")
-    value = re.sub(r"^https?://arxiv\.org/(abs|pdf)/", "", value).removesuffix(".pdf")
-    for pattern in (_ARXIV_NEW, _ARXIV_OLD):
-        match = pattern.match(value)
-        if match:
-            return match.group(1)
-    raise InputError(f"seed {text.strip()!r} is not an arXiv id", hint="use a form like 2401.01234 or astro-ph/0601001")
+def check_arxiv_id(text: str) -> str:
+    """`2401.01234v2` → `2401.01234`; `arXiv:astro-ph/0601001` → `astro-ph/0601001`; else `InputError`."""
+    found = normalise_arxiv_id(text)
+    if found is None:
+        raise InputError(
+            f"seed {text.strip()!r} is not an arXiv id", hint="use a form like 2401.01234 or astro-ph/0601001"
+        )
+    return found
 
 
 def email_hash(email: str) -> str:
@@ -155,7 +153,7 @@ def check_input(given: SubscriberInput) -> SubscriberInput:
         timezone=given.timezone.strip() if given.timezone is not None else None,
         categories=categories,
         authors=split_list(given.authors) if given.authors is not None else None,
-        seeds=[normalise_arxiv_id(seed) for seed in split_list(given.seeds)] if given.seeds is not None else None,
+        seeds=[check_arxiv_id(seed) for seed in split_list(given.seeds)] if given.seeds is not None else None,
         status=_check_choice("status", given.status, SUBSCRIBER_STATUSES),
     )
 
@@ -391,3 +389,15 @@ def describe(subscriber: Subscriber, items: Sequence[ProfileItem]) -> dict[str, 
         "max_papers": subscriber.max_papers,
         "min_score": subscriber.min_score,
     }
+
+
+def add_seeds(session: Session, email: str, paper_ids: Sequence[str]) -> list[str]:
+    """Add seed papers to a subscriber's profile; returns those that were not seeds yet."""
+    subscriber = get_subscriber(session, email)
+    assert subscriber.id is not None
+    known = set(_values(load_profile_items(session, [subscriber.id])[subscriber.id], SEED))
+    added = [paper_id for paper_id in dict.fromkeys(paper_ids) if paper_id not in known]
+    for paper_id in added:
+        session.add(ProfileItem(subscriber_id=subscriber.id, kind=SEED, value=paper_id))
+    session.flush()
+    return added

@@ -181,3 +181,30 @@ def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, [*path, "--help"])
     assert result.exit_code == 0
     assert "Example" in result.output, f"`digestd {' '.join(path)} --help` shows no example"
+
+
+def test_seeds_import_from_bibtex(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ok(run("subscribers", "add", "ada@example.org", "--seed", "2401.00001"))
+    bib = tmp_path / "refs.bib"
+    bib.write_text(
+        "@article{a, title={One}, eprint={2401.00001v2}, archivePrefix={arXiv}}\n"
+        "@misc{b, title={Two}, url={https://arxiv.org/abs/astro-ph/0601001}}\n"
+        "@article{c, title={Three}, journal={arXiv preprint arXiv:2310.12345}}\n"
+        "@book{d, title={No arXiv id here}}\n"
+    )
+    result = ok(run("subscribers", "seeds", "import", "ada@example.org", str(bib)))
+    assert "3 arXiv id(s)" in result.output and "2 new seed(s)" in result.output
+    seeds = json.loads(run("subscribers", "show", "ada@example.org", "--json").output)["seeds"]
+    assert seeds == "2401.00001, astro-ph/0601001, 2310.12345"
+    empty = tmp_path / "empty.bib"
+    empty.write_text("@book{d, title={Nothing}}\n")
+    fails_cleanly(run("subscribers", "seeds", "import", "ada@example.org", str(empty)), "cites no arXiv paper")
+
+
+def test_rate_records_the_latest_rating(run, engine) -> None:  # type: ignore[no-untyped-def]
+    ok(run("subscribers", "add", "ada@example.org"))
+    assert "rated 2401.00001 up" in ok(run("rate", "ada@example.org", "arXiv:2401.00001v3", "up")).output
+    ok(run("rate", "ada@example.org", "2401.00001", "down"))
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT paper_id, value FROM rating").all() == [("2401.00001", -1)]
+    fails_cleanly(run("rate", "ghost@example.org", "2401.00001", "up"), "no subscriber ghost@example.org")

@@ -11,10 +11,13 @@ import click
 
 from digestd import subscriber_files
 from digestd.cli import AppContext, pass_app
+from digestd.errors import InputError
 from digestd.models import SUBSCRIBER_STATUSES
+from digestd.profiles import parse_bibtex_ids
 from digestd.store import open_session
 from digestd.subscribers import (
     SubscriberInput,
+    add_seeds,
     add_subscriber,
     describe,
     edit_subscriber,
@@ -260,6 +263,41 @@ def export(app: AppContext, path: Path | None, fmt: str | None) -> None:
     else:
         path.write_text(text, encoding="utf-8")
         click.echo(f"exported to {path}")
+
+
+@subscribers.group()
+def seeds() -> None:
+    """Manage a subscriber's seed papers (papers like the ones they want).
+
+    \b
+    Example:
+      digestd subscribers seeds import ada@example.org refs.bib
+    """
+
+
+@seeds.command(name="import")
+@click.argument("email")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def import_seeds(app: AppContext, email: str, path: Path) -> None:
+    """Add the arXiv papers a BibTeX file cites (eprint fields, arxiv.org links, "arXiv
+    preprint arXiv:..." notes) to a subscriber's seed papers. Entries without an arXiv id
+    are ignored.
+
+    \b
+    Example:
+      digestd subscribers seeds import ada@example.org ~/papers/refs.bib
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    found = parse_bibtex_ids(text)
+    if not found:
+        raise InputError(f"{path} cites no arXiv paper", hint="seeds need arXiv ids (eprint = {2401.01234})")
+    with open_session(app.engine()) as session:
+        added = add_seeds(session, email, found)
+    click.echo(f"{len(found)} arXiv id(s) in {path}; {len(added)} new seed(s) for {email}: {', '.join(added) or '-'}")
 
 
 COMMANDS = [subscribers]
