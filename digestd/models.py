@@ -59,6 +59,7 @@ class Subscriber(SQLModel, table=True):
     send_time: str = Field(default="08:00", max_length=5)
     timezone: str = Field(default="UTC", max_length=64)
     weekdays_only: bool = False
+    category_filter: bool = False  # categories: only these (True) or a boost (False)
     max_papers: int = 20
     min_score: float = 0.0
     format: str = Field(default="both", max_length=10)  # both | text

@@ -40,6 +40,7 @@ FIELDS = [
     "time",
     "timezone",
     "weekdays_only",
+    "category_filter",
     "max_papers",
     "min_score",
 ]
@@ -116,6 +117,7 @@ def row_to_input(values: dict[str, Any]) -> SubscriberInput:
         time=_text(values.get("time")),
         timezone=_text(values.get("timezone")),
         weekdays_only=_flag(values.get("weekdays_only")),
+        category_filter=_flag(values.get("category_filter")),
         max_papers=_number(values.get("max_papers"), int, "max_papers"),
         min_score=_number(values.get("min_score"), float, "min_score"),
         status=_text(values.get("status")),

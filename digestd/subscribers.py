@@ -109,6 +109,7 @@ class SubscriberInput:
     time: str | None = None
     timezone: str | None = None
     weekdays_only: bool | None = None
+    category_filter: bool | None = None
     max_papers: int | None = None
     min_score: float | None = None
     status: str | None = None
@@ -212,6 +213,7 @@ def make_profile(
         max_papers=subscriber.max_papers,
         min_score=subscriber.min_score,
         already_sent=sent,
+        category_filter=subscriber.category_filter,
     )
 
 
@@ -308,6 +310,7 @@ def add_subscriber(session: Session, given: SubscriberInput, *, defaults: Digest
         send_time=checked.time or defaults.default_time,
         timezone=checked.timezone or defaults.default_timezone,
         weekdays_only=bool(checked.weekdays_only),
+        category_filter=bool(checked.category_filter),
         max_papers=checked.max_papers or defaults.max_papers,
         min_score=checked.min_score if checked.min_score is not None else defaults.min_score,
         created_at=now,
@@ -335,6 +338,7 @@ def edit_subscriber(session: Session, given: SubscriberInput, *, now: datetime) 
         "send_time": checked.time,
         "timezone": checked.timezone,
         "weekdays_only": checked.weekdays_only,
+        "category_filter": checked.category_filter,
         "max_papers": checked.max_papers,
         "min_score": checked.min_score,
         "status": checked.status,
@@ -386,6 +390,7 @@ def describe(subscriber: Subscriber, items: Sequence[ProfileItem]) -> dict[str, 
         "time": subscriber.send_time,
         "timezone": subscriber.timezone,
         "weekdays_only": subscriber.weekdays_only,
+        "category_filter": subscriber.category_filter,
         "max_papers": subscriber.max_papers,
         "min_score": subscriber.min_score,
     }

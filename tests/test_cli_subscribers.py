@@ -208,3 +208,10 @@ def test_rate_records_the_latest_rating(run, engine) -> None:  # type: ignore[no
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT paper_id, value FROM rating").all() == [("2401.00001", -1)]
     fails_cleanly(run("rate", "ghost@example.org", "2401.00001", "up"), "no subscriber ghost@example.org")
+
+
+def test_categories_boost_by_default_or_filter(run, engine) -> None:  # type: ignore[no-untyped-def]
+    ok(run("subscribers", "add", "ada@example.org", "--category", "cs.LG"))
+    assert json.loads(run("subscribers", "show", "ada@example.org", "--json").output)["category_filter"] is False
+    ok(run("subscribers", "edit", "ada@example.org", "--category-filter"))
+    assert json.loads(run("subscribers", "show", "ada@example.org", "--json").output)["category_filter"] is True

@@ -47,6 +47,11 @@ def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--time", "time_", metavar="HH:MM", help="Local send time, 24-hour."),
         click.option("--timezone", metavar="ZONE", help="IANA timezone, e.g. Europe/Berlin."),
         click.option("--weekdays-only/--every-day", default=None, help="Daily digests on weekdays only."),
+        click.option(
+            "--category-filter/--category-boost",
+            default=None,
+            help="Chosen categories: only papers in them (filter), or a boost for them (default).",
+        ),
         click.option("--max-papers", type=int, help="At most this many papers per digest."),
         click.option("--min-score", type=float, help="Leave out papers scoring below this."),
     ]
@@ -73,6 +78,7 @@ def _input(email: str, values: dict[str, Any], *, is_edit: bool) -> SubscriberIn
         time=values["time_"],
         timezone=values["timezone"],
         weekdays_only=values["weekdays_only"],
+        category_filter=values["category_filter"],
         max_papers=values["max_papers"],
         min_score=values["min_score"],
         status=values.get("status"),
