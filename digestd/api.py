@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from digestd.config import Settings
 from digestd.errors import InputError
 from digestd.ledger import Period
-from digestd.models import ACTIVE, Paper, Subscriber
+from digestd.models import ACTIVE, SEED, Paper, ProfileItem, Rating, Subscriber
 from digestd.records import Digest, PaperRecord, Profile
 from digestd.schedule import period_key, period_length
 from digestd.store import (
@@ -75,6 +75,15 @@ def load_candidates(session: Session, *, start: datetime, end: datetime) -> list
 def referenced_papers(session: Session, profiles: Sequence[Profile]) -> list[PaperRecord]:
     """Seed, liked and disliked papers: ranking needs their text even when they are old."""
     ids = {pid for profile in profiles for pid in (*profile.seeds, *profile.liked, *profile.disliked)}
+    return load_papers_by_id(session, sorted(ids))
+
+
+def referenced_by_active(session: Session) -> list[PaperRecord]:
+    """The seed and rated papers of every active subscriber: what a run's windows hold."""
+    active = select(Subscriber.id).where(Subscriber.status == ACTIVE)
+    seeds = select(ProfileItem.value).where(ProfileItem.kind == SEED, col(ProfileItem.subscriber_id).in_(active))
+    rated = select(Rating.paper_id).where(col(Rating.subscriber_id).in_(active))
+    ids = set(session.scalars(seeds)) | set(session.scalars(rated))
     return load_papers_by_id(session, sorted(ids))
 
 

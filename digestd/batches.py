@@ -38,41 +38,46 @@ class PeriodBatch:
 
     claims: list[Claim]
     profiles: list[Profile]
-    referenced: list[PaperRecord]
 
 
 @dataclass
 class PeriodCache:
-    """Candidates per period and windows per (period, referenced papers), for one run."""
+    """Candidates and the prepared window per period, for one run.
+
+    A period's window holds the seed and rated papers of every active subscriber (loaded
+    once per run), so every batch of that period shares it: preparing a window (TF-IDF,
+    latent space, clusters) takes seconds, and must not happen once per batch."""
 
     papers: dict[PeriodKey, list[PaperRecord]] = field(default_factory=dict)
-    windows: dict[tuple[PeriodKey, tuple[str, ...]], Any] = field(default_factory=dict)
+    windows: dict[PeriodKey, Any] = field(default_factory=dict)
+    referenced: list[PaperRecord] | None = None
 
     def window(self, batch: PeriodBatch) -> Any:
         period = (batch.claims[0].period_start, batch.claims[0].period_end)
-        key = (period, tuple(sorted(paper.id for paper in batch.referenced)))
-        if key not in self.windows:
+        if period not in self.windows:
             from digestd.digest import prepare_window  # here: scikit-learn is slow to import
 
-            self.windows[key] = prepare_window(self.papers[period], referenced=batch.referenced)
-        return self.windows[key]
+            self.windows[period] = prepare_window(self.papers[period], referenced=self.referenced or ())
+        return self.windows[period]
 
 
 def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> list[PeriodBatch]:
-    """The batch grouped by period: claims, profiles and referenced papers (candidates go
-    to the cache, once per period)."""
+    """The batch grouped by period: claims and profiles (candidates and referenced papers
+    go to the cache, once per run)."""
     groups: dict[tuple[datetime, datetime], list[Claim]] = {}
     for claim in claims:
         groups.setdefault((claim.period_start, claim.period_end), []).append(claim)
     loaded = []
     with open_session(engine) as session:
+        if cache.referenced is None:
+            cache.referenced = api.referenced_by_active(session)
         for (start, end), members in groups.items():
             ids = [c.subscriber_id for c in members]
             subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
             profiles = load_profiles(session, [subscribers[i] for i in ids])
             if (start, end) not in cache.papers:
                 cache.papers[(start, end)] = api.load_candidates(session, start=start, end=end)
-            loaded.append(PeriodBatch(members, profiles, api.referenced_papers(session, profiles)))
+            loaded.append(PeriodBatch(members, profiles))
     return loaded
 
 
