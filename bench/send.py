@@ -120,12 +120,12 @@ def rank_all(engine: Engine, now: datetime) -> tuple[dict[int, Digest], float]:
     with open_session(engine) as session:
         subscribers = list(session.scalars(select(Subscriber).order_by(Subscriber.id)))
         profiles = load_profiles(session, subscribers)
-        period = api.Period(start=now - timedelta(days=7), end=now, key=now.date().isoformat())
-        papers = api.load_candidates(session, period)
+        start, end = now - timedelta(days=7), now
+        papers = api.load_candidates(session, start=start, end=end)
         referenced = api.referenced_papers(session, profiles)
     started = time.perf_counter()
     window = prepare_window(papers, referenced=referenced)
-    digests = build_digests(window, profiles, period_start=period.start, period_end=period.end, now=now)
+    digests = build_digests(window, profiles, period_start=start, period_end=end, now=now)
     return {d.profile.subscriber_id: d for d in digests}, time.perf_counter() - started
 
 
