@@ -160,6 +160,7 @@ async def deliver(settings: Settings, engine: Engine, digests: dict[int, Digest]
                     email = builder.build(digests[claim.subscriber_id], period=claim.period, now=datetime.now(UTC))
                     render_seconds += time.perf_counter() - started
                     await queue.put(Job(claim, email))
+                    await asyncio.sleep(0)  # let the connections run between renders
         finally:
             for _ in range(count):
                 await queue.put(None)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, or_, update
+from sqlalchemy import Connection, bindparam, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -116,6 +116,55 @@ def claim_deliveries(
     return claims, skipped
 
 
+OPEN_STATES = (CLAIMED, SENDING, UNKNOWN)  # what `finish_delivery` may still change
+
+
+class LedgerStatements:
+    """The statements run once per message, built once per run: building a SQLAlchemy
+    statement costs more than SQLite takes to run it."""
+
+    def __init__(self) -> None:
+        last = col(Subscriber.last_digest_at)
+        self.sending = (
+            update(Delivery)
+            .where(col(Delivery.id) == bindparam("p_id"), col(Delivery.status) == CLAIMED)
+            .where(col(Delivery.lease_owner) == bindparam("p_worker"))
+            .values(
+                status=SENDING,
+                attempts=col(Delivery.attempts) + 1,
+                message_id=bindparam("p_message_id"),
+                paper_ids=bindparam("p_paper_ids"),
+                lease_expires_at=bindparam("p_lease"),
+                updated_at=bindparam("p_now"),
+            )
+        )
+        self.current = select(Delivery.status, Delivery.attempts).where(col(Delivery.id) == bindparam("p_id"))
+        self.finish = (
+            update(Delivery)
+            .where(col(Delivery.id) == bindparam("p_id"), col(Delivery.status).in_(OPEN_STATES))
+            .values(
+                status=bindparam("p_status"),
+                last_error=bindparam("p_error"),
+                next_attempt_at=bindparam("p_next"),
+                sent_at=bindparam("p_sent_at"),
+                updated_at=bindparam("p_now"),
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        self.last_digest = (
+            update(Subscriber)
+            .where(col(Subscriber.id) == bindparam("p_subscriber"), or_(last.is_(None), last < bindparam("p_end")))
+            .values(last_digest_at=bindparam("p_new_end"))
+        )
+        self.sent_papers = {
+            name: dialect.insert(SentPaper).on_conflict_do_nothing() for name, dialect in _DIALECTS.items()
+        }
+
+
+_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+
+
 def mark_sending(
     db: Connection | Session,
     claim: Claim,
@@ -125,35 +174,18 @@ def mark_sending(
     lease: timedelta,
     message_id: str,
     paper_ids: Sequence[str],
+    statements: LedgerStatements | None = None,
 ) -> bool:
     """Record that the SMTP transaction is about to start; False if the claim was lost."""
-    statement = (
-        update(Delivery)
-        .where(
-            col(Delivery.id) == claim.delivery_id, col(Delivery.status) == CLAIMED, col(Delivery.lease_owner) == worker
-        )
-        .values(
-            status=SENDING,
-            attempts=col(Delivery.attempts) + 1,
-            message_id=message_id,
-            paper_ids=list(paper_ids),
-            lease_expires_at=now + lease,
-            updated_at=now,
-        )
-    )
-    return bool(db.execute(statement).rowcount)  # type: ignore[attr-defined]
+    params = {"p_id": claim.delivery_id, "p_worker": worker, "p_message_id": message_id}
+    params |= {"p_paper_ids": list(paper_ids), "p_lease": now + lease, "p_now": now}
+    result = db.execute((statements or LedgerStatements()).sending, params)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _insert_ignoring_conflicts(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
     dialect = postgresql if db.dialect.name == "postgresql" else sqlite
     db.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-
-
-def _advance_last_digest(db: Connection, claim: Claim) -> None:
-    last = col(Subscriber.last_digest_at)
-    statement = update(Subscriber).where(col(Subscriber.id) == claim.subscriber_id)
-    statement = statement.where(or_(last.is_(None), last < claim.period_end))
-    db.execute(statement.values(last_digest_at=claim.period_end))
 
 
 def _suppress(db: Connection, claim: Claim, reason: str, now: datetime) -> None:
@@ -182,30 +214,27 @@ def finish_delivery(
     now: datetime,
     retry_for: timedelta,
     paper_ids: Sequence[str] = (),
+    statements: LedgerStatements | None = None,
 ) -> str:
-    """Record how a claimed or sending delivery ended; returns the status written.
-    Plain SQL on a connection: this runs once per message."""
-    open_states = (CLAIMED, SENDING, UNKNOWN)
-    row = db.execute(select(Delivery.status, Delivery.attempts).where(col(Delivery.id) == claim.delivery_id)).first()
-    if row is None or row.status not in open_states:
+    """Record how a claimed or sending delivery ended; returns the status written."""
+    sql = statements or LedgerStatements()
+    row = db.execute(sql.current, {"p_id": claim.delivery_id}).first()
+    if row is None or row.status not in OPEN_STATES:
         return row.status if row is not None else SKIPPED
     result, next_attempt = _give_up_or_retry(result, row.attempts, claim, now, retry_for)
-    values: dict[str, Any] = {"status": result.status, "next_attempt_at": next_attempt, "updated_at": now}
-    values.update(
-        last_error=None if result.status == SENT else result.reason or None, lease_owner=None, lease_expires_at=None
-    )
-    if result.status == SENT:
-        values["sent_at"] = now
+    sent = result.status == SENT
+    params = {"p_id": claim.delivery_id, "p_status": result.status, "p_next": next_attempt, "p_now": now}
+    params |= {"p_error": None if sent else result.reason or None, "p_sent_at": now if sent else None}
+    db.execute(sql.finish, params)
+    if sent and paper_ids:
         rows = [
             {"subscriber_id": claim.subscriber_id, "paper_id": pid, "delivery_id": claim.delivery_id, "sent_at": now}
             for pid in dict.fromkeys(paper_ids)
         ]
-        if rows:
-            _insert_ignoring_conflicts(db, SentPaper, rows)
+        db.execute(sql.sent_papers[db.dialect.name], rows)
     if result.status in (SENT, SKIPPED):
-        _advance_last_digest(db, claim)
+        end = claim.period_end
+        db.execute(sql.last_digest, {"p_subscriber": claim.subscriber_id, "p_end": end, "p_new_end": end})
     if result.suppress:
         _suppress(db, claim, result.reason, now)
-    statement = update(Delivery).where(col(Delivery.id) == claim.delivery_id, col(Delivery.status).in_(open_states))
-    db.execute(statement.values(**values))
     return result.status

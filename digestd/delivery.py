@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from digestd import api
 from digestd.batches import Job, PeriodCache, build_jobs, load_batch
-from digestd.claims import Claim, Result, claim_deliveries, finish_delivery, mark_sending
+from digestd.claims import Claim, LedgerStatements, Result, claim_deliveries, finish_delivery, mark_sending
 from digestd.config import Settings
 from digestd.errors import DeliveryError
 from digestd.ledger import (
@@ -105,6 +105,7 @@ class Sender:
     worker: str = field(default_factory=make_worker_id)
     report: SendReport = field(default_factory=SendReport)
     cache: PeriodCache = field(default_factory=PeriodCache)
+    statements: LedgerStatements = field(default_factory=LedgerStatements)
 
     @property
     def lease(self) -> timedelta:
@@ -114,7 +115,15 @@ class Sender:
         paper_ids = job.email.paper_ids if job.email is not None else ()
         retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
         with self.engine.begin() as db:
-            status = finish_delivery(db, job.claim, result, now=self.clock(), retry_for=retry_for, paper_ids=paper_ids)
+            status = finish_delivery(
+                db,
+                job.claim,
+                result,
+                now=self.clock(),
+                retry_for=retry_for,
+                paper_ids=paper_ids,
+                statements=self.statements,
+            )
         if status != SENT:
             log.info(
                 "delivery %s to subscriber %s: %s %s",
@@ -195,6 +204,7 @@ class Sender:
                 lease=self.lease,
                 message_id=email.message_id,
                 paper_ids=email.paper_ids,
+                statements=self.statements,
             ):
                 log.warning("lost the claim on delivery %s; not sending it", job.claim.delivery_id)
                 return
