@@ -28,10 +28,12 @@ def main() -> None:
     recorder = Recorder()
     controller = Controller(recorder, hostname="127.0.0.1", port=int(sys.argv[1]))
     controller.start()
-    print("ready", flush=True)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     signal.sigwait({signal.SIGTERM})
     controller.stop()
-    print(json.dumps(recorder.recipients), flush=True)
+    sys.stdout.write(json.dumps(recorder.recipients) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
