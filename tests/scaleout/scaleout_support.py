@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -101,3 +102,9 @@ def ledger(engine: Engine) -> dict[str, str]:
             Delivery, col(Delivery.subscriber_id) == col(Subscriber.id)
         )
         return dict(session.execute(query).all())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
