@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import click
+from sqlalchemy import Engine
 
 from digestd.cli import AppContext, pass_app
 from digestd.daemon import configure_logging, install_stop_signals
@@ -20,10 +21,8 @@ def _clock() -> datetime:
     return datetime.now(UTC)
 
 
-async def _work(app: AppContext, poll_seconds: float, exit_when_idle: bool) -> WorkerState:
+async def _work(app: AppContext, engine: Engine, poll_seconds: float, exit_when_idle: bool) -> WorkerState:
     settings = app.settings
-    engine = app.engine()
-    require_postgresql(engine)
     builder = make_email_builder(settings.mail, secret_key=check_secret_key(settings.secret_key))
     stop = asyncio.Event()
     install_stop_signals(asyncio.get_running_loop(), stop)
@@ -68,8 +67,10 @@ def worker(app: AppContext, poll_seconds: float, exit_when_idle: bool, as_json: 
       DIGESTD_SECRET_KEY=... digestd --config /etc/digestd/digestd.toml worker
     """
     settings = app.settings
+    engine = app.engine()
+    require_postgresql(engine)
     configure_logging(settings.log.level, json_lines=settings.log.json)
-    state = asyncio.run(_work(app, poll_seconds, exit_when_idle))
+    state = asyncio.run(_work(app, engine, poll_seconds, exit_when_idle))
     summary = summarise(state)
     if as_json:
         click.echo(json.dumps(summary))
