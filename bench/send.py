@@ -244,6 +244,7 @@ def run_all(args: argparse.Namespace) -> None:
     sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        measure_sink_ceiling(digests, port, sink.pid, now)
         measure_delivery(args, engine, database, pickle_path, port, sink.pid, now)
         if args.end_to_end:
             measure_end_to_end(args, engine, database, folder, port, sink.pid, now)
@@ -251,6 +252,31 @@ def run_all(args: argparse.Namespace) -> None:
         sink.send_signal(signal.SIGTERM)
         print(f"sink: {sink.communicate(timeout=30)[0].strip()}")
         engine.dispose()
+
+
+def measure_sink_ceiling(digests: dict[int, Digest], port: int, sink: int, now: datetime) -> None:
+    """The same message sent 2,000 times by bare `SmtpConnection`s (no ledger, no render):
+    what this machine's sink and SMTP client manage on their own."""
+    builder = make_email_builder(MailSettings(from_="Digest <digest@example.org>"), secret_key=SECRET)
+    email = builder.build(next(iter(digests.values())), period="2026-11-30", now=now)
+    for count in (1, 4):
+        smtp = SmtpSettings(host="127.0.0.1", port=port, security="none")
+
+        async def send_all(connection: SmtpConnection, share: int) -> None:
+            for _ in range(share):
+                await connection.send(email)
+            await connection.quit()
+
+        async def run(smtp: SmtpSettings = smtp, count: int = count) -> None:
+            connections = [SmtpConnection(smtp, make_tls_context(smtp)) for _ in range(count)]
+            await asyncio.gather(*(send_all(c, 2000 // count) for c in connections))
+
+        before, started = cpu_seconds(sink), time.perf_counter()
+        asyncio.run(run())
+        seconds = time.perf_counter() - started
+        sink_cpu = cpu_seconds(sink) - before
+        rate, share = 2000 / seconds, sink_cpu / seconds * 100
+        print(f"SMTP only, {count} connection(s): {rate:.0f} messages/s; sink CPU {share:.0f}%", flush=True)
 
 
 def measure_delivery(

@@ -9,22 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digestd.ledger import (
     CLAIMED,
-    PENDING,
     PERM_FAILED,
     SENDING,
     SENT,
     SKIPPED,
     TEMP_FAILED,
     UNKNOWN,
+    claimable,
     expire_leases,
+    insert_or_ignore,
     retry_delay,
 )
 from digestd.models import ACTIVE, SUPPRESSED, Delivery, SentPaper, Subscriber, Suppression
@@ -71,21 +70,13 @@ def claim_deliveries(
     subscriber_ids: Sequence[int] | None = None,
     resend_unknown: bool = False,
 ) -> tuple[list[Claim], int]:
-    """Take up to `limit` rows that are due, under a lease; returns them and how many
-    were skipped instead: unsubscribed or suppressed subscribers are checked now. SQLite callers hold the write
-    lock (BEGIN IMMEDIATE); PostgreSQL skips rows other workers have locked."""
+    """Take up to `limit` rows that are due, under a lease; returns them and how many were
+    skipped instead (unsubscribes and suppressions are checked now, not at planning).
+    SQLite callers hold the write lock (BEGIN IMMEDIATE); PostgreSQL skips rows that other
+    workers have locked (FOR UPDATE SKIP LOCKED)."""
     expire_leases(session, now=now)
-    statuses = [PENDING, TEMP_FAILED, *([UNKNOWN] if resend_unknown else [])]
-    query = (
-        select(Delivery)
-        .where(col(Delivery.status).in_(statuses))
-        .where(or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now))
-        .order_by(col(Delivery.id))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    if subscriber_ids is not None:
-        query = query.where(col(Delivery.subscriber_id).in_(subscriber_ids))
+    query = claimable(select(Delivery), now=now, subscriber_ids=subscriber_ids, resend_unknown=resend_unknown)
+    query = query.order_by(col(Delivery.id)).limit(limit).with_for_update(skip_locked=True)
     rows = list(session.scalars(query))
     ids = list({row.subscriber_id for row in rows})
     subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
@@ -157,12 +148,7 @@ class LedgerStatements:
             .where(col(Subscriber.id) == bindparam("p_subscriber"), or_(last.is_(None), last < bindparam("p_end")))
             .values(last_digest_at=bindparam("p_new_end"))
         )
-        self.sent_papers = {
-            name: dialect.insert(SentPaper).on_conflict_do_nothing() for name, dialect in _DIALECTS.items()
-        }
-
-
-_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+        self.sent_papers = {name: insert_or_ignore(name, SentPaper) for name in ("sqlite", "postgresql")}
 
 
 def mark_sending(
@@ -183,14 +169,9 @@ def mark_sending(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _insert_ignoring_conflicts(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
-    db.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-
-
 def _suppress(db: Connection, claim: Claim, reason: str, now: datetime) -> None:
     row = {"email_hash": email_hash(claim.email), "reason": reason[:50], "created_at": now}
-    _insert_ignoring_conflicts(db, Suppression, [row])
+    db.execute(insert_or_ignore(db.dialect.name, Suppression), [row])
     db.execute(update(Subscriber).where(col(Subscriber.id) == claim.subscriber_id).values(status=SUPPRESSED))
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from digestd import api
 from digestd.batches import Job, PeriodCache, build_jobs, load_batch
@@ -35,7 +36,7 @@ from digestd.ledger import (
     plan_period,
     release_claims,
 )
-from digestd.models import ACTIVE
+from digestd.models import ACTIVE, Subscriber
 from digestd.render import EmailBuilder, RenderedEmail
 from digestd.smtp import RETRY, RateLimiter, SmtpConnection, check_security, make_tls_context
 from digestd.store import open_session
@@ -71,22 +72,17 @@ class SendReport:
         setattr(self, name, getattr(self, name) + 1)
 
 
-def select_subscribers(engine: Engine, *, now: datetime, emails: Sequence[str]) -> list[int]:
-    """Ids of the named subscribers, or of those due now."""
-    with open_session(engine) as session:
-        if emails:
-            return [s.id for s in (get_subscriber(session, e) for e in emails) if s.id is not None]
-        return [s.id for s in api.due_subscribers(session, now) if s.id is not None]
+def choose_subscribers(session: Session, *, now: datetime, emails: Sequence[str]) -> list[Subscriber]:
+    """The named subscribers (whatever their status), or the active ones due now."""
+    if emails:
+        return [get_subscriber(session, email) for email in emails]
+    return api.due_subscribers(session, now)
 
 
 def plan_due(engine: Engine, *, now: datetime, emails: Sequence[str] = ()) -> int:
-    """Insert the ledger rows of due subscribers (or of the named ones, due or not)."""
+    """Insert the ledger rows of due subscribers (or of the named active ones, due or not)."""
     with open_session(engine, immediate=True) as session:
-        if emails:
-            subscribers = [get_subscriber(session, email) for email in emails]
-            subscribers = [s for s in subscribers if s.status == ACTIVE]
-        else:
-            subscribers = api.due_subscribers(session, now)
+        subscribers = [s for s in choose_subscribers(session, now=now, emails=emails) if s.status == ACTIVE]
         return plan_deliveries(session, now=now, subscribers=subscribers, forced=bool(emails))
 
 
@@ -110,6 +106,13 @@ class Sender:
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.smtp.lease_seconds)
+
+    @property
+    def batch_limit(self) -> int:
+        """`smtp.batch_size`, but no more than a quarter of a lease's worth at the rate limit,
+        so claims do not expire while they wait for their turn."""
+        smtp = self.settings.smtp
+        return max(1, min(smtp.batch_size, int(smtp.rate_per_second * smtp.lease_seconds / 4)))
 
     def _finish(self, job: Job, result: Result) -> None:
         paper_ids = job.email.paper_ids if job.email is not None else ()
@@ -146,7 +149,7 @@ class Sender:
                 worker=self.worker,
                 now=self.clock(),
                 lease=self.lease,
-                limit=self.settings.smtp.batch_size,
+                limit=self.batch_limit,
                 subscriber_ids=self.subscriber_ids,
                 resend_unknown=self.resend_unknown,
             )
@@ -240,7 +243,10 @@ async def send_due(
     check_security(settings.smtp)
     tls = make_tls_context(settings.smtp)
     planned = plan_due(engine, now=clock(), emails=emails)
-    ids = select_subscribers(engine, now=clock(), emails=emails) if emails else None
+    ids = None
+    if emails:
+        with open_session(engine) as session:
+            ids = [s.id for s in choose_subscribers(session, now=clock(), emails=emails) if s.id is not None]
     sender = Sender(engine, settings, builder, clock, stop, ids, resend_unknown, progress)
     sender.report.planned = planned
     if progress is not None:
@@ -267,10 +273,7 @@ def preview_due(
 ) -> list[Job]:
     """The digests `send` would deliver now, rendered; nothing is written (--dry-run)."""
     with open_session(engine) as session:
-        if emails:
-            subscribers = [get_subscriber(session, email) for email in emails]
-        else:
-            subscribers = api.due_subscribers(session, now)
+        subscribers = choose_subscribers(session, now=now, emails=emails)
         previous = load_previous_ends(session, [s.id for s in subscribers if s.id is not None])
         claims = []
         for s in subscribers:

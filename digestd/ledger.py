@@ -21,13 +21,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digestd.models import Delivery, Subscriber
-from digestd.schedule import next_due_after, period_key, period_length
+from digestd.schedule import period_key, period_length
+from digestd.subscribers import _schedule as schedule_next
 
 PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
 TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
@@ -54,10 +56,28 @@ def plan_period(subscriber: Subscriber, now: datetime, *, previous_end: datetime
     return Period(start=min(start, now), end=now, key=period_key(key_time, subscriber.timezone))
 
 
+def insert_or_ignore(dialect: str, table: Any, *, keys: Sequence[str] | None = None) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, for SQLite or PostgreSQL (`dialect` is its name)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+def claimable(
+    query: Any, *, now: datetime, subscriber_ids: Sequence[int] | None = None, resend_unknown: bool = False
+) -> Any:
+    """`query` narrowed to the rows a run may claim now: pending, retries that are due, and
+    unknown ones when asked; only the given subscribers' if any."""
+    statuses = [PENDING, TEMP_FAILED, *([UNKNOWN] if resend_unknown else [])]
+    query = query.where(col(Delivery.status).in_(statuses))
+    query = query.where(or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now))
+    if subscriber_ids is not None:
+        query = query.where(col(Delivery.subscriber_id).in_(subscriber_ids))
+    return query
+
+
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING on (subscriber_id, period), SQLite or PostgreSQL."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(Delivery).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+    """Insert ledger rows; one that exists for its (subscriber, period) is left as it is."""
+    statement = insert_or_ignore(session.get_bind().dialect.name, Delivery, keys=["subscriber_id", "period"])
     before = session.scalar(select(func.count()).select_from(Delivery)) or 0
     if rows:
         session.execute(statement, rows)
@@ -103,14 +123,7 @@ def plan_deliveries(session: Session, *, now: datetime, subscribers: Sequence[Su
             }
         )
         if subscriber.next_due_at is None or subscriber.next_due_at <= now:
-            subscriber.next_due_at = next_due_after(
-                now,
-                frequency=subscriber.frequency,
-                send_day=subscriber.send_day,
-                send_time=subscriber.send_time,
-                timezone=subscriber.timezone,
-                weekdays_only=subscriber.weekdays_only,
-            )
+            schedule_next(subscriber, now)  # strictly after `now`: missed periods are not replayed
     added = _insert_ignoring_duplicates(session, rows)
     session.flush()
     return added
@@ -176,15 +189,8 @@ def count_claimable(
     session: Session, *, now: datetime, subscriber_ids: Sequence[int] | None = None, resend_unknown: bool = False
 ) -> int:
     """How many rows a run would claim now (for a progress bar)."""
-    statuses = [PENDING, TEMP_FAILED, *([UNKNOWN] if resend_unknown else [])]
-    query = (
-        select(func.count())
-        .select_from(Delivery)
-        .where(col(Delivery.status).in_(statuses))
-        .where(or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now))
-    )
-    if subscriber_ids is not None:
-        query = query.where(col(Delivery.subscriber_id).in_(subscriber_ids))
+    query = select(func.count()).select_from(Delivery)
+    query = claimable(query, now=now, subscriber_ids=subscriber_ids, resend_unknown=resend_unknown)
     return int(session.scalar(query) or 0)
 
 

@@ -8,7 +8,8 @@ adds a CA to the system ones). A reply classifies the attempt:
 
     250 after DATA                       → sent
     4xx anywhere (421, 451, 452, ...)    → temp_failed (retried with backoff)
-    5xx                                  → perm_failed; at RCPT with a mailbox error
+    5xx at MAIL FROM (our sender refused) → temp_failed: a setup problem, not the subscriber's
+    5xx at RCPT or DATA                  → perm_failed; at RCPT with a mailbox error
                                            (550/551/553, or 5.1.x / 5.2.1) the address is suppressed
     connection lost before DATA          → retry (nothing was handed over)
     connection lost or timeout in DATA   → unknown (the server may have taken it)
@@ -68,7 +69,7 @@ def make_tls_context(settings: SmtpSettings) -> ssl.SSLContext:
 def classify_reply(phase: str, code: int, message: str) -> Result:
     """The ledger result of an SMTP error reply `code` to the `phase` command."""
     reason = f"{code} {' '.join(message.split())} (at {phase})"
-    if 400 <= code < 500:
+    if 400 <= code < 500 or phase == "MAIL":  # a refused sender is our setup, not this subscriber's fault
         return Result(TEMP_FAILED, reason)
     enhanced = _ENHANCED.match(message)
     if enhanced:

@@ -6,7 +6,8 @@ instead the *template source* is inlined once, when it is loaded. Jinja construc
 first swapped for placeholders the HTML parser keeps in place (statements as comments,
 so they may sit between table rows; expressions as plain words), then swapped back.
 `base.html` keeps its `<style>` block for the clients that read it (media queries for
-narrow screens and dark mode).
+narrow screens and dark mode). The parser moves nothing a browser would not: write tables
+with an explicit `<tbody>` when a loop repeats their rows.
 
 All templates are loaded and rendered once on a sample digest at start-up, so a broken
 one fails with its file and line before any mail is built.

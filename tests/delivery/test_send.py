@@ -148,6 +148,16 @@ def test_550_at_rcpt_fails_permanently_and_suppresses_the_address(engine: Engine
         assert get_subscriber(session, emails[0]).status == "suppressed"
 
 
+def test_a_refused_sender_is_retried_not_failed(engine: Engine, start_sink: Any) -> None:
+    sink: Sink = start_sink()
+    seed_database(engine, subscribers=2)
+    sink.handler.rules[("MAIL", "*")] = ["553 5.7.1 sender not allowed"] * 2
+    report = run_send(engine, make_settings(sink, connections=1))
+    assert (report.retrying, report.failed) == (2, 0)
+    with open_session(engine) as session:
+        assert session.scalars(select(Suppression)).first() is None
+
+
 def test_554_at_data_fails_without_suppressing(engine: Engine, start_sink: Any) -> None:
     sink: Sink = start_sink()
     emails = seed_database(engine, subscribers=1)
