@@ -83,6 +83,7 @@ class WorkerSender(Sender):
     state: WorkerState
     claimed: int = 0
     lost: bool = False
+    handed_over: dict[str, float]  # message id → when its SMTP transaction started
 
     def lose(self, error: DBAPIError) -> None:
         if not self.lost:
@@ -101,6 +102,7 @@ class WorkerSender(Sender):
 
     async def _transact(self, email: RenderedEmail, connection: SmtpConnection) -> Result:
         started = time.perf_counter()
+        self.handed_over[email.message_id] = started
         try:
             return await super()._transact(email, connection)
         finally:
@@ -109,15 +111,15 @@ class WorkerSender(Sender):
     async def deliver(self, job: Job, limiter: RateLimiter, connection: SmtpConnection) -> None:
         if self.stop.is_set():
             return  # a claim taken before the stop: given back at the end of the round
-        times = self.state.times
-        started, smtp, database = time.perf_counter(), times.smtp, times.database
+        started = time.perf_counter()
         try:
             await super().deliver(job, limiter, connection)
         except DBAPIError as error:  # raised only by the `sending` mark: nothing was sent
             self.lose(error)
             self.state.unsent.append(job.claim.delivery_id)
-        finally:  # the `sending` mark (SMTP and _finish count their own time)
-            times.database += time.perf_counter() - started - (times.smtp - smtp) - (times.database - database)
+        finally:  # the `sending` mark, up to the SMTP transaction (which times itself, as does _finish)
+            email_id = job.email.message_id if job.email is not None else ""
+            self.state.times.database += self.handed_over.pop(email_id, time.perf_counter()) - started
 
     async def produce(self, queue: asyncio.Queue[Job | None], connections: int) -> None:
         try:
@@ -166,6 +168,7 @@ def make_sender(
         statements=state.statements,
     )
     sender.state = state
+    sender.handed_over = {}
     return sender
 
 
