@@ -83,6 +83,7 @@ def run_workers(config: Path, count: int) -> tuple[float, list[dict[str, Any]]]:
         out.seek(0)
         summary = json.loads(out.read().decode().strip().splitlines()[-1])
         summary["max_rss_mb"] = usage.ru_maxrss / 1024
+        summary["cpu_seconds"] = usage.ru_utime + usage.ru_stime
         summaries.append(summary)
     return time.perf_counter() - started, summaries
 
@@ -107,7 +108,8 @@ def measure(args: argparse.Namespace, engine: Engine, config: Path, sink: int, w
     cells = [workers, sent, f"{plan_seconds:.1f}", f"{seconds:.1f}", f"{sent / seconds:.0f}"]
     cells += [f"{plan_seconds + seconds:.1f}", f"{total['database_seconds']:.0f}", f"{rank:.0f}", f"{render:.0f}"]
     cells += [f"{total['smtp_seconds']:.0f}", f"{max(s['max_rss_mb'] for s in summaries):.0f}"]
-    cells += [f"{cpu_seconds(sink) - before:.0f}"]
+    cpu = sum(s["cpu_seconds"] for s in summaries)
+    cells += [f"{cpu:.0f} ({cpu / sent * 1000:.1f} ms/message)", f"{cpu_seconds(sink) - before:.0f}"]
     print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
 
 
@@ -166,7 +168,7 @@ def main() -> None:
             "| workers | messages | plan s | deliver s | messages/s | plan+deliver s | database s | rank s "
             "| render s | SMTP s | peak RSS MB (max worker) | sink CPU s |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| ---: " * 13 + "|")
         for workers in (int(n) for n in args.workers.split(",")):
             measure(args, engine, config, sink.pid, workers, split)
     finally:

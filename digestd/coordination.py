@@ -141,3 +141,18 @@ def release_unsent(engine: Engine, worker_id: str, ids: list[int], *, now: datet
     )
     with engine.begin() as db:
         return int(db.execute(statement).rowcount or 0)
+
+
+def describe_scheduler_node(engine: Engine, *, key: int = SCHEDULER_LOCK_KEY) -> str | None:
+    """Who holds the scheduler lock (PostgreSQL), as `status` shows it; None if nobody does."""
+    if engine.dialect.name != "postgresql":
+        return None
+    query = text(
+        "SELECT a.pid, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :key AND l.objsubid = 1"
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query, {"key": key}).first()
+    if row is None:
+        return None
+    return f"scheduler lock held by PostgreSQL backend {row.pid} from {row.client_addr or 'a local socket'}"

@@ -66,6 +66,8 @@ def test_one_node_at_a_time_holds_the_scheduler_lock_and_a_dead_connection_frees
     assert first.held()
     assert not second.held()
     assert first.held()  # still ours
+    result = CliRunner().invoke(cli, ["--database", pg.url.render_as_string(hide_password=False), "status"])
+    assert result.output.startswith("daemon:      running (scheduler lock held by PostgreSQL backend "), result.output
     assert first.connection is not None
     pid = first.connection.execute(text("SELECT pg_backend_pid()")).scalar()
     first.connection.commit()
