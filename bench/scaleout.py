@@ -166,7 +166,7 @@ def main() -> None:
         config = write_config(folder, engine.url.render_as_string(hide_password=False), port, args.connections)
         print(
             "| workers | messages | plan s | deliver s | messages/s | plan+deliver s | database s | rank s "
-            "| render s | SMTP s | peak RSS MB (max worker) | sink CPU s |"
+            "| render s | SMTP s (all connections) | peak RSS MB (max worker) | workers' CPU s | sink CPU s |"
         )
         print("| ---: " * 13 + "|")
         for workers in (int(n) for n in args.workers.split(",")):
