@@ -7,6 +7,7 @@ import logging
 
 from digestd import api
 from digestd.config import Settings
+from digestd.coordination import SchedulerLock
 from digestd.daemon import hold_daemon_lock, install_stop_signals
 from digestd.render import make_email_builder
 from digestd.scheduler import STOP_GRACE_SECONDS, DaemonJobs, build_scheduler
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = True) -> None:
-    """Run until SIGTERM/SIGINT. Refuses to start beside another daemon on the same SQLite file."""
+    """Run until SIGTERM/SIGINT. Refuses to start beside another daemon on the same SQLite file;
+    on PostgreSQL, several may run and one at a time ingests and plans (the scheduler lock)."""
     with hold_daemon_lock(settings.database_url):
         engine = api.open_database(settings)
         secret_key = check_secret_key(settings.secret_key)
@@ -29,6 +31,8 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
         jobs = DaemonJobs(
             engine, settings, make_email_builder(settings.mail, secret_key=secret_key), stop, deliver=deliver
         )
+        if engine.dialect.name == "postgresql":
+            jobs.lock = SchedulerLock(engine)
         scheduler = build_scheduler(jobs)
         await jobs.catch_up_ingest()
         scheduler.start()
@@ -49,5 +53,7 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
             await jobs.wait_for_running(STOP_GRACE_SECONDS)
             if web_task is not None:
                 await web_task
+            if jobs.lock is not None:
+                jobs.lock.release()
             engine.dispose()
             log.info("digestd stopped")

@@ -7,6 +7,10 @@
 - a daily purge of sign-ups never confirmed;
 - the web pages, in the same event loop.
 
+On PostgreSQL several daemons may run: the jobs above run only on the node holding the
+scheduler advisory lock (`coordination.SchedulerLock`); the others serve the web pages
+and take over when that node's connection goes away.
+
 SIGTERM/SIGINT stop the scheduler, let in-flight sends finish (bounded by
 `STOP_GRACE_SECONDS`), stop the web server, and return.
 """
@@ -26,6 +30,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from digestd.config import Settings
+from digestd.coordination import SchedulerLock
 from digestd.delivery import plan_due, send_due
 from digestd.errors import ConfigError, DigestdError
 from digestd.ingest import run_sources
@@ -56,6 +61,14 @@ class DaemonJobs:
     clock: Clock = utc_now
     deliver: bool = True
     running: set[asyncio.Task[object]] = field(default_factory=set)
+    lock: SchedulerLock | None = None  # PostgreSQL: only the node holding it ingests and plans
+
+    def _leads(self, job: str) -> bool:
+        """True when this node may run `job` now (always, without a lock)."""
+        if self.lock is None or self.lock.held():
+            return True
+        log.debug("%s: skipped, another node holds the scheduler lock", job)
+        return False
 
     def _track(self) -> None:
         task = asyncio.current_task()
@@ -65,6 +78,8 @@ class DaemonJobs:
 
     async def ingest(self, name: str) -> None:
         """Run one source (in a thread: fetching blocks) and log one line."""
+        if not self._leads(f"ingest {name}"):
+            return
         self._track()
         reports = await asyncio.to_thread(run_sources, self.engine, self.settings, names=[name], now=self.clock())
         for report in reports:
@@ -75,7 +90,7 @@ class DaemonJobs:
 
     async def tick(self) -> None:
         """Plan what is due and deliver it; one log line with the counts."""
-        if self.stop.is_set():
+        if self.stop.is_set() or not self._leads("tick"):
             return
         self._track()
         try:
@@ -98,6 +113,8 @@ class DaemonJobs:
         )
 
     async def purge(self) -> None:
+        if not self._leads("purge"):
+            return
         self._track()
         with open_session(self.engine) as session:
             purged = purge_unconfirmed(session, self.clock())
@@ -106,6 +123,8 @@ class DaemonJobs:
     async def catch_up_ingest(self) -> None:
         """Run, now, each source whose last scheduled run was missed (or that never ran),
         so a daemon that was down at 01:30 does not wait a day for the papers."""
+        if not self._leads("catch-up ingest"):
+            return
         with open_session(self.engine) as session:
             last_runs = {state.name: state.last_run_at for state in session.scalars(select(SourceState))}
         now = self.clock()

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
+from digestd.coordination import list_live_workers
 from digestd.ledger import CLAIMED, PENDING, PERM_FAILED, SENDING, SENT, SKIPPED, TEMP_FAILED, UNKNOWN, recent_failures
 from digestd.ledger import count_by_status as count_deliveries
 from digestd.models import Paper, SourceState, Subscriber
@@ -65,6 +66,7 @@ def collect_status(engine: Engine, *, now: datetime, daemon: str | None = None) 
             "deliveries": summarise_ledger(ledger),
             "recent_failures": failures,
             "sources": sources,
+            "workers": list_live_workers(engine, now=now),
         }
 
 
@@ -113,10 +115,23 @@ def format_status(report: dict[str, Any]) -> str:
     if deliveries["unknown"]:
         lines.append("  unknown: the connection dropped during DATA; check, then `digestd send --resend-unknown`")
     lines.extend(format_failures(report["recent_failures"]))
+    lines.extend(format_workers(report["workers"]))
     if report["sources"]:
         lines.append("sources:")
     lines += [format_source(source) for source in report["sources"]]
     return "\n".join(lines)
+
+
+def format_workers(workers: list[dict[str, Any]]) -> list[str]:
+    """The live delivery workers, one line each, with their throughput over their life."""
+    lines = [f"workers:     {len(workers)} live"] if workers else []
+    for worker in workers:
+        lines.append(
+            f"  {worker['id']} (pid {worker['pid']} on {worker['host']}): {worker['sent']} sent since "
+            f"{worker['started_at']:%Y-%m-%d %H:%M:%S}, {worker['messages_per_second']:.1f} messages/s, "
+            f"heartbeat {worker['heartbeat_at']:%H:%M:%S}"
+        )
+    return lines
 
 
 def format_source(source: dict[str, Any]) -> str:

@@ -119,9 +119,9 @@ def init(app: AppContext) -> None:
 
 
 def _register_commands() -> None:
-    from digestd.cli import demo, papers, ratings, run, send, status, subscribers, web
+    from digestd.cli import demo, papers, ratings, run, send, status, subscribers, web, worker
 
-    for module in (subscribers, papers, ratings, send, status, demo, web, run):
+    for module in (subscribers, papers, ratings, send, status, demo, web, run, worker):
         for command in module.COMMANDS:
             cli.add_command(command)
 

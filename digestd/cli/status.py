@@ -8,6 +8,7 @@ import click
 
 from digestd import status as status_report
 from digestd.cli import AppContext, pass_app
+from digestd.coordination import describe_scheduler_node
 from digestd.daemon import daemon_running
 
 
@@ -21,8 +22,9 @@ def status(app: AppContext, as_json: bool) -> None:
     Example:
       digestd status --json
     """
-    daemon = daemon_running(app.settings.database_url)
-    report = status_report.collect_status(app.engine(), now=app.now(), daemon=daemon)
+    engine = app.engine()
+    daemon = daemon_running(app.settings.database_url) or describe_scheduler_node(engine)
+    report = status_report.collect_status(engine, now=app.now(), daemon=daemon)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
