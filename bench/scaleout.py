@@ -2,6 +2,7 @@
 processes against one aiosmtpd sink (its own process), on this machine.
 
     PYTHONPATH=. python bench/scaleout.py [--subscribers 100000] [--workers 1,2,4] [--papers 1500]
+    python -m bench.scaleout ...            (the same, from the checkout's root)
 
 For each worker count, on one fresh PostgreSQL database (created, migrated by Alembic,
 dropped at the end): the ledger is emptied and every subscriber made due; planning is
@@ -16,9 +17,13 @@ Papers come from ../shared/data/abstracts.jsonl.gz when present, else are synthe
 from __future__ import annotations
 
 import argparse
+import gzip
+import itertools
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,18 +33,119 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from send import ROOT, SECRET, cpu_seconds, free_port, render_all, reset_ledger, seed
-from sqlalchemy import Engine, create_engine, func, text
+from sqlalchemy import Engine, create_engine, delete, func, insert, text, update
 from sqlmodel import col, select
 
-from digestd import api
+from digestd.batches import PeriodCache, load_batch
+from digestd.claims import Claim
+from digestd.config import MailSettings
 from digestd.delivery import plan_due
-from digestd.digest import build_digests, prepare_window
-from digestd.models import Delivery, Subscriber
-from digestd.store import make_engine, migrate, open_session
-from digestd.subscribers import load_profiles
+from digestd.digest import build_digests
+from digestd.models import Delivery, ProfileItem, SentPaper, Subscriber
+from digestd.records import PaperRecord
+from digestd.render import make_email_builder
+from digestd.store import make_engine, migrate, open_session, save_papers
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "abstracts.jsonl.gz"
+SECRET = "bench-secret-key"
+TOPICS = (
+    "graph neural networks, message passing",
+    "diffusion models, score matching",
+    "reinforcement learning, policy gradient",
+    "large language models, instruction tuning",
+    "contrastive learning, representation learning",
+    "quantum error correction, surface code",
+    "dark matter, galaxy formation",
+    "bayesian optimization, gaussian processes",
+    "federated learning, privacy",
+    "image segmentation, transformers",
+)
 
 ADMIN_URL = os.environ.get("DIGESTD_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def load_papers(count: int, seen: datetime) -> list[PaperRecord]:
+    """The corpus's first `count` papers, else synthetic ones from the topics' words."""
+    if CORPUS.exists():
+        with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in itertools.islice(handle, count)]
+    else:
+        words = [w.strip() for topic in TOPICS for w in topic.split(",")]
+        rng = random.Random(1)
+        rows = [
+            {"id": f"2611.{i:05d}", "title": f"On {rng.choice(words)} and {rng.choice(words)}"}
+            | {"abstract": " ".join(rng.choice(words) for _ in range(60)) + "."}
+            for i in range(count)
+        ]
+    return [
+        PaperRecord(
+            id=row["id"],
+            title=row["title"],
+            abstract=row["abstract"],
+            authors=tuple(row.get("authors") or ("Anonymous Author",)),
+            categories=tuple(row.get("categories") or ()),
+            published=seen.date(),
+        )
+        for row in rows
+    ]
+
+
+def seed(engine: Engine, *, subscribers: int, papers: int, now: datetime) -> None:
+    """Papers from two days ago and `subscribers` weekly subscribers (bulk INSERTs), two keywords each."""
+    with open_session(engine) as session:
+        save_papers(session, load_papers(papers, now - timedelta(days=2)), now=now - timedelta(days=2))
+        base = {"name": "", "status": "active", "frequency": "weekly", "send_day": "mon", "send_time": "08:00"}
+        base |= {"timezone": "UTC", "weekdays_only": False, "max_papers": 20, "min_score": 0.0, "format": "both"}
+        base |= {"created_at": now - timedelta(days=8), "next_due_at": now}
+        session.execute(
+            insert(Subscriber), [base | {"email": f"reader{i:06d}@example.org"} for i in range(subscribers)]
+        )
+        ids = list(session.scalars(select(Subscriber.id).order_by(col(Subscriber.id))))
+        items = [
+            {"subscriber_id": sid, "kind": "keyword", "value": term.strip(), "weight": 1.0}
+            for sid in ids
+            for term in TOPICS[sid % len(TOPICS)].split(",")
+        ]
+        session.execute(insert(ProfileItem), items)
+
+
+def reset_ledger(engine: Engine, now: datetime) -> None:
+    with open_session(engine) as session:
+        session.execute(delete(Delivery))
+        session.execute(delete(SentPaper))
+        session.execute(update(Subscriber).values(next_due_at=now, last_digest_at=None))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_sink(port: int) -> None:
+    """aiosmtpd accepting and discarding; on SIGTERM, prints how many messages it took."""
+    from aiosmtpd.controller import Controller
+
+    class Discard:
+        count = 0
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            Discard.count += 1
+            return "250 OK"
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # for sigwait, in every thread
+    controller = Controller(Discard(), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    signal.sigwait({signal.SIGTERM})
+    controller.stop()
+    print(json.dumps({"messages": Discard.count}), flush=True)
 
 
 def create_database(admin_url: str) -> tuple[str, Engine]:
@@ -115,43 +221,52 @@ def measure(args: argparse.Namespace, engine: Engine, config: Path, sink: int, w
 
 def measure_split(engine: Engine, sample: int) -> float:
     """The share of rank in rank+render, from `sample` subscribers ranked (in batches of
-    200, as the workers do, over one shared window) and rendered here."""
+    200 over the period's shared window, as the workers do) and rendered here."""
     now = datetime.now(UTC)
+    start = now - timedelta(days=7)
     with open_session(engine) as session:
-        subscribers = list(session.scalars(select(Subscriber).order_by(col(Subscriber.id)).limit(sample)))
-        profiles = load_profiles(session, subscribers)
-        period = api.Period(start=now - timedelta(days=7), end=now, key=now.date().isoformat())
-        papers = api.load_candidates(session, period)
-        referenced = api.referenced_papers(session, profiles)
+        rows = session.execute(select(Subscriber.id, Subscriber.email).order_by(col(Subscriber.id)).limit(sample))
+        claims = [Claim(0, sid, email, "bench", start, now, now) for sid, email in rows]
+    cache = PeriodCache()
+    batches = [
+        b for first in range(0, len(claims), 200) for b in load_batch(engine, claims[first : first + 200], cache)
+    ]
     started = time.perf_counter()
-    window = prepare_window(papers, referenced=referenced)
+    window = cache.window(batches[0])
     window_seconds = time.perf_counter() - started
-    digests = {}
-    for first in range(0, len(profiles), 200):
-        batch = profiles[first : first + 200]
-        for digest in build_digests(window, batch, period_start=period.start, period_end=now, now=now):
-            digests[digest.profile.subscriber_id] = digest
+    digests = [
+        d for b in batches for d in build_digests(window, b.profiles, period_start=start, period_end=now, now=now)
+    ]
     rank_seconds = time.perf_counter() - started - window_seconds
-    render_seconds = render_all(digests, now)["seconds"]
+    builder = make_email_builder(MailSettings(from_="Digest <digest@example.org>"), secret_key=SECRET)
+    started = time.perf_counter()
+    for digest in digests:
+        builder.build(digest, period="bench", now=now)
+    render_seconds = time.perf_counter() - started
     per = 1000 / len(digests)
-    print(f"window (TF-IDF of {len(papers)} papers, once per worker and period): {window_seconds:.2f} s")
+    print(f"window ({len(cache.papers[(start, now)])} papers, once per worker and period): {window_seconds:.2f} s")
     print(f"per subscriber: rank {rank_seconds * per:.2f} ms, render {render_seconds * per:.2f} ms (in one process)")
     return rank_seconds / (rank_seconds + render_seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "sink"])
+    parser.add_argument("--port", type=int, default=0, help="the sink's port (mode sink)")
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=1500)
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument("--connections", type=int, default=2, help="SMTP connections per worker")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
+    if args.mode == "sink":
+        run_sink(args.port)
+        return
     name, engine = create_database(args.admin_url)
     folder = Path(tempfile.mkdtemp(prefix="digestd-bench-scaleout-"))
     port = free_port()
     sink = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("send.py")), "sink", "--port", str(port)],
+        [sys.executable, __file__, "sink", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -16,9 +16,18 @@ from scaleout_support import seed_due
 from sqlalchemy import Engine, func, text
 from sqlmodel import col, select
 
+from digestd.claims import claim_deliveries
 from digestd.cli import cli
-from digestd.coordination import SchedulerLock, beat_worker, register_worker, remove_worker
+from digestd.coordination import (
+    SchedulerLock,
+    beat_worker,
+    register_worker,
+    release_unsent,
+    remove_worker,
+    renew_leases,
+)
 from digestd.delivery import plan_due
+from digestd.ledger import CLAIMED, PENDING, expire_leases
 from digestd.models import Delivery
 from digestd.status import collect_status, format_status
 from digestd.store import make_engine, migrate, open_session
@@ -99,3 +108,24 @@ def test_the_worker_refuses_sqlite_in_one_line(sqlite_url: str, engine: Engine, 
     result = CliRunner().invoke(cli, ["--database", sqlite_url, "worker"], env={"DIGESTD_SECRET_KEY": "k" * 32})
     assert result.exit_code == 2
     assert result.output.splitlines()[0] == "error: digestd worker needs PostgreSQL; database.url is sqlite"
+
+
+@pytest.mark.postgres
+def test_a_worker_renews_its_leases_and_gives_back_what_it_never_sent(pg: Engine) -> None:
+    now = datetime.now(UTC)
+    seed_due(pg, subscribers=4, now=now)
+    plan_due(pg, now=now)
+    with open_session(pg) as session:
+        claims, _ = claim_deliveries(session, worker="vm:1:aaaa", now=now, lease=timedelta(seconds=3), limit=3)
+    later = now + timedelta(seconds=2)
+    assert renew_leases(pg, "vm:1:aaaa", now=later, lease=timedelta(seconds=3)) == 3
+    assert renew_leases(pg, "vm:2:bbbb", now=later, lease=timedelta(seconds=3)) == 0
+    with open_session(pg) as session:
+        expiries = session.scalars(select(Delivery.lease_expires_at).where(col(Delivery.status) == CLAIMED))
+        assert {e.replace(tzinfo=UTC) if e.tzinfo is None else e for e in expiries} == {later + timedelta(seconds=3)}
+        assert expire_leases(session, now=now + timedelta(seconds=4)) == (0, 0)  # renewed: not expired
+    ids = [claim.delivery_id for claim in claims]
+    assert release_unsent(pg, "vm:1:aaaa", ids[:2], now=later) == 2
+    with open_session(pg) as session:
+        statuses = dict(session.execute(select(Delivery.id, Delivery.status)).all())
+    assert [statuses[i] for i in ids] == [PENDING, PENDING, CLAIMED]

@@ -112,14 +112,20 @@ def test_three_workers_one_killed_every_few_seconds_mail_everyone_exactly_once(
     assert unknown <= kills
 
 
-def terminate_backends(admin_url: str, database: str) -> int:
+def terminate_backends(admin_url: str, database: str, seconds: float = 1.0) -> int:
+    """Terminate every backend of `database`, again and again for `seconds`, so that some
+    are cut in the middle of a statement (idle ones are replaced silently: pool_pre_ping)."""
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    query = text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name")
+    cut, deadline = 0, time.monotonic() + seconds
     try:
         with admin.connect() as connection:
-            query = text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name")
-            return int(connection.execute(query, {"name": database}).scalar() or 0)
+            while time.monotonic() < deadline:
+                cut += int(connection.execute(query, {"name": database}).scalar() or 0)
+                time.sleep(0.01)
     finally:
         admin.dispose()
+    return cut
 
 
 def wait_for_sent(engine: Engine, worker: subprocess.Popen[bytes], count: int, timeout: float = 90) -> None:
@@ -156,6 +162,6 @@ def test_a_worker_cut_off_from_the_database_mid_batch_recovers(pg: Engine, postg
             worker.kill()
         received = stop_sink(sink)
     assert cut >= 3, "no connection was cut"
-    assert "database connection lost" in log or "heartbeat failed" in log, log
+    assert "database connection lost" in log, log  # a round was cut mid-batch
     unknown = check_exactly_once(received, ledger(pg), emails)
     assert unknown == 0  # the worker lived on: every outcome it saw was recorded
