@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from digestd import api
-from digestd.batches import Job, PeriodCache, build_jobs, load_batch
+from digestd.batches import Job, PeriodBatch, PeriodCache, build_jobs, load_batch
 from digestd.claims import Claim, LedgerStatements, Result, claim_deliveries, finish_delivery, mark_sending
 from digestd.config import Settings
 from digestd.errors import DeliveryError
@@ -164,18 +164,25 @@ class Sender:
                 if not claims:
                     break
                 loaded = load_batch(self.engine, claims, self.cache)
-                send_empty = self.settings.mail.send_empty
-                jobs = await asyncio.to_thread(
-                    build_jobs, self.builder, loaded, self.cache, now=self.clock(), send_empty=send_empty
-                )
-                for job in jobs:
-                    if job.email is None:
-                        self._finish(job, Result(SKIPPED, NOTHING_MATCHED))
-                    else:
-                        await queue.put(job)
+                await self.queue_jobs(await self.build_batch(loaded), queue)
         finally:
             for _ in range(connections):
                 await queue.put(None)
+
+    async def build_batch(self, loaded: list[PeriodBatch]) -> list[Job]:
+        """Rank and render a loaded batch, in a thread (it is CPU work)."""
+        send_empty = self.settings.mail.send_empty
+        return await asyncio.to_thread(
+            build_jobs, self.builder, loaded, self.cache, now=self.clock(), send_empty=send_empty
+        )
+
+    async def queue_jobs(self, jobs: list[Job], queue: asyncio.Queue[Job | None]) -> None:
+        """Queue the emails for the connections; a digest with nothing in it is finished as skipped."""
+        for job in jobs:
+            if job.email is None:
+                self._finish(job, Result(SKIPPED, NOTHING_MATCHED))
+            else:
+                await queue.put(job)
 
     async def consume(self, queue: asyncio.Queue[Job | None], limiter: RateLimiter, connection: SmtpConnection) -> None:
         try:

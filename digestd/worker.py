@@ -26,13 +26,13 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from digestd.batches import Job, PeriodCache, build_jobs, load_batch
+from digestd.batches import Job, PeriodCache, load_batch
 from digestd.claims import LedgerStatements, Result
 from digestd.config import Settings
 from digestd.coordination import beat_worker, register_worker, release_unsent, remove_worker, renew_leases
-from digestd.delivery import NOTHING_MATCHED, Clock, Sender, SendReport
+from digestd.delivery import Clock, Sender, SendReport
 from digestd.errors import ConfigError
-from digestd.ledger import SKIPPED, make_worker_id, release_claims
+from digestd.ledger import make_worker_id, release_claims
 from digestd.render import EmailBuilder, RenderedEmail
 from digestd.smtp import RateLimiter, SmtpConnection, check_security, make_tls_context
 from digestd.store import open_session
@@ -137,16 +137,9 @@ class WorkerSender(Sender):
                     break
                 self.claimed += len(claims)
                 started = time.perf_counter()
-                send_empty = self.settings.mail.send_empty
-                jobs = await asyncio.to_thread(
-                    build_jobs, self.builder, loaded, self.cache, now=self.clock(), send_empty=send_empty
-                )
+                jobs = await self.build_batch(loaded)
                 self.state.times.build += time.perf_counter() - started
-                for job in jobs:
-                    if job.email is None:
-                        self._finish(job, Result(SKIPPED, NOTHING_MATCHED))
-                    else:
-                        await queue.put(job)
+                await self.queue_jobs(jobs, queue)
         finally:
             for _ in range(connections):
                 await queue.put(None)
