@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from feed_server import FeedServer, feed_server
 from sqlalchemy import Engine, create_engine, text
 
 from digestd.cli import cli
@@ -27,6 +28,13 @@ def need_shared(*parts: str) -> Path:
             pytest.fail(f"{path} is missing; CI must run with ../shared beside the checkout")
         pytest.skip(f"{path} is absent (the shared data folder is not beside this checkout)")
     return path
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    """A real HTTP server on 127.0.0.1 serving feed files (see feed_server.py)."""
+    with feed_server() as running:
+        yield running
 
 
 @pytest.fixture

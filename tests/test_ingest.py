@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from feed_server import FeedServer, Reply, Request, closed_port_url, feed_server, own_feed, real_feed
+from feed_server import FeedServer, Reply, Request, closed_port_url, own_feed, real_feed
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -25,12 +25,6 @@ from digestd.status import collect_status, format_status
 from digestd.store import open_session
 
 NOW = datetime(2026, 7, 14, 6, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    with feed_server() as running:
-        yield running
 
 
 @pytest.fixture

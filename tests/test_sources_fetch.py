@@ -7,19 +7,13 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from feed_server import FeedServer, Reply, Request, closed_port_url, feed_server, own_feed, real_feed
+from feed_server import FeedServer, Reply, Request, closed_port_url, own_feed, real_feed
 
 from digestd.config import SourceSettings
 from digestd.errors import SourceError
 from digestd.sources.arxiv_api import fetch_arxiv_api
 from digestd.sources.fetch import Fetcher, RetryLaterError, parse_retry_after, user_agent
 from digestd.sources.harvest import Harvest
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    with feed_server() as running:
-        yield running
 
 
 @pytest.fixture
