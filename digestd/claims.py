@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, or_, update
+from sqlalchemy import Connection, bindparam, or_, text, update
 from sqlmodel import Session, col, select
 
 from digestd.ledger import (
@@ -149,6 +149,32 @@ class LedgerStatements:
             .values(last_digest_at=bindparam("p_new_end"))
         )
         self.sent_papers = {name: insert_or_ignore(name, SentPaper) for name in ("sqlite", "postgresql")}
+        self.sent_postgresql = _SENT_POSTGRESQL
+
+
+# On PostgreSQL, `sent` is one statement (one round trip, its own transaction): the
+# delivery row (guarded by its status, as in `finish`), its papers for never-twice and the
+# subscriber's last digest, or nothing at all if the row was no longer open.
+_SENT_POSTGRESQL = text(
+    f"""
+    WITH done AS (
+        UPDATE delivery SET status = '{SENT}', last_error = NULL, next_attempt_at = NULL, sent_at = :p_now,
+            updated_at = :p_now, lease_owner = NULL, lease_expires_at = NULL
+        WHERE id = :p_id AND status IN ({", ".join(f"'{state}'" for state in OPEN_STATES)})
+        RETURNING id, subscriber_id
+    ), papers AS (
+        INSERT INTO sent_paper (subscriber_id, paper_id, delivery_id, sent_at)
+        SELECT done.subscriber_id, paper.id, done.id, :p_now
+        FROM done, unnest(CAST(:p_paper_ids AS varchar[])) AS paper(id)
+        ON CONFLICT DO NOTHING
+    ), last AS (
+        UPDATE subscriber SET last_digest_at = :p_end FROM done
+        WHERE subscriber.id = done.subscriber_id
+            AND (subscriber.last_digest_at IS NULL OR subscriber.last_digest_at < :p_end)
+    )
+    SELECT count(*) FROM done
+    """
+)
 
 
 def mark_sending(
@@ -197,8 +223,11 @@ def finish_delivery(
     paper_ids: Sequence[str] = (),
     statements: LedgerStatements | None = None,
 ) -> str:
-    """Record how a claimed or sending delivery ended; returns the status written."""
+    """Record how a claimed or sending delivery ended; returns the status written (or, if
+    the row was no longer open, the status it has)."""
     sql = statements or LedgerStatements()
+    if result.status == SENT and not result.suppress:
+        return record_sent(db, claim, now=now, paper_ids=paper_ids, statements=sql)
     row = db.execute(sql.current, {"p_id": claim.delivery_id}).first()
     if row is None or row.status not in OPEN_STATES:
         return row.status if row is not None else SKIPPED
@@ -207,15 +236,45 @@ def finish_delivery(
     params = {"p_id": claim.delivery_id, "p_status": result.status, "p_next": next_attempt, "p_now": now}
     params |= {"p_error": None if sent else result.reason or None, "p_sent_at": now if sent else None}
     db.execute(sql.finish, params)
-    if sent and paper_ids:
-        rows = [
-            {"subscriber_id": claim.subscriber_id, "paper_id": pid, "delivery_id": claim.delivery_id, "sent_at": now}
-            for pid in dict.fromkeys(paper_ids)
-        ]
-        db.execute(sql.sent_papers[db.dialect.name], rows)
+    if sent:
+        _record_papers(db, claim, paper_ids, now, sql)
     if result.status in (SENT, SKIPPED):
         end = claim.period_end
         db.execute(sql.last_digest, {"p_subscriber": claim.subscriber_id, "p_end": end, "p_new_end": end})
     if result.suppress:
         _suppress(db, claim, result.reason, now)
     return result.status
+
+
+def record_sent(
+    db: Connection, claim: Claim, *, now: datetime, paper_ids: Sequence[str], statements: LedgerStatements
+) -> str:
+    """Record the server's 250: the row becomes `sent`, its papers join the never-twice
+    history and the subscriber's last digest moves on. Runs once per message, so it skips
+    the read `finish_delivery` does: the guarded UPDATE says whether the row was still open.
+    On PostgreSQL it is one statement, safe outside a transaction."""
+    end = claim.period_end
+    if db.dialect.name == "postgresql":
+        params = {"p_id": claim.delivery_id, "p_now": now, "p_end": end, "p_paper_ids": list(dict.fromkeys(paper_ids))}
+        if db.execute(statements.sent_postgresql, params).scalar_one():
+            return SENT
+    else:
+        params = {"p_id": claim.delivery_id, "p_status": SENT, "p_next": None, "p_now": now}
+        params |= {"p_error": None, "p_sent_at": now}
+        if db.execute(statements.finish, params).rowcount:
+            _record_papers(db, claim, paper_ids, now, statements)
+            db.execute(statements.last_digest, {"p_subscriber": claim.subscriber_id, "p_end": end, "p_new_end": end})
+            return SENT
+    status = db.execute(statements.current, {"p_id": claim.delivery_id}).scalar()
+    return status if status is not None else SKIPPED
+
+
+def _record_papers(
+    db: Connection, claim: Claim, paper_ids: Sequence[str], now: datetime, statements: LedgerStatements
+) -> None:
+    if paper_ids:
+        rows = [
+            {"subscriber_id": claim.subscriber_id, "paper_id": pid, "delivery_id": claim.delivery_id, "sent_at": now}
+            for pid in dict.fromkeys(paper_ids)
+        ]
+        db.execute(statements.sent_papers[db.dialect.name], rows)

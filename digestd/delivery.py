@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from digestd import api
@@ -86,6 +87,32 @@ def plan_due(engine: Engine, *, now: datetime, emails: Sequence[str] = ()) -> in
         return plan_deliveries(session, now=now, subscribers=subscribers, forced=bool(emails))
 
 
+class LedgerLine:
+    """The database connection of one SMTP connection's per-message ledger writes, held for
+    the run: checking one out of the pool per write would add the pool's ping, another
+    round trip, to every message. Dropped after an error (the next write reconnects)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        if self.connection is None:
+            self.connection = self.engine.connect()
+        try:
+            with self.connection.begin():
+                yield self.connection
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            connection.close()
+
+
 @dataclass
 class Sender:
     """One run of `digestd send`: the shared state of the producer and the connections."""
@@ -103,6 +130,13 @@ class Sender:
     cache: PeriodCache = field(default_factory=PeriodCache)
     statements: LedgerStatements = field(default_factory=LedgerStatements)
 
+    def __post_init__(self) -> None:
+        # The per-message writes that are one statement (the `sending` mark, and `sent` on
+        # PostgreSQL) run in autocommit there: BEGIN and COMMIT would be two more round
+        # trips per write. SQLite is in-process: a transaction costs nothing there.
+        postgresql = self.engine.dialect.name == "postgresql"
+        self.single_writes = self.engine.execution_options(isolation_level="AUTOCOMMIT") if postgresql else self.engine
+
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.smtp.lease_seconds)
@@ -114,10 +148,11 @@ class Sender:
         smtp = self.settings.smtp
         return max(1, min(smtp.batch_size, int(smtp.rate_per_second * smtp.lease_seconds / 4)))
 
-    def _finish(self, job: Job, result: Result) -> None:
+    def _finish(self, job: Job, result: Result, line: LedgerLine | None = None) -> None:
         paper_ids = job.email.paper_ids if job.email is not None else ()
         retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
-        with self.engine.begin() as db:
+        one_statement = line is not None and result.status == SENT and not result.suppress  # see `record_sent`
+        with line.begin() if line is not None and one_statement else self.engine.begin() as db:
             status = finish_delivery(
                 db,
                 job.claim,
@@ -185,26 +220,28 @@ class Sender:
                 await queue.put(job)
 
     async def consume(self, queue: asyncio.Queue[Job | None], limiter: RateLimiter, connection: SmtpConnection) -> None:
+        line = LedgerLine(self.single_writes)
         try:
             while (job := await queue.get()) is not None:
                 if self.stop.is_set():
                     continue  # its claim is released at the end of the run
-                await self.deliver(job, limiter, connection)
+                await self.deliver(job, limiter, connection, line)
         except DeliveryError as error:
             self.report.errors.append(error)
             self.stop.set()
             while (await queue.get()) is not None:
                 pass
         finally:
+            line.close()
             await connection.quit()
 
-    async def deliver(self, job: Job, limiter: RateLimiter, connection: SmtpConnection) -> None:
+    async def deliver(self, job: Job, limiter: RateLimiter, connection: SmtpConnection, line: LedgerLine) -> None:
         email = job.email
         assert email is not None
         await limiter.wait()
         if not connection.connected:
             await connection.connect()  # a failure here leaves the claim to be released
-        with self.engine.begin() as db:
+        with line.begin() as db:
             now = self.clock()
             if not mark_sending(
                 db,
@@ -219,7 +256,7 @@ class Sender:
                 log.warning("lost the claim on delivery %s; not sending it", job.claim.delivery_id)
                 return
         result = await self._transact(email, connection)
-        self._finish(job, result)
+        self._finish(job, result, line)
 
     async def _transact(self, email: RenderedEmail, connection: SmtpConnection) -> Result:
         """Send, retrying at once on a new connection when it dropped before DATA."""

@@ -30,7 +30,7 @@ from digestd.batches import Job, PeriodCache, load_batch
 from digestd.claims import LedgerStatements, Result
 from digestd.config import Settings
 from digestd.coordination import beat_worker, register_worker, release_unsent, remove_worker, renew_leases
-from digestd.delivery import Clock, Sender, SendReport
+from digestd.delivery import Clock, LedgerLine, Sender, SendReport
 from digestd.errors import ConfigError
 from digestd.ledger import make_worker_id, release_claims
 from digestd.render import EmailBuilder, RenderedEmail
@@ -91,10 +91,10 @@ class WorkerSender(Sender):
         self.lost = True
         self.stop.set()
 
-    def _finish(self, job: Job, result: Result) -> None:
+    def _finish(self, job: Job, result: Result, line: LedgerLine | None = None) -> None:
         started = time.perf_counter()
         try:
-            super()._finish(job, result)
+            super()._finish(job, result, line)
         except DBAPIError as error:
             self.lose(error)
             self.state.unfinished.append((job, result))
@@ -108,12 +108,12 @@ class WorkerSender(Sender):
         finally:
             self.state.times.smtp += time.perf_counter() - started
 
-    async def deliver(self, job: Job, limiter: RateLimiter, connection: SmtpConnection) -> None:
+    async def deliver(self, job: Job, limiter: RateLimiter, connection: SmtpConnection, line: LedgerLine) -> None:
         if self.stop.is_set():
             return  # a claim taken before the stop: given back at the end of the round
         started = time.perf_counter()
         try:
-            await super().deliver(job, limiter, connection)
+            await super().deliver(job, limiter, connection, line)
         except DBAPIError as error:  # raised only by the `sending` mark: nothing was sent
             self.lose(error)
             self.state.unsent.append(job.claim.delivery_id)
