@@ -2,8 +2,13 @@
 
 Messages are assembled by hand rather than with `EmailMessage`: its policy machinery
 costs more than rendering the templates. The result is a standard
-multipart/alternative (text first, HTML last), both parts UTF-8 quoted-printable, lines
-ending in CRLF as on the wire. Every header value passes `clean_header`, so no CR, LF or
+multipart/alternative (text first, HTML last), lines ending in CRLF as on the wire. The
+text part is UTF-8 quoted-printable (7bit when it is all ASCII). The HTML part is 7bit:
+other characters become character references (`&#233;`), which HTML reads exactly as the
+characters themselves, and its lines are kept under SMTP's 998 octets; that is a third
+the lines of quoted-printable (whose lines stop at 76) and no `=3D` for every `=`, so
+less for every relay to read. An HTML line that cannot be broken falls back to
+quoted-printable. Every header value passes `clean_header`, so no CR, LF or
 other control character from a paper title, a name or a setting can start a header.
 """
 
@@ -94,35 +99,70 @@ def list_unsubscribe(url: str, mailto: str, token: str) -> str:
     return f"<{url}>,{CRLF} <mailto:{mailto}?subject=unsubscribe%20{token}>"
 
 
-def _qp(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends (templates render with LF)."""
+MAX_LINE = 998  # octets per line, CRLF excluded (RFC 5322 2.1.1)
+
+
+def _lines(text: str) -> str:
+    """LF line ends (templates render with LF), ending in one."""
     body = text.replace("\r\n", "\n")
-    if not body.endswith("\n"):
-        body += "\n"
+    return body if body.endswith("\n") else body + "\n"
+
+
+def _qp(body: str) -> bytes:
+    """Quoted-printable with CRLF line ends."""
     return binascii.b2a_qp(body.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+def _seven_bit(body: bytes) -> bytes | None:
+    """ASCII `body` with CRLF line ends, lines over `MAX_LINE` broken at a space; None when
+    one cannot be (no space to break at). For HTML only: a line break there is a space."""
+    lines = body.split(b"\n")
+    if max(map(len, lines)) <= MAX_LINE:
+        return b"\r\n".join(lines)
+    broken = []
+    for line in lines:
+        while len(line) > MAX_LINE:
+            cut = line.rfind(b" ", 0, MAX_LINE + 1)
+            if cut <= 0:
+                return None
+            broken.append(line[:cut])
+            line = line[cut + 1 :]
+        broken.append(line)
+    return b"\r\n".join(broken)
+
+
+def _part(content_type: str, body: str, *, boundary: str, html: bool) -> bytes:
+    """One MIME part: its headers and its body, 7bit where that is safe, else quoted-printable."""
+    body = _lines(body)
+    raw = body.encode("ascii", "xmlcharrefreplace") if html else body.encode("utf-8")
+    seven = _seven_bit(raw) if (html or body.isascii()) else None
+    if seven is None or boundary.encode() in seven:  # quoted-printable cannot contain it (it encodes "=")
+        encoding, data = "quoted-printable", _qp(body)
+    else:
+        encoding, data = "7bit", seven
+    head = f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
+    return head.encode("ascii") + data
 
 
 def build_mime(headers: Sequence[str], text: str, html: str, *, boundary: str) -> bytes:
     """multipart/alternative bytes: the given headers, then the text part, then the HTML part."""
-    head = [
-        *headers,
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"',
-        "",
-        f"--{boundary}",
-        'Content-Type: text/plain; charset="utf-8"',
-        "Content-Transfer-Encoding: quoted-printable",
-        "",
-        "",
-    ]
-    middle = f'--{boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'
-    middle += "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    tail = f"--{boundary}--\r\n"
-    return b"".join([CRLF.join(head).encode("ascii"), _qp(text), middle.encode(), _qp(html), tail.encode()])
+    head = [*headers, "MIME-Version: 1.0", f'Content-Type: multipart/alternative; boundary="{boundary}"', "", ""]
+    delimiter = f"--{boundary}\r\n".encode("ascii")
+    return b"".join(
+        [
+            CRLF.join(head).encode("ascii"),
+            delimiter,
+            _part("text/plain", text, boundary=boundary, html=False),
+            delimiter,
+            _part("text/html", html, boundary=boundary, html=True),
+            f"--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
 
 
 def mime_boundary(message_id: str) -> str:
-    """A boundary that cannot occur in quoted-printable text (which encodes every `=`)."""
+    """A boundary that cannot occur in quoted-printable text (which encodes every `=`);
+    a 7bit part that happens to contain it is sent quoted-printable instead."""
     return f"=_digestd_{hashlib.sha256(message_id.encode()).hexdigest()[:24]}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import email
 import email.policy
+import html
 import os
 import re
 import shutil
@@ -249,3 +250,35 @@ def test_an_unreadable_dkim_key_fails_at_start_up(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_text("not a key")
     with pytest.raises(ConfigError, match="dkim_key_file"):
         make_email_builder(replace(MAIL, dkim_selector="s", dkim_key_file=str(tmp_path / "bad.pem")), secret_key=SECRET)
+
+
+def test_html_part_is_7bit_ascii_and_reads_as_the_original_characters() -> None:
+    title = "Schrödinger bridges à la Émilie — ∂ₜ p = Δp"
+    digest = Digest(PROFILE, START, NOW, (Section("Physics", (Pick(paper("2611.00010", title), 1.0, ("x",)),)),), 1)
+    data = make_email_builder(MAIL, secret_key=SECRET).build(digest, period="2026-11-30", now=NOW).data
+    assert data.isascii() and max(map(len, data.split(b"\r\n"))) <= 998
+    html_part = parse(data).get_body(("html",))
+    assert html_part is not None and html_part["Content-Transfer-Encoding"] == "7bit"
+    assert title in html.unescape(html_part.get_content())
+    text_part = parse(data).get_body(("plain",))
+    assert text_part is not None and title in text_part.get_content()  # quoted-printable: not ASCII
+
+
+def test_an_html_line_that_cannot_be_broken_falls_back_to_quoted_printable() -> None:
+    title = "x" * 1200  # no space to break the line at
+    digest = Digest(PROFILE, START, NOW, (Section("S", (Pick(paper("2611.00011", title), 1.0, ("x",)),)),), 1)
+    data = make_email_builder(MAIL, secret_key=SECRET).build(digest, period="2026-11-30", now=NOW).data
+    assert max(map(len, data.split(b"\r\n"))) <= 998
+    html_part = parse(data).get_body(("html",))
+    assert html_part is not None and html_part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert title in html_part.get_content()
+
+
+def test_a_long_html_line_is_broken_at_a_space() -> None:
+    title = " ".join(f"word{i}" for i in range(250))  # ~2,000 characters on one line
+    digest = Digest(PROFILE, START, NOW, (Section("S", (Pick(paper("2611.00012", title), 1.0, ("x",)),)),), 1)
+    data = make_email_builder(MAIL, secret_key=SECRET).build(digest, period="2026-11-30", now=NOW).data
+    assert max(map(len, data.split(b"\r\n"))) <= 998
+    html_part = parse(data).get_body(("html",))
+    assert html_part is not None and html_part["Content-Transfer-Encoding"] == "7bit"
+    assert title in " ".join(html_part.get_content().split())  # a line break in HTML text is a space
