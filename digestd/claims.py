@@ -52,10 +52,10 @@ class Result:
     suppress: bool = False
 
 
-def _skip_reason(subscriber: Subscriber, suppressed: set[str]) -> str | None:
-    if subscriber.status != ACTIVE:
-        return f"subscriber is {subscriber.status}"
-    if email_hash(subscriber.email) in suppressed:
+def _skip_reason(status: str, email: str, suppressed: set[str]) -> str | None:
+    if status != ACTIVE:
+        return f"subscriber is {status}"
+    if email_hash(email) in suppressed:
         return "address is on the suppression list"
     return None
 
@@ -75,36 +75,39 @@ def claim_deliveries(
     SQLite callers hold the write lock (BEGIN IMMEDIATE); PostgreSQL skips rows that other
     workers have locked (FOR UPDATE SKIP LOCKED)."""
     expire_leases(session, now=now)
-    query = claimable(select(Delivery), now=now, subscriber_ids=subscriber_ids, resend_unknown=resend_unknown)
-    query = query.order_by(col(Delivery.id)).limit(limit).with_for_update(skip_locked=True)
-    rows = list(session.scalars(query))
+    fields = select(Delivery).with_only_columns(
+        col(Delivery.id),
+        col(Delivery.subscriber_id),
+        col(Delivery.period),
+        col(Delivery.period_start),
+        col(Delivery.period_end),
+        col(Delivery.created_at),
+    )
+    query = claimable(fields, now=now, subscriber_ids=subscriber_ids, resend_unknown=resend_unknown)
+    rows = session.execute(query.order_by(col(Delivery.id)).limit(limit).with_for_update(skip_locked=True)).all()
     ids = list({row.subscriber_id for row in rows})
-    subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
+    found = session.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.status).where(col(Subscriber.id).in_(ids))
+    )
+    subscribers = {row.id: row for row in found}
     hashes = [email_hash(s.email) for s in subscribers.values()]
     suppressed = set(session.scalars(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(hashes))))
-    claims, skipped = [], 0
+    claims, skips = [], {}
     for row in rows:
-        assert row.id is not None
         subscriber = subscribers[row.subscriber_id]
-        reason = _skip_reason(subscriber, suppressed)
-        row.updated_at = now
+        reason = _skip_reason(subscriber.status, subscriber.email, suppressed)
         if reason:
-            row.status, row.last_error, skipped = SKIPPED, reason, skipped + 1
-            continue
-        row.status, row.lease_owner, row.lease_expires_at = CLAIMED, worker, now + lease
-        claims.append(
-            Claim(
-                row.id,
-                row.subscriber_id,
-                subscriber.email,
-                row.period,
-                row.period_start,
-                row.period_end,
-                row.created_at,
-            )
-        )
-    session.flush()
-    return claims, skipped
+            skips[row.id] = reason
+        else:
+            claims.append(Claim(row.id, row.subscriber_id, subscriber.email, *row[2:]))
+    # One UPDATE for the whole batch (and one per skipped row, which is rare).
+    if claims:
+        values = {"status": CLAIMED, "lease_owner": worker, "lease_expires_at": now + lease, "updated_at": now}
+        session.execute(update(Delivery).where(col(Delivery.id).in_([c.delivery_id for c in claims])).values(**values))
+    for delivery_id, reason in skips.items():
+        values = {"status": SKIPPED, "last_error": reason, "updated_at": now}
+        session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(**values))
+    return claims, len(skips)
 
 
 OPEN_STATES = (CLAIMED, SENDING, UNKNOWN)  # what `finish_delivery` may still change

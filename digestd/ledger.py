@@ -151,29 +151,23 @@ def is_dead_worker(owner: str | None) -> bool:
 
 def expire_leases(session: Session, *, now: datetime) -> tuple[int, int]:
     """Leases that ran out, or whose worker died: `claimed` → pending, `sending` → unknown.
-    Returns (released, unknown)."""
-    held = session.execute(
-        select(Delivery.id, Delivery.status, Delivery.lease_owner, Delivery.lease_expires_at).where(
-            col(Delivery.status).in_([CLAIMED, SENDING])
-        )
-    ).all()
-    released = unknown = 0
-    for row_id, status, owner, expires in held:
-        if not ((expires is not None and expires <= now) or is_dead_worker(owner)):
-            continue
-        values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
-        if status == CLAIMED:
-            values["status"] = PENDING
-        else:
-            values["status"] = UNKNOWN
-            values["last_error"] = "the worker stopped while sending; the message may or may not have arrived"
-        statement = update(Delivery).where(
-            col(Delivery.id) == row_id, col(Delivery.status) == status, col(Delivery.lease_owner) == owner
-        )
-        changed = int(session.execute(statement.values(**values)).rowcount or 0)  # type: ignore[attr-defined]
-        released += changed if status == CLAIMED else 0
-        unknown += changed if status == SENDING else 0
-    return released, unknown
+    Returns (released, unknown). Runs before every claim, so it is two UPDATEs, not a
+    statement per held row: whether a worker died is asked once per lease owner."""
+    held = col(Delivery.status).in_([CLAIMED, SENDING])
+    owners = session.scalars(select(Delivery.lease_owner).where(held).distinct()).all()
+    dead = [owner for owner in owners if is_dead_worker(owner)]
+    lapsed = or_(col(Delivery.lease_expires_at) <= now, col(Delivery.lease_owner).in_(dead))
+    values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    released = session.execute(
+        update(Delivery).where(col(Delivery.status) == CLAIMED, lapsed).values(status=PENDING, **values)
+    )
+    lost = "the worker stopped while sending; the message may or may not have arrived"
+    unknown = session.execute(
+        update(Delivery)
+        .where(col(Delivery.status) == SENDING, lapsed)
+        .values(status=UNKNOWN, last_error=lost, **values)
+    )
+    return int(released.rowcount or 0), int(unknown.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def release_claims(session: Session, *, worker: str, now: datetime, ids: Iterable[int] | None = None) -> int:
