@@ -15,6 +15,7 @@ A lease that runs out on `claimed` (nothing was sent) goes back to `pending`.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -23,13 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digestd.models import Delivery, Subscriber
-from digestd.schedule import period_key, period_length
-from digestd.subscribers import reschedule
+from digestd.schedule import next_due_after, period_key, period_length
 
 PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
 TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
@@ -75,13 +75,39 @@ def claimable(
     return query
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> int:
-    """Insert ledger rows; one that exists for its (subscriber, period) is left as it is."""
-    statement = insert_or_ignore(session.get_bind().dialect.name, Delivery, keys=["subscriber_id", "period"])
-    before = session.scalar(select(func.count()).select_from(Delivery)) or 0
-    if rows:
-        session.execute(statement, rows)
-    return int(session.scalar(select(func.count()).select_from(Delivery)) or 0) - int(before)
+# On PostgreSQL the whole plan is one INSERT over arrays: a multi-row VALUES list of
+# 100,000 rows costs the driver more to build than the server takes to insert it.
+_PLAN_POSTGRESQL = text(
+    f"""
+    INSERT INTO delivery (subscriber_id, period, period_start, period_end, status, attempts, paper_ids,
+        created_at, updated_at)
+    SELECT planned.*, '{PENDING}', 0, CAST('[]' AS json), :now, :now
+    FROM unnest(CAST(:subscriber_ids AS integer[]), CAST(:periods AS varchar[]),
+        CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[])) AS planned
+    ON CONFLICT (subscriber_id, period) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def _insert_ignoring_duplicates(session: Session, periods: dict[int, Period], now: datetime) -> int:
+    """Insert a pending ledger row per (subscriber, period); one that exists is left as it
+    is. Returns how many were inserted: RETURNING tells, whatever other planners do at the
+    same time (counting the table before and after would count theirs too)."""
+    if not periods:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        columns = {"subscriber_ids": list(periods), "periods": [p.key for p in periods.values()]}
+        columns |= {"starts": [p.start for p in periods.values()], "ends": [p.end for p in periods.values()]}
+        return len(session.execute(_PLAN_POSTGRESQL, {**columns, "now": now}).all())
+    rows = [
+        {"subscriber_id": subscriber_id, "period": period.key, "period_start": period.start, "period_end": period.end}
+        | {"status": PENDING, "attempts": 0, "paper_ids": [], "created_at": now, "updated_at": now}
+        for subscriber_id, period in periods.items()
+    ]
+    statement = insert_or_ignore(dialect, Delivery, keys=["subscriber_id", "period"]).returning(col(Delivery.id))
+    return len(session.execute(statement, rows).all())
 
 
 def load_previous_ends(session: Session, ids: Sequence[int]) -> dict[int, datetime]:
@@ -105,27 +131,31 @@ def plan_deliveries(session: Session, *, now: datetime, subscribers: Sequence[Su
         subscribers = [s for s in subscribers if s.next_due_at is None or s.next_due_at <= now]
     ids = [s.id for s in subscribers if s.id is not None]
     previous = load_previous_ends(session, ids)
-    rows = []
+    periods, moved = {}, []
+
+    @functools.cache  # most subscribers share a schedule
+    def next_due(frequency: str, send_day: str, send_time: str, timezone: str, weekdays_only: bool) -> datetime:
+        return next_due_after(
+            now,
+            frequency=frequency,
+            send_day=send_day,
+            send_time=send_time,
+            timezone=timezone,
+            weekdays_only=weekdays_only,
+        )
+
     for subscriber in subscribers:
         assert subscriber.id is not None
-        period = plan_period(subscriber, now, previous_end=previous.get(subscriber.id), forced=forced)
-        rows.append(
-            {
-                "subscriber_id": subscriber.id,
-                "period": period.key,
-                "period_start": period.start,
-                "period_end": period.end,
-                "status": PENDING,
-                "attempts": 0,
-                "paper_ids": [],
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        periods[subscriber.id] = plan_period(subscriber, now, previous_end=previous.get(subscriber.id), forced=forced)
         if subscriber.next_due_at is None or subscriber.next_due_at <= now:
-            reschedule(subscriber, now)
-    added = _insert_ignoring_duplicates(session, rows)
-    session.flush()
+            schedule = (subscriber.frequency, subscriber.send_day, subscriber.send_time, subscriber.timezone)
+            moved.append({"b_id": subscriber.id, "b_next": next_due(*schedule, subscriber.weekdays_only)})
+    added = _insert_ignoring_duplicates(session, periods, now)
+    if moved:  # one executemany, not a unit-of-work flush of every subscriber object
+        table = Subscriber.__table__  # type: ignore[attr-defined]
+        statement = update(table).where(table.c.id == bindparam("b_id")).values(next_due_at=bindparam("b_next"))
+        session.execute(statement, moved)
+        session.expire_all()
     return added
 
 
