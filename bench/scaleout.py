@@ -123,9 +123,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(f) for f in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU of the local PostgreSQL server's processes (finished backends included, through
+    their parent's children times); None when it is not on this machine or not readable."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split(" ", 2)[1] in ("(postgres)", "(postmaster)"):
+                total += cpu_seconds(int(stat.parent.name), children=True)
+                found = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total if found else None
 
 
 def run_sink(port: int) -> None:
@@ -205,8 +220,9 @@ def measure(args: argparse.Namespace, engine: Engine, config: Path, sink: int, w
     started = time.perf_counter()
     planned = plan_due(engine, now=datetime.now(UTC))
     plan_seconds = time.perf_counter() - started
-    before = cpu_seconds(sink)
+    before, database_before = cpu_seconds(sink), postgres_cpu_seconds()
     seconds, summaries = run_workers(config, workers)
+    database_after = postgres_cpu_seconds()
     sent = count_sent(engine)
     assert planned == sent == args.subscribers, (planned, sent)
     total = {key: sum(s[key] for s in summaries) for key in ("database_seconds", "build_seconds", "smtp_seconds")}
@@ -216,6 +232,10 @@ def measure(args: argparse.Namespace, engine: Engine, config: Path, sink: int, w
     cells += [f"{total['smtp_seconds']:.0f}", f"{max(s['max_rss_mb'] for s in summaries):.0f}"]
     cpu = sum(s["cpu_seconds"] for s in summaries)
     cells += [f"{cpu:.0f} ({cpu / sent * 1000:.1f} ms/message)", f"{cpu_seconds(sink) - before:.0f}"]
+    if database_before is None or database_after is None:
+        cells.append("n/a")
+    else:
+        cells.append(f"{database_after - database_before:.0f}")
     print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
 
 
@@ -281,9 +301,10 @@ def main() -> None:
         config = write_config(folder, engine.url.render_as_string(hide_password=False), port, args.connections)
         print(
             "| workers | messages | plan s | deliver s | messages/s | plan+deliver s | database s | rank s "
-            "| render s | SMTP s (all connections) | peak RSS MB (max worker) | workers' CPU s | sink CPU s |"
+            "| render s | SMTP s (all connections) | peak RSS MB (max worker) | workers' CPU s | sink CPU s "
+            "| PostgreSQL CPU s |"
         )
-        print("| ---: " * 13 + "|")
+        print("| ---: " * 14 + "|")
         for workers in (int(n) for n in args.workers.split(",")):
             measure(args, engine, config, sink.pid, workers, split)
     finally:
