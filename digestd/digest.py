@@ -19,14 +19,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from digestd.clustering import Clusters, cluster_papers, plan_sections
+from digestd.clustering import Clusters, cluster_papers, plan_chunk_sections
 from digestd.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
-from digestd.ranking import Space, build_space, explain_picks, score_chunk, select_picks
+from digestd.ranking import Space, build_space, score_chunk, select_picks
+from digestd.reasons import explain_picks
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,13 @@ class Window:
     space: Space
     index: PaperIndex
     clusters: Clusters
+
+    @cached_property
+    def paper_array(self) -> np.ndarray:
+        """`papers` as an object array, to gather many picks' papers at once."""
+        array = np.empty(len(self.papers), dtype=object)
+        array[:] = self.papers
+        return array
 
     @property
     def vectorizer(self) -> TfidfVectorizer:
@@ -84,10 +93,11 @@ def build_digests(
 
     def assemble(asked: list[ProfileQuery], ranked: Future[tuple[np.ndarray, np.ndarray]]) -> None:
         chosen, scores = ranked.result()
-        for query, rows, picked in zip(asked, chosen.tolist(), scores.tolist(), strict=True):
-            count = rows.index(-1) if -1 in rows else len(rows)
-            sections = _sections(window, queries, query, rows[:count], picked[:count])
-            digests.append(Digest(query.profile, period_start, period_end, sections, len(window.papers), now))
+        sections = _sections(window, queries, asked, chosen, scores)
+        digests.extend(
+            Digest(query.profile, period_start, period_end, found, len(window.papers), now)
+            for query, found in zip(asked, sections, strict=True)
+        )
 
     # Scoring (numpy and scipy, which release the GIL) runs one chunk ahead in a thread
     # while this thread turns the previous chunk into digests: both cores stay busy.
@@ -120,15 +130,28 @@ def build_digest(
 
 
 def _sections(
-    window: Window, queries: Queries, query: ProfileQuery, rows: list[int], scores: list[float]
-) -> tuple[Section, ...]:
-    """Picks with reasons, grouped by the window's clusters."""
-    reasons = explain_picks(window.space, queries, query, rows)
-    papers = window.papers
-    return tuple(
-        Section(label, tuple(Pick(papers[rows[at]], scores[at], reasons[at], label) for at in positions))
-        for label, positions in plan_sections(rows, window.clusters)
+    window: Window, queries: Queries, asked: list[ProfileQuery], chosen: np.ndarray, scores: np.ndarray
+) -> list[tuple[Section, ...]]:
+    """Each profile's picks with reasons, grouped by the window's clusters: a whole chunk at once."""
+    owners, slots = np.nonzero(chosen >= 0)  # -1 padding is on the right: picks stay in rank order
+    rows = chosen[owners, slots]
+    reasons = explain_picks(window.space, queries, asked, owners, rows)
+    plan = plan_chunk_sections(owners, rows, window.clusters)
+    picks = list(
+        map(
+            Pick,
+            window.paper_array[rows[plan.order]].tolist(),
+            scores[owners, slots][plan.order].tolist(),
+            [reasons[at] for at in plan.order.tolist()],
+            np.repeat(np.array(plan.labels, dtype=object), np.diff(plan.starts)).tolist(),
+        )
     )
+    bounds = plan.starts.tolist()
+    sections = [
+        Section(label, tuple(picks[a:b])) for label, a, b in zip(plan.labels, bounds[:-1], bounds[1:], strict=True)
+    ]
+    edges = np.searchsorted(plan.owners, np.arange(len(asked) + 1)).tolist()
+    return [tuple(sections[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def _chunks(profiles: Sequence[Profile], n_papers: int) -> Iterator[Sequence[Profile]]:

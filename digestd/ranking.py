@@ -54,7 +54,6 @@ MMR_LAMBDA = 0.7  # relevance vs. novelty, on relevance scaled to the subscriber
 DUPLICATE_SIMILARITY = 0.6  # cosine above which a paper is a near-duplicate of a pick
 CANDIDATES_PER_PICK = 3
 LATENT_DIMENSIONS = 100
-REASON_SIMILARITY = 0.1  # cosine from which "close to your seed paper" is worth saying
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,69 +242,3 @@ def _greedy_mmr(relevance: np.ndarray, candidates: np.ndarray, text_sims: np.nda
         picked = candidates[takers, column[takers]]
         closest[takers] = np.maximum(closest[takers], text_sims[picked[:, None], candidates[takers]])
     return chosen
-
-
-def explain_picks(space: Space, queries: Queries, query: ProfileQuery, rows: list[int]) -> list[tuple[str, ...]]:
-    """Short human reasons why each window paper in `rows` is in this profile's digest (at least one each).
-
-    Built column by column (one list per kind of reason), because this runs for every
-    pick of every subscriber.
-    """
-    columns: list[list[str]] = []
-    if len(query.keyword_ids):
-        matched = _matched_keywords(queries, query, rows)
-        columns.append(["matched: " + ", ".join(matched[row][:3]) if row in matched else "" for row in rows])
-    nearest_seed: list[str] = []
-    for references, label in ((query.seed_rows, "close to your seed paper"), (query.liked_rows, "you liked")):
-        if len(references) and rows:
-            similarities = space.sims[references[:, None], np.asarray(rows, dtype=np.int64)]
-            texts = [queries.reference_reason(label, reference) for reference in references.tolist()]
-            nearest = [texts[i] for i in similarities.argmax(axis=0).tolist()]
-            close = (similarities.max(axis=0) >= REASON_SIMILARITY).tolist()
-            columns.append([text if near else "" for text, near in zip(nearest, close, strict=True)])
-            nearest_seed = nearest_seed or nearest
-    if query.authors:
-        columns.append([f"by {query.authors[row]}" if row in query.authors else "" for row in rows])
-    if query.profile.categories:
-        columns.append(_category_reasons(queries, query, rows))
-    reasons: list[tuple[str, ...]] = [tuple(filter(None, found)) for found in zip(*columns, strict=True)]
-    reasons = reasons if columns else [()] * len(rows)
-    bare = [position for position, found in enumerate(reasons) if not found]  # found through feedback
-    if bare:
-        fallbacks = (
-            [nearest_seed[at] for at in bare]
-            if nearest_seed
-            else _fallback_reasons(queries, query, [rows[at] for at in bare])
-        )
-        for position, fallback in zip(bare, fallbacks, strict=True):
-            reasons[position] = (fallback,)
-    return reasons
-
-
-def _matched_keywords(queries: Queries, query: ProfileQuery, picked: list[int]) -> dict[int, list[str]]:
-    """Row → the profile's keywords that occur in it, in the profile's order."""
-    wanted = set(picked)
-    matched: dict[int, list[str]] = {}
-    for keyword in query.keyword_ids.tolist():
-        for row in queries.present[keyword] & wanted:
-            matched.setdefault(row, []).append(queries.terms[keyword])
-    return matched
-
-
-def _category_reasons(queries: Queries, query: ProfileQuery, rows: list[int]) -> list[str]:
-    wanted = {category.lower() for category in query.profile.categories}
-    reasons = []
-    for row in rows:
-        chosen = [c for c in queries.index.papers[row].categories if {c.lower(), c.split(".")[0].lower()} & wanted]
-        reasons.append(f"in your category {chosen[0]}" if chosen else "")
-    return reasons
-
-
-def _fallback_reasons(queries: Queries, query: ProfileQuery, rows: list[int]) -> list[str]:
-    """For papers found through feedback: the keyword whose words weigh most in them."""
-    if len(query.keyword_ids):
-        nearest = queries.nearest_keywords(query, rows)
-        return [f"related to: {keyword}" if keyword else "related to your keywords" for keyword in nearest]
-    if len(query.liked_rows) >= MODEL_MIN_LIKES:
-        return ["fits your ratings"] * len(rows)
-    return ["related to your interests"] * len(rows)
