@@ -14,9 +14,11 @@ keep no text of what they were sent to judge a change by.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -73,6 +75,11 @@ class Window:
 
 def prepare_window(papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = ()) -> Window:
     """Fit the TF-IDF space on the window, place the referenced papers in it, cluster the window: once per run."""
+    with _collector_paused():
+        return _prepare_window(papers, referenced)
+
+
+def _prepare_window(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord]) -> Window:
     window = tuple(_unique(papers, set()))
     extra = tuple(_unique(referenced, {paper.id for paper in window}))
     texts = [paper.text for paper in window]
@@ -88,6 +95,13 @@ def build_digests(
     window: Window, profiles: Sequence[Profile], *, period_start: datetime, period_end: datetime, now: datetime
 ) -> list[Digest]:
     """One digest per profile, in the same order."""
+    with _collector_paused():
+        return _build_digests(window, profiles, period_start, period_end, now)
+
+
+def _build_digests(
+    window: Window, profiles: Sequence[Profile], period_start: datetime, period_end: datetime, now: datetime
+) -> list[Digest]:
     queries = build_queries(window.vectorizer, window.matrix[: len(window.papers)], window.index, profiles)
     digests: list[Digest] = []
 
@@ -152,6 +166,20 @@ def _sections(
     ]
     edges = np.searchsorted(plan.owners, np.arange(len(asked) + 1)).tolist()
     return [tuple(sections[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (the step makes no cycles). Millions of new picks and
+    reasons would otherwise set off full collections that each walk every object in the
+    process, profiles included: a third of the CPU time at 100,000 subscribers."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _chunks(profiles: Sequence[Profile], n_papers: int) -> Iterator[Sequence[Profile]]:
