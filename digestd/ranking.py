@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 FEEDBACK_WEIGHT = 0.75  # Rocchio's classic beta
 FEEDBACK_DOCS = 10
+FEEDBACK_BLOCK = 256  # papers per block of the feedback product
 NEAREST_SHARE = 0.25  # of reference similarity: the nearest reference; the rest is the centroid (mean)
 DISLIKE_WEIGHT = 0.5
 MODEL_WEIGHT = 0.3
@@ -159,7 +160,12 @@ def _feedback(scores: np.ndarray, window_sims: np.ndarray) -> np.ndarray:
     chosen = np.take_along_axis(scores, top, axis=1) > 0
     weights = chosen / np.maximum(chosen.sum(axis=1, keepdims=True), 1)
     matrix = sparse.csr_matrix((weights.ravel(), top.ravel(), np.arange(0, top.size + 1, m)), shape=scores.shape)
-    return np.asarray(matrix @ window_sims, dtype=np.float32)
+    feedback = np.empty(scores.shape, dtype=np.float32)
+    # Column blocks of the (float64) product keep the rows it reads in cache: twice as fast, same sums.
+    for start in range(0, scores.shape[1], FEEDBACK_BLOCK):
+        block = window_sims[:, start : start + FEEDBACK_BLOCK].astype(np.float64)
+        feedback[:, start : start + FEEDBACK_BLOCK] = matrix @ block
+    return feedback
 
 
 def _rating_model(space: Space, query: ProfileQuery) -> np.ndarray:
@@ -226,19 +232,25 @@ def _greedy_mmr(relevance: np.ndarray, candidates: np.ndarray, text_sims: np.nda
     rows, width = relevance.shape
     steps = int(min(limits.max(), width))
     chosen = np.full((rows, steps), -1, dtype=np.int64)
+    weighted = MMR_LAMBDA * relevance
     closest = np.zeros((rows, width), dtype=np.float32)  # highest similarity to a pick so far
-    available = np.isfinite(relevance)
-    everyone = np.arange(rows)
+    open_ = np.isfinite(relevance)  # neither taken nor a near-duplicate of a pick
+    # Rows still picking: a row that takes nothing at one step never takes anything again,
+    # so each step works on fewer rows (most digests stop at 10 or 20 of the 30 steps).
+    active = np.arange(rows)
+    flat_sims, n = text_sims.reshape(-1), text_sims.shape[1]  # one flat gather beats a 2-D fancy index
     for step in range(steps):
-        gain = np.where(
-            available & (closest < DUPLICATE_SIMILARITY), MMR_LAMBDA * relevance - (1 - MMR_LAMBDA) * closest, -np.inf
-        )
+        active = active[step < limits[active]]
+        gain = np.where(open_[active], weighted[active] - (1 - MMR_LAMBDA) * closest[active], -np.inf)
         column = np.argmax(gain, axis=1)
-        takers = everyone[np.isfinite(gain[everyone, column]) & (step < limits)]
-        if not len(takers):
+        taking = np.isfinite(gain[np.arange(len(active)), column])
+        active, column = active[taking], column[taking]
+        if not len(active):
             break
-        chosen[takers, step] = column[takers]
-        available[takers, column[takers]] = False
-        picked = candidates[takers, column[takers]]
-        closest[takers] = np.maximum(closest[takers], text_sims[picked[:, None], candidates[takers]])
+        chosen[active, step] = column
+        open_[active, column] = False
+        picked = candidates[active, column]
+        near = np.maximum(closest[active], np.take(flat_sims, picked[:, None] * n + candidates[active]))
+        closest[active] = near
+        open_[active] &= near < DUPLICATE_SIMILARITY
     return chosen
