@@ -144,6 +144,9 @@ class Queries:
         self.present = _keyword_presence(vectorizer, window, terms)  # keyword × paper
         self.words = _keyword_words(index, terms)  # keyword × word, 1 for each (non stop) word of the keyword
         self._excluded: dict[str, np.ndarray] = {}
+        self._authors: dict[str, dict[int, str]] = {}
+        self._categories: dict[tuple[str, ...], np.ndarray] = {}
+        self._window_ids = frozenset(paper.id for paper in index.papers)
         self._reasons: dict[tuple[str, int], str] = {}
         self._wanted: dict[tuple[str, ...], frozenset[str]] = {}
         self._paper_categories = [  # per window paper: (category, {category, archive} in lower case)
@@ -183,10 +186,10 @@ class Queries:
         return weights[keyword_at.ravel(), row_at.ravel()]
 
     def query_for(self, profile: Profile) -> ProfileQuery:
-        n, row_of = len(self.index.papers), self.index.row_of
-        known = [(self.term_id[k.term], k.weight) for k in profile.keywords if k.term in self.term_id and k.weight > 0]
+        n, row_of, term_id = len(self.index.papers), self.index.row_of, self.term_id
+        known = [(term_id[k.term], k.weight) for k in profile.keywords if k.weight > 0 and k.term in term_id]
         # Papers the subscriber has seen: mailed before, or named as a seed or rated.
-        seen = [row_of[i] for i in profile.already_sent & row_of.keys() if row_of[i] < n]
+        seen = [row_of[i] for i in profile.already_sent & self._window_ids]
         seen += [row_of[i] for i in (*profile.seeds, *profile.liked, *profile.disliked) if row_of.get(i, n) < n]
         blocked = [self.excluded_rows(phrase) for phrase in profile.excluded]
         if seen:
@@ -235,17 +238,29 @@ class Queries:
         Same rule as `profiles.same_author`: same surname, and the same first initial
         unless one of the two names has none.
         """
+        if len(followed) == 1:
+            return self._rows_by(followed[0])
         matches: dict[int, str] = {}
         for name in reversed(followed):  # the first spelling wins
-            surname, initials = author_key(name)
-            keys = [(surname, initials[0]), (surname, "")] if initials else [(surname, "*")]
-            for key in keys:
-                matches.update(dict.fromkeys(self.index.authors.get(key, _NO_ROWS).tolist(), name))
+            matches.update(self._rows_by(name))
         return matches
 
+    def _rows_by(self, name: str) -> dict[int, str]:
+        """Window rows by the author `name` → `name` (cached per run: the result is shared, read only)."""
+        if name not in self._authors:
+            surname, initials = author_key(name)
+            keys = [(surname, initials[0]), (surname, "")] if initials else [(surname, "*")]
+            rows = np.concatenate([self.index.authors.get(key, _NO_ROWS) for key in keys])
+            self._authors[name] = dict.fromkeys(rows.tolist(), name)
+        return self._authors[name]
+
     def category_rows(self, categories: Sequence[str]) -> np.ndarray:
-        found = [self.index.categories.get(category.lower(), _NO_ROWS) for category in categories]
-        return np.unique(np.concatenate([_NO_ROWS, *found])).astype(np.int64)
+        """Window rows in any of `categories` (or their archives); cached per run, read only."""
+        key = tuple(categories)
+        if key not in self._categories:
+            found = [self.index.categories.get(category.lower(), _NO_ROWS) for category in categories]
+            self._categories[key] = np.unique(np.concatenate([_NO_ROWS, *found])).astype(np.int64)
+        return self._categories[key]
 
     def excluded_rows(self, phrase: str) -> np.ndarray:
         """Window rows whose text has `phrase` as whole words (cached per run)."""
