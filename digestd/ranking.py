@@ -120,7 +120,9 @@ def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], p
     """Scores (len(chunk) × n_window); masked papers are -inf."""
     scores = queries.keyword_scores(chunk)
     _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
-    scores += FEEDBACK_WEIGHT * _feedback(scores, space.sims[: space.n_window])
+    feedback = _feedback(scores, space.sims[: space.n_window])
+    feedback *= FEEDBACK_WEIGHT
+    scores += feedback
     _add_similarity(scores, space.sims, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
     for row, query in enumerate(chunk):
         if len(query.liked_rows) >= MODEL_MIN_LIKES:
@@ -191,7 +193,7 @@ def _mask(scores: np.ndarray, chunk: Sequence[ProfileQuery]) -> None:
     """Hard filters: excluded words, already sent, category filter, no signal, below min_score,
     and far below the subscriber's best paper."""
     floors = np.array([max(query.min_score, NOISE_FLOOR) for query in chunk], dtype=np.float32)[:, None]
-    scores[scores <= floors] = -np.inf
+    np.putmask(scores, scores <= floors, -np.inf)
     scores[_cells([query.blocked_rows for query in chunk])] = -np.inf
     for row, query in enumerate(chunk):
         if query.only_rows is not None:
@@ -199,7 +201,7 @@ def _mask(scores: np.ndarray, chunk: Sequence[ProfileQuery]) -> None:
             scores[row] = -np.inf
             scores[row, query.only_rows] = keep
     if scores.size:
-        scores[scores < RELATIVE_FLOOR * scores.max(axis=1, keepdims=True)] = -np.inf
+        np.putmask(scores, scores < RELATIVE_FLOOR * scores.max(axis=1, keepdims=True), -np.inf)
 
 
 def select_picks(scores: np.ndarray, text_sims: np.ndarray, limits: Sequence[int]) -> np.ndarray:
