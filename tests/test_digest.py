@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import os
@@ -95,6 +96,7 @@ def test_digests_built_together_equal_digests_built_alone(window: Window) -> Non
         ]
     ]
     together = build_digests(window, profiles, period_start=START, period_end=END, now=NOW)
+    assert gc.isenabled()  # paused while building, then restored
     for profile, digest in zip(profiles, together, strict=True):
         assert digest == build_digest(window, profile, period_start=START, period_end=END, now=NOW)
     assert all(digest.sections for digest in together[:-1]) and not together[-1].sections
