@@ -127,20 +127,76 @@ def _is_readable(term: str) -> bool:
 
 def plan_sections(rows: Sequence[int], clusters: Clusters) -> list[tuple[str, list[int]]]:
     """(label, positions in `rows`) per section, for a digest's window rows in rank order."""
+    plan = plan_chunk_sections(np.zeros(len(rows), dtype=np.int64), np.asarray(rows, dtype=np.int64), clusters)
+    bounds = plan.starts.tolist()
+    order = plan.order.tolist()
+    return [(label, order[a:b]) for label, a, b in zip(plan.labels, bounds[:-1], bounds[1:], strict=True)]
+
+
+@dataclass(frozen=True, eq=False)
+class SectionPlan:
+    """The sections of many digests: `order[starts[s]:starts[s + 1]]` are the picks of section s."""
+
+    order: np.ndarray  # pick numbers, section by section
+    starts: np.ndarray  # len(labels) + 1 bounds into `order`
+    labels: list[str]
+    owners: np.ndarray  # the digest of each section, ascending
+
+
+def plan_chunk_sections(owners: np.ndarray, rows: np.ndarray, clusters: Clusters) -> SectionPlan:
+    """Sections of the picks of many digests at once; `owners` (ascending) says which digest each pick is
+    in, and each digest's picks come in rank order.
+
+    A digest of up to SMALL_DIGEST picks is one section, named after its commonest topic when that
+    holds half the picks. A larger one gets a section per topic holding two picks or more (the first
+    MAX_SECTIONS topics in rank order), then "More papers"; none such, and it is one section.
+    """
     if not len(rows):
-        return []
-    labels = [clusters.labels[topic] or MORE_PAPERS for topic in clusters.assignment[list(rows)].tolist()]
-    groups: dict[str, list[int]] = {}
-    for position, label in enumerate(labels):
-        groups.setdefault(label, []).append(position)
-    everything = list(range(len(rows)))
-    if len(rows) <= SMALL_DIGEST:
-        common = max(groups, key=lambda label: len(groups[label]))  # ties: the label seen first
-        return [
-            (common if 2 * len(groups[common]) >= len(rows) and common != MORE_PAPERS else SINGLE_SECTION, everything)
-        ]
-    kept = [label for label, members in groups.items() if len(members) >= 2 and label != MORE_PAPERS][:MAX_SECTIONS]
-    if not kept:
-        return [(SINGLE_SECTION, everything)]
-    rest = sorted(position for label, members in groups.items() if label not in kept for position in members)
-    return [(label, groups[label]) for label in kept] + ([(MORE_PAPERS, rest)] if rest else [])
+        nothing = np.zeros(0, dtype=np.int64)
+        return SectionPlan(order=nothing, starts=np.zeros(1, dtype=np.int64), labels=[], owners=nothing)
+    names, topic_name = _section_names(clusters)
+    more = names.index(MORE_PAPERS)
+    name = topic_name[clusters.assignment[rows]]
+    sizes = np.bincount(owners, minlength=int(owners.max(initial=-1)) + 1)
+    # Groups: (digest, topic name); `first` is where each starts, picks being in digest then rank order.
+    groups, first, group_of, counts = np.unique(
+        owners * len(names) + name, return_index=True, return_inverse=True, return_counts=True
+    )
+    group_owner, group_name = groups // len(names), groups % len(names)
+    # Topic sections: groups of two picks or more, the first MAX_SECTIONS of each digest by rank.
+    topical = np.flatnonzero((counts >= 2) & (group_name != more))
+    topical = topical[np.argsort(first[topical], kind="stable")]
+    ranks = np.arange(len(topical)) - np.searchsorted(group_owner[topical], group_owner[topical])
+    section = np.full(len(groups), MAX_SECTIONS)
+    section[topical[ranks < MAX_SECTIONS]] = ranks[ranks < MAX_SECTIONS]
+    label = np.where(section < MAX_SECTIONS, group_name, more)
+    has_topics = np.bincount(group_owner[section < MAX_SECTIONS], minlength=len(sizes)) > 0
+    # Small digests: one section, named after the commonest topic (ties: the first seen) if it holds half.
+    common = np.lexsort((first, -counts, group_owner))
+    common = common[np.r_[True, group_owner[common][1:] != group_owner[common][:-1]]]
+    small = sizes <= SMALL_DIGEST
+    holds_half = (2 * counts[common] >= sizes[group_owner[common]]) & (group_name[common] != more)
+    named = common[holds_half & small[group_owner[common]]]
+    whole = np.full(len(sizes), len(names))  # one section: "Your papers", or the name set next
+    whole[group_owner[named]] = group_name[named]
+    whole[~small & has_topics] = -1  # not one section
+    pick_whole = whole[owners]
+    pick_section = np.where(pick_whole >= 0, 0, section[group_of.ravel()])
+    pick_label = np.where(pick_whole >= 0, pick_whole, label[group_of.ravel()])
+    order = np.argsort(owners * (MAX_SECTIONS + 1) + pick_section, kind="stable")
+    keys = (owners * (MAX_SECTIONS + 1) + pick_section)[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    every = [*names, SINGLE_SECTION]
+    return SectionPlan(
+        order=order,
+        starts=np.r_[starts, len(order)],
+        labels=[every[at] for at in pick_label[order[starts]].tolist()],
+        owners=owners[order[starts]],
+    )
+
+
+def _section_names(clusters: Clusters) -> tuple[list[str], np.ndarray]:
+    """Distinct section names (one per label; unlabelled topics go to "More papers") and each topic's."""
+    names = list(dict.fromkeys([*(label or MORE_PAPERS for label in clusters.labels), MORE_PAPERS]))
+    number = {name: at for at, name in enumerate(names)}
+    return names, np.array([number[label or MORE_PAPERS] for label in clusters.labels], dtype=np.int64)

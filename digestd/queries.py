@@ -137,18 +137,22 @@ class Queries:
     ) -> None:
         self.index = index
         self.terms = terms
+        self.term_array = np.array(terms, dtype=object)  # for gathering many picks' keywords at once
         # Keyed by the keyword as typed, so that no profile needs to fold its keywords again.
         number_of = {term: number for number, term in enumerate(terms)}
         self.term_id = {raw: number_of[term] for raw, term in spellings.items() if term}
-        present = _keyword_presence(vectorizer, window, terms)
-        # Sets, because reasons ask "does keyword k occur in paper p" once per pick.
-        self.present = [
-            frozenset(present.indices[a:b].tolist())
-            for a, b in zip(present.indptr[:-1], present.indptr[1:], strict=True)
-        ]
+        self.present = _keyword_presence(vectorizer, window, terms)  # keyword × paper
         self.words = _keyword_words(index, terms)  # keyword × word, 1 for each (non stop) word of the keyword
         self._excluded: dict[str, np.ndarray] = {}
+        self._authors: dict[str, dict[int, str]] = {}
+        self._categories: dict[tuple[str, ...], np.ndarray] = {}
+        self._window_ids = frozenset(paper.id for paper in index.papers)
         self._reasons: dict[tuple[str, int], str] = {}
+        self._wanted: dict[tuple[str, ...], frozenset[str]] = {}
+        self._paper_categories = [  # per window paper: (category, {category, archive} in lower case)
+            tuple((c, frozenset({c.lower(), c.split(".")[0].lower()})) for c in paper.categories)
+            for paper in index.papers
+        ]
 
     def keyword_scores(self, chunk: Sequence[ProfileQuery]) -> np.ndarray:
         """BM25 of each profile's keywords (their words, each keyword weighted) against every paper,
@@ -166,18 +170,26 @@ class Queries:
         ideal = np.maximum(asked @ self.index.bm25_ideal, 1e-9).astype(np.float32)
         return np.asarray((asked @ self.index.bm25_by_word).toarray() / ideal[:, None], dtype=np.float32)
 
-    def nearest_keywords(self, query: ProfileQuery, rows: list[int]) -> list[str]:
-        """For each paper, the profile's keyword whose words weigh most in it ("" if none)."""
-        weights = (self.index.bm25[rows] @ self.words[query.keyword_ids].T).toarray()
-        best = weights.argmax(axis=1).tolist()
-        found = (weights.max(axis=1) > 0).tolist()
-        return [self.terms[query.keyword_ids[b]] if f else "" for b, f in zip(best, found, strict=True)]
+    def occurs(self, keywords: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For (keyword, window row) pairs: whether the keyword (or its plural/singular twin) occurs there."""
+        if not len(keywords):
+            return np.zeros(0, dtype=bool)
+        return np.asarray(self.present[keywords, rows], dtype=bool).ravel()
+
+    def keyword_weights(self, keywords: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For (keyword, window row) pairs: the BM25 weight of the keyword's words in the paper."""
+        if not len(keywords):
+            return np.zeros(0, dtype=np.float32)
+        distinct_keywords, keyword_at = np.unique(keywords, return_inverse=True)
+        distinct_rows, row_at = np.unique(rows, return_inverse=True)
+        weights = (self.words[distinct_keywords] @ self.index.bm25[distinct_rows].T).toarray()
+        return weights[keyword_at.ravel(), row_at.ravel()]
 
     def query_for(self, profile: Profile) -> ProfileQuery:
-        n, row_of = len(self.index.papers), self.index.row_of
-        known = [(self.term_id[k.term], k.weight) for k in profile.keywords if k.term in self.term_id and k.weight > 0]
+        n, row_of, term_id = len(self.index.papers), self.index.row_of, self.term_id
+        known = [(term_id[k.term], k.weight) for k in profile.keywords if k.weight > 0 and k.term in term_id]
         # Papers the subscriber has seen: mailed before, or named as a seed or rated.
-        seen = [row_of[i] for i in profile.already_sent & row_of.keys() if row_of[i] < n]
+        seen = [row_of[i] for i in profile.already_sent & self._window_ids]
         seen += [row_of[i] for i in (*profile.seeds, *profile.liked, *profile.disliked) if row_of.get(i, n) < n]
         blocked = [self.excluded_rows(phrase) for phrase in profile.excluded]
         if seen:
@@ -210,23 +222,45 @@ class Queries:
             self._reasons[key] = f"{label}: {title if len(title) <= 90 else title[:89].rstrip() + '…'}"
         return self._reasons[key]
 
+    def category_reason(self, categories: tuple[str, ...], row: int) -> str | None:
+        """ "in your category <the paper's first category among `categories` or their archives>", or None."""
+        wanted = self._wanted.get(categories)
+        if wanted is None:
+            wanted = self._wanted[categories] = frozenset(category.lower() for category in categories)
+        for category, keys in self._paper_categories[row]:
+            if not wanted.isdisjoint(keys):
+                return f"in your category {category}"
+        return None
+
     def author_matches(self, followed: Sequence[str]) -> dict[int, str]:
         """Window rows by a followed author → that author's name as the profile spells it.
 
         Same rule as `profiles.same_author`: same surname, and the same first initial
         unless one of the two names has none.
         """
+        if len(followed) == 1:
+            return self._rows_by(followed[0])
         matches: dict[int, str] = {}
         for name in reversed(followed):  # the first spelling wins
-            surname, initials = author_key(name)
-            keys = [(surname, initials[0]), (surname, "")] if initials else [(surname, "*")]
-            for key in keys:
-                matches.update(dict.fromkeys(self.index.authors.get(key, _NO_ROWS).tolist(), name))
+            matches.update(self._rows_by(name))
         return matches
 
+    def _rows_by(self, name: str) -> dict[int, str]:
+        """Window rows by the author `name` → `name` (cached per run: the result is shared, read only)."""
+        if name not in self._authors:
+            surname, initials = author_key(name)
+            keys = [(surname, initials[0]), (surname, "")] if initials else [(surname, "*")]
+            rows = np.concatenate([self.index.authors.get(key, _NO_ROWS) for key in keys])
+            self._authors[name] = dict.fromkeys(rows.tolist(), name)
+        return self._authors[name]
+
     def category_rows(self, categories: Sequence[str]) -> np.ndarray:
-        found = [self.index.categories.get(category.lower(), _NO_ROWS) for category in categories]
-        return np.unique(np.concatenate([_NO_ROWS, *found])).astype(np.int64)
+        """Window rows in any of `categories` (or their archives); cached per run, read only."""
+        key = tuple(categories)
+        if key not in self._categories:
+            found = [self.index.categories.get(category.lower(), _NO_ROWS) for category in categories]
+            self._categories[key] = np.unique(np.concatenate([_NO_ROWS, *found])).astype(np.int64)
+        return self._categories[key]
 
     def excluded_rows(self, phrase: str) -> np.ndarray:
         """Window rows whose text has `phrase` as whole words (cached per run)."""

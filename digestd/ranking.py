@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 FEEDBACK_WEIGHT = 0.75  # Rocchio's classic beta
 FEEDBACK_DOCS = 10
+FEEDBACK_BLOCK = 256  # papers per block of the feedback product
 NEAREST_SHARE = 0.25  # of reference similarity: the nearest reference; the rest is the centroid (mean)
 DISLIKE_WEIGHT = 0.5
 MODEL_WEIGHT = 0.3
@@ -54,7 +55,6 @@ MMR_LAMBDA = 0.7  # relevance vs. novelty, on relevance scaled to the subscriber
 DUPLICATE_SIMILARITY = 0.6  # cosine above which a paper is a near-duplicate of a pick
 CANDIDATES_PER_PICK = 3
 LATENT_DIMENSIONS = 100
-REASON_SIMILARITY = 0.1  # cosine from which "close to your seed paper" is worth saying
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +120,9 @@ def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], p
     """Scores (len(chunk) × n_window); masked papers are -inf."""
     scores = queries.keyword_scores(chunk)
     _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
-    scores += FEEDBACK_WEIGHT * _feedback(scores, space.sims[: space.n_window])
+    feedback = _feedback(scores, space.sims[: space.n_window])
+    feedback *= FEEDBACK_WEIGHT
+    scores += feedback
     _add_similarity(scores, space.sims, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
     for row, query in enumerate(chunk):
         if len(query.liked_rows) >= MODEL_MIN_LIKES:
@@ -160,7 +162,12 @@ def _feedback(scores: np.ndarray, window_sims: np.ndarray) -> np.ndarray:
     chosen = np.take_along_axis(scores, top, axis=1) > 0
     weights = chosen / np.maximum(chosen.sum(axis=1, keepdims=True), 1)
     matrix = sparse.csr_matrix((weights.ravel(), top.ravel(), np.arange(0, top.size + 1, m)), shape=scores.shape)
-    return np.asarray(matrix @ window_sims, dtype=np.float32)
+    feedback = np.empty(scores.shape, dtype=np.float32)
+    # Column blocks of the (float64) product keep the rows it reads in cache: twice as fast, same sums.
+    for start in range(0, scores.shape[1], FEEDBACK_BLOCK):
+        block = window_sims[:, start : start + FEEDBACK_BLOCK].astype(np.float64)
+        feedback[:, start : start + FEEDBACK_BLOCK] = matrix @ block
+    return feedback
 
 
 def _rating_model(space: Space, query: ProfileQuery) -> np.ndarray:
@@ -186,7 +193,7 @@ def _mask(scores: np.ndarray, chunk: Sequence[ProfileQuery]) -> None:
     """Hard filters: excluded words, already sent, category filter, no signal, below min_score,
     and far below the subscriber's best paper."""
     floors = np.array([max(query.min_score, NOISE_FLOOR) for query in chunk], dtype=np.float32)[:, None]
-    scores[scores <= floors] = -np.inf
+    np.putmask(scores, scores <= floors, -np.inf)
     scores[_cells([query.blocked_rows for query in chunk])] = -np.inf
     for row, query in enumerate(chunk):
         if query.only_rows is not None:
@@ -194,7 +201,7 @@ def _mask(scores: np.ndarray, chunk: Sequence[ProfileQuery]) -> None:
             scores[row] = -np.inf
             scores[row, query.only_rows] = keep
     if scores.size:
-        scores[scores < RELATIVE_FLOOR * scores.max(axis=1, keepdims=True)] = -np.inf
+        np.putmask(scores, scores < RELATIVE_FLOOR * scores.max(axis=1, keepdims=True), -np.inf)
 
 
 def select_picks(scores: np.ndarray, text_sims: np.ndarray, limits: Sequence[int]) -> np.ndarray:
@@ -227,85 +234,25 @@ def _greedy_mmr(relevance: np.ndarray, candidates: np.ndarray, text_sims: np.nda
     rows, width = relevance.shape
     steps = int(min(limits.max(), width))
     chosen = np.full((rows, steps), -1, dtype=np.int64)
+    weighted = MMR_LAMBDA * relevance
     closest = np.zeros((rows, width), dtype=np.float32)  # highest similarity to a pick so far
-    available = np.isfinite(relevance)
-    everyone = np.arange(rows)
+    open_ = np.isfinite(relevance)  # neither taken nor a near-duplicate of a pick
+    # Rows still picking: a row that takes nothing at one step never takes anything again,
+    # so each step works on fewer rows (most digests stop at 10 or 20 of the 30 steps).
+    active = np.arange(rows)
+    flat_sims, n = text_sims.reshape(-1), text_sims.shape[1]  # one flat gather beats a 2-D fancy index
     for step in range(steps):
-        gain = np.where(
-            available & (closest < DUPLICATE_SIMILARITY), MMR_LAMBDA * relevance - (1 - MMR_LAMBDA) * closest, -np.inf
-        )
+        active = active[step < limits[active]]
+        gain = np.where(open_[active], weighted[active] - (1 - MMR_LAMBDA) * closest[active], -np.inf)
         column = np.argmax(gain, axis=1)
-        takers = everyone[np.isfinite(gain[everyone, column]) & (step < limits)]
-        if not len(takers):
+        taking = np.isfinite(gain[np.arange(len(active)), column])
+        active, column = active[taking], column[taking]
+        if not len(active):
             break
-        chosen[takers, step] = column[takers]
-        available[takers, column[takers]] = False
-        picked = candidates[takers, column[takers]]
-        closest[takers] = np.maximum(closest[takers], text_sims[picked[:, None], candidates[takers]])
+        chosen[active, step] = column
+        open_[active, column] = False
+        picked = candidates[active, column]
+        near = np.maximum(closest[active], np.take(flat_sims, picked[:, None] * n + candidates[active]))
+        closest[active] = near
+        open_[active] &= near < DUPLICATE_SIMILARITY
     return chosen
-
-
-def explain_picks(space: Space, queries: Queries, query: ProfileQuery, rows: list[int]) -> list[tuple[str, ...]]:
-    """Short human reasons why each window paper in `rows` is in this profile's digest (at least one each).
-
-    Built column by column (one list per kind of reason), because this runs for every
-    pick of every subscriber.
-    """
-    columns: list[list[str]] = []
-    if len(query.keyword_ids):
-        matched = _matched_keywords(queries, query, rows)
-        columns.append(["matched: " + ", ".join(matched[row][:3]) if row in matched else "" for row in rows])
-    nearest_seed: list[str] = []
-    for references, label in ((query.seed_rows, "close to your seed paper"), (query.liked_rows, "you liked")):
-        if len(references) and rows:
-            similarities = space.sims[references[:, None], np.asarray(rows, dtype=np.int64)]
-            texts = [queries.reference_reason(label, reference) for reference in references.tolist()]
-            nearest = [texts[i] for i in similarities.argmax(axis=0).tolist()]
-            close = (similarities.max(axis=0) >= REASON_SIMILARITY).tolist()
-            columns.append([text if near else "" for text, near in zip(nearest, close, strict=True)])
-            nearest_seed = nearest_seed or nearest
-    if query.authors:
-        columns.append([f"by {query.authors[row]}" if row in query.authors else "" for row in rows])
-    if query.profile.categories:
-        columns.append(_category_reasons(queries, query, rows))
-    reasons: list[tuple[str, ...]] = [tuple(filter(None, found)) for found in zip(*columns, strict=True)]
-    reasons = reasons if columns else [()] * len(rows)
-    bare = [position for position, found in enumerate(reasons) if not found]  # found through feedback
-    if bare:
-        fallbacks = (
-            [nearest_seed[at] for at in bare]
-            if nearest_seed
-            else _fallback_reasons(queries, query, [rows[at] for at in bare])
-        )
-        for position, fallback in zip(bare, fallbacks, strict=True):
-            reasons[position] = (fallback,)
-    return reasons
-
-
-def _matched_keywords(queries: Queries, query: ProfileQuery, picked: list[int]) -> dict[int, list[str]]:
-    """Row → the profile's keywords that occur in it, in the profile's order."""
-    wanted = set(picked)
-    matched: dict[int, list[str]] = {}
-    for keyword in query.keyword_ids.tolist():
-        for row in queries.present[keyword] & wanted:
-            matched.setdefault(row, []).append(queries.terms[keyword])
-    return matched
-
-
-def _category_reasons(queries: Queries, query: ProfileQuery, rows: list[int]) -> list[str]:
-    wanted = {category.lower() for category in query.profile.categories}
-    reasons = []
-    for row in rows:
-        chosen = [c for c in queries.index.papers[row].categories if {c.lower(), c.split(".")[0].lower()} & wanted]
-        reasons.append(f"in your category {chosen[0]}" if chosen else "")
-    return reasons
-
-
-def _fallback_reasons(queries: Queries, query: ProfileQuery, rows: list[int]) -> list[str]:
-    """For papers found through feedback: the keyword whose words weigh most in them."""
-    if len(query.keyword_ids):
-        nearest = queries.nearest_keywords(query, rows)
-        return [f"related to: {keyword}" if keyword else "related to your keywords" for keyword in nearest]
-    if len(query.liked_rows) >= MODEL_MIN_LIKES:
-        return ["fits your ratings"] * len(rows)
-    return ["related to your interests"] * len(rows)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from digestd.clustering import MORE_PAPERS, SINGLE_SECTION, Clusters, cluster_papers, compose_label, plan_sections
+from digestd.clustering import (
+    MORE_PAPERS,
+    SINGLE_SECTION,
+    Clusters,
+    cluster_papers,
+    compose_label,
+    plan_chunk_sections,
+    plan_sections,
+)
 
 
 def test_label_keeps_readable_phrases_without_repeating_words() -> None:
@@ -43,6 +51,24 @@ def test_digest_of_scattered_topics_is_one_section() -> None:
     clusters = Clusters(np.arange(6), tuple(f"Topic {n}" for n in "abcdef"))
     assert plan_sections([0, 1, 2, 3, 4, 5], clusters) == [(SINGLE_SECTION, [0, 1, 2, 3, 4, 5])]
     assert plan_sections([], clusters) == []
+
+
+def test_sections_of_many_digests_at_once_match_each_digest_alone() -> None:
+    # Two clusters share a label and one has none: sections group by label, not by cluster.
+    clusters = Clusters(np.array([0, 0, 1, 1, 2, 3, 3, 4, 4, 4]), ("Codes", "Galaxies", "Codes", "", "Robots"))
+    digests = [[0, 2, 4, 1], [], [5, 6, 0, 7, 8, 9, 3, 2], [9, 8, 7, 5, 6, 0, 1], [4, 2, 5, 7, 0, 9], [6]]
+    owners = np.repeat(np.arange(len(digests)), [len(rows) for rows in digests])
+    plan = plan_chunk_sections(owners, np.array([row for rows in digests for row in rows]), clusters)
+    offsets = np.r_[0, np.cumsum([len(rows) for rows in digests])]
+    bounds = plan.starts.tolist()
+    together = [
+        (int(owner), label, [int(at) - offsets[owner] for at in plan.order[a:b]])
+        for owner, label, a, b in zip(plan.owners, plan.labels, bounds[:-1], bounds[1:], strict=True)
+    ]
+    alone = [(owner, label, at) for owner, rows in enumerate(digests) for label, at in plan_sections(rows, clusters)]
+    assert together == alone
+    assert alone[0] == (0, "Codes", [0, 1, 2, 3])  # clusters 0 and 2 make one topic
+    assert (2, MORE_PAPERS, [0, 1, 2]) in alone  # the unlabelled cluster and a lone "Codes" pick
 
 
 def test_clustering_is_deterministic_and_labels_each_cluster() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import os
@@ -79,6 +80,26 @@ def test_one_digest_per_profile_in_order(window: Window) -> None:
             scores = [pick.score for pick in section.picks]
             assert scores == sorted(scores, reverse=True)
         assert all(pick.reasons for pick in digest.picks)
+
+
+def test_digests_built_together_equal_digests_built_alone(window: Window) -> None:
+    """Reasons and sections are made for a whole chunk at once: no profile's may leak into another's."""
+    liked = tuple(paper.id for paper in window.papers[:6])
+    profiles = [
+        replace(profile, max_papers=20)
+        for profile in [
+            *realistic_profiles(window),
+            Profile(6, "f@example.org", liked=liked, disliked=(window.papers[7].id,)),
+            Profile(7, "g@example.org", keywords=(Keyword("neural networks"),), authors=("A. Smith", "Wang")),
+            Profile(8, "h@example.org", categories=("astro-ph", "hep-th"), keywords=(Keyword("black holes"),)),
+            Profile(9, "i@example.org"),
+        ]
+    ]
+    together = build_digests(window, profiles, period_start=START, period_end=END, now=NOW)
+    assert gc.isenabled()  # paused while building, then restored
+    for profile, digest in zip(profiles, together, strict=True):
+        assert digest == build_digest(window, profile, period_start=START, period_end=END, now=NOW)
+    assert all(digest.sections for digest in together[:-1]) and not together[-1].sections
 
 
 def test_excluded_words_never_appear(window: Window) -> None:
