@@ -81,7 +81,8 @@ def test_one_node_at_a_time_holds_the_scheduler_lock_and_a_dead_connection_frees
     pid = first.connection.execute(text("SELECT pg_backend_pid()")).scalar()
     first.connection.commit()
     with pg.connect() as other:  # the node's connection dies (as when its process is killed)
-        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # with a timeout, it returns once the backend has exited (and so released its locks)
+        assert other.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}).scalar()
     assert second.held()
     assert not first.held()  # it notices, and does not take it back
     second.release()
