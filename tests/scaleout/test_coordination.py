@@ -118,6 +118,7 @@ def test_a_worker_renews_its_leases_and_gives_back_what_it_never_sent(pg: Engine
     plan_due(pg, now=now)
     with open_session(pg) as session:
         claims, _ = claim_deliveries(session, worker="vm:1:aaaa", now=now, lease=timedelta(seconds=3), limit=3)
+    assert renew_leases(pg, "vm:1:aaaa", now=now, lease=timedelta(seconds=3)) == 0  # fresh leases: left alone
     later = now + timedelta(seconds=2)
     assert renew_leases(pg, "vm:1:aaaa", now=later, lease=timedelta(seconds=3)) == 3
     assert renew_leases(pg, "vm:2:bbbb", now=later, lease=timedelta(seconds=3)) == 0
