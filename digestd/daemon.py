@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -89,6 +90,19 @@ def configure_logging(level: str, *, json_lines: bool = False) -> None:
     root.setLevel(level.upper())
     for noisy in ("apscheduler", "alembic", "httpx", "aiosmtplib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+# Collect young objects every 50,000 allocations instead of Python's 700: a long run
+# allocates millions of short-lived objects (picks, rendered parts, rows) that reference
+# counting frees, and each collection it sets off walks the survivors, sometimes the whole
+# heap. Garbage with cycles is still collected, just less often.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_collector() -> None:
+    """For the long-running commands (`run`, `worker`, `send`)."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from digestd.cli import AppContext, pass_app
-from digestd.daemon import configure_logging
+from digestd.daemon import configure_logging, tune_collector
 from digestd.runner import run_daemon
 
 
@@ -26,6 +26,7 @@ def run(app: AppContext, no_deliver: bool, no_web: bool) -> None:
     """
     settings = app.settings
     configure_logging(settings.log.level, json_lines=settings.log.json)
+    tune_collector()
     asyncio.run(run_daemon(settings, deliver=not no_deliver, web=not no_web))
 
 

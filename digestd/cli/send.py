@@ -15,6 +15,7 @@ import click
 
 from digestd.cli import AppContext, pass_app
 from digestd.config import Settings
+from digestd.daemon import tune_collector
 from digestd.delivery import Job, SendReport, preview_due, send_due
 from digestd.render import EmailBuilder, make_email_builder
 from digestd.tokens import DEV_SECRET_KEY, check_secret_key
@@ -127,6 +128,7 @@ def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, res
         )
         return
     builder = make_email_builder(app.settings.mail, secret_key=check_secret_key(app.settings.secret_key))
+    tune_collector()
     report = asyncio.run(_send(app, builder, emails, resend_unknown))
     click.echo(
         f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, "

@@ -11,7 +11,7 @@ import click
 from sqlalchemy import Engine
 
 from digestd.cli import AppContext, pass_app
-from digestd.daemon import configure_logging, install_stop_signals
+from digestd.daemon import configure_logging, install_stop_signals, tune_collector
 from digestd.render import make_email_builder
 from digestd.tokens import check_secret_key
 from digestd.worker import WorkerState, require_postgresql, run_worker
@@ -70,6 +70,7 @@ def worker(app: AppContext, poll_seconds: float, exit_when_idle: bool, as_json: 
     engine = app.engine()
     require_postgresql(engine)
     configure_logging(settings.log.level, json_lines=settings.log.json)
+    tune_collector()
     state = asyncio.run(_work(app, engine, poll_seconds, exit_when_idle))
     summary = summarise(state)
     if as_json:
