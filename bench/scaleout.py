@@ -62,7 +62,6 @@ TOPICS = (
     "image segmentation, transformers",
 )
 
-WARM_UP_SECONDS = 5.0  # for --warm: time for the workers to import and start polling
 ADMIN_URL = os.environ.get("DIGESTD_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -190,32 +189,13 @@ def write_config(folder: Path, url: str, port: int, connections: int) -> Path:
     return config
 
 
-def run_workers(config: Path, count: int, *, engine: Engine, warm: bool) -> tuple[float, float, list[dict[str, Any]]]:
-    """Plan and deliver with `count` workers: (plan seconds, deliver seconds, the workers'
-    JSON summaries with each one's peak RSS and CPU).
-
-    Cold (the default): planning first, then the workers start and exit when nothing is
-    left. Warm: the workers start first and poll, as deployed workers run all the time;
-    then planning, and the workers are stopped once every planned row is sent (delivery
-    time counts from the end of planning)."""
+def run_workers(config: Path, count: int) -> tuple[float, list[dict[str, Any]]]:
+    """Start `count` workers, wait for all; their JSON summaries with each one's peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DIGESTD_SECRET_KEY": SECRET}
-    command = [sys.executable, "-m", "digestd", "--config", str(config), "worker", "--json"]
-    command += ["--poll", "0.5"] if warm else ["--exit-when-idle"]
-    plan_seconds, planned = 0.0, 0
-    if not warm:
-        planned, plan_seconds = timed_plan(engine)
+    command = [sys.executable, "-m", "digestd", "--config", str(config), "worker", "--exit-when-idle", "--json"]
+    started = time.perf_counter()
     outputs = [tempfile.TemporaryFile() for _ in range(count)]
     processes = [subprocess.Popen(command, env=env, stdout=out) for out in outputs]
-    if warm:
-        time.sleep(WARM_UP_SECONDS)  # imported, registered, polling
-        planned, plan_seconds = timed_plan(engine)
-    started = time.perf_counter()
-    if warm:
-        while count_sent(engine) < planned:
-            time.sleep(0.1)
-        delivered = time.perf_counter() - started
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
     summaries = []
     for process, out in zip(processes, outputs, strict=True):
         _, status, usage = os.wait4(process.pid, 0)
@@ -226,13 +206,7 @@ def run_workers(config: Path, count: int, *, engine: Engine, warm: bool) -> tupl
         summary["max_rss_mb"] = usage.ru_maxrss / 1024
         summary["cpu_seconds"] = usage.ru_utime + usage.ru_stime
         summaries.append(summary)
-    return plan_seconds, delivered if warm else time.perf_counter() - started, summaries
-
-
-def timed_plan(engine: Engine) -> tuple[int, float]:
-    started = time.perf_counter()
-    planned = plan_due(engine, now=datetime.now(UTC))
-    return planned, time.perf_counter() - started
+    return time.perf_counter() - started, summaries
 
 
 def count_sent(engine: Engine) -> int:
@@ -241,12 +215,16 @@ def count_sent(engine: Engine) -> int:
 
 
 def measure(args: argparse.Namespace, engine: Engine, config: Path, sink: int, workers: int, split: float) -> None:
-    reset_ledger(engine, datetime.now(UTC) - timedelta(minutes=1))
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    reset_ledger(engine, now)
+    started = time.perf_counter()
+    planned = plan_due(engine, now=datetime.now(UTC))
+    plan_seconds = time.perf_counter() - started
     before, database_before = cpu_seconds(sink), postgres_cpu_seconds()
-    plan_seconds, seconds, summaries = run_workers(config, workers, engine=engine, warm=args.warm)
+    seconds, summaries = run_workers(config, workers)
     database_after = postgres_cpu_seconds()
     sent = count_sent(engine)
-    assert sent == args.subscribers, (sent, args.subscribers)
+    assert planned == sent == args.subscribers, (planned, sent)
     total = {key: sum(s[key] for s in summaries) for key in ("database_seconds", "build_seconds", "smtp_seconds")}
     rank, render = total["build_seconds"] * split, total["build_seconds"] * (1 - split)
     cells = [workers, sent, f"{plan_seconds:.1f}", f"{seconds:.1f}", f"{sent / seconds:.0f}"]
@@ -300,11 +278,6 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument("--connections", type=int, default=2, help="SMTP connections per worker")
     parser.add_argument("--admin-url", default=ADMIN_URL)
-    parser.add_argument(
-        "--warm",
-        action="store_true",
-        help="start the workers before planning (as deployed workers run all the time), not after",
-    )
     args = parser.parse_args()
     if args.mode == "sink":
         run_sink(args.port)
