@@ -151,8 +151,10 @@ class Sender:
     def _finish(self, job: Job, result: Result, line: LedgerLine | None = None) -> None:
         paper_ids = job.email.paper_ids if job.email is not None else ()
         retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
-        one_statement = line is not None and result.status == SENT and not result.suppress  # see `record_sent`
-        with line.begin() if line is not None and one_statement else self.engine.begin() as db:
+        # The common case, `sent`, goes through the connection's held line (one statement on
+        # PostgreSQL, see `record_sent`); the rare others get a transaction of their own.
+        common = result.status == SENT and not result.suppress
+        with line.begin() if line is not None and common else self.engine.begin() as db:
             status = finish_delivery(
                 db,
                 job.claim,
