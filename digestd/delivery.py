@@ -31,6 +31,7 @@ from digestd.ledger import (
     TEMP_FAILED,
     UNKNOWN,
     count_claimable,
+    due_schedules,
     load_previous_ends,
     make_worker_id,
     plan_deliveries,
@@ -83,8 +84,10 @@ def choose_subscribers(session: Session, *, now: datetime, emails: Sequence[str]
 def plan_due(engine: Engine, *, now: datetime, emails: Sequence[str] = ()) -> int:
     """Insert the ledger rows of due subscribers (or of the named active ones, due or not)."""
     with open_session(engine, immediate=True) as session:
+        if not emails:
+            return plan_deliveries(session, now=now, subscribers=due_schedules(session, now), forced=False)
         subscribers = [s for s in choose_subscribers(session, now=now, emails=emails) if s.status == ACTIVE]
-        return plan_deliveries(session, now=now, subscribers=subscribers, forced=bool(emails))
+        return plan_deliveries(session, now=now, subscribers=subscribers, forced=True)
 
 
 class LedgerLine:
