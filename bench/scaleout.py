@@ -17,13 +17,8 @@ Papers come from ../shared/data/abstracts.jsonl.gz when present, else are synthe
 from __future__ import annotations
 
 import argparse
-import gzip
-import itertools
 import json
 import os
-import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,100 +28,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, func, insert, text, update
+from sqlalchemy import Engine, create_engine, func, text
 from sqlmodel import col, select
 
+from bench.support import ROOT, SECRET, cpu_seconds, free_port, reset_ledger, seed, start_sink, stop_sink
 from digestd.batches import PeriodCache, load_batch
 from digestd.claims import Claim
 from digestd.config import MailSettings
 from digestd.delivery import plan_due
 from digestd.digest import build_digests
-from digestd.models import Delivery, ProfileItem, SentPaper, Subscriber
-from digestd.records import PaperRecord
+from digestd.models import Delivery, Subscriber
 from digestd.render import make_email_builder
-from digestd.store import make_engine, migrate, open_session, save_papers
-
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "data" / "abstracts.jsonl.gz"
-SECRET = "bench-secret-key"
-TOPICS = (
-    "graph neural networks, message passing",
-    "diffusion models, score matching",
-    "reinforcement learning, policy gradient",
-    "large language models, instruction tuning",
-    "contrastive learning, representation learning",
-    "quantum error correction, surface code",
-    "dark matter, galaxy formation",
-    "bayesian optimization, gaussian processes",
-    "federated learning, privacy",
-    "image segmentation, transformers",
-)
+from digestd.store import make_engine, migrate, open_session
 
 ADMIN_URL = os.environ.get("DIGESTD_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def load_papers(count: int, seen: datetime) -> list[PaperRecord]:
-    """The corpus's first `count` papers, else synthetic ones from the topics' words."""
-    if CORPUS.exists():
-        with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in itertools.islice(handle, count)]
-    else:
-        words = [w.strip() for topic in TOPICS for w in topic.split(",")]
-        rng = random.Random(1)
-        rows = [
-            {"id": f"2611.{i:05d}", "title": f"On {rng.choice(words)} and {rng.choice(words)}"}
-            | {"abstract": " ".join(rng.choice(words) for _ in range(60)) + "."}
-            for i in range(count)
-        ]
-    return [
-        PaperRecord(
-            id=row["id"],
-            title=row["title"],
-            abstract=row["abstract"],
-            authors=tuple(row.get("authors") or ("Anonymous Author",)),
-            categories=tuple(row.get("categories") or ()),
-            published=seen.date(),
-        )
-        for row in rows
-    ]
-
-
-def seed(engine: Engine, *, subscribers: int, papers: int, now: datetime) -> None:
-    """Papers from two days ago and `subscribers` weekly subscribers (bulk INSERTs), two keywords each."""
-    with open_session(engine) as session:
-        save_papers(session, load_papers(papers, now - timedelta(days=2)), now=now - timedelta(days=2))
-        base = {"name": "", "status": "active", "frequency": "weekly", "send_day": "mon", "send_time": "08:00"}
-        base |= {"timezone": "UTC", "weekdays_only": False, "max_papers": 20, "min_score": 0.0, "format": "both"}
-        base |= {"created_at": now - timedelta(days=8), "next_due_at": now}
-        session.execute(
-            insert(Subscriber), [base | {"email": f"reader{i:06d}@example.org"} for i in range(subscribers)]
-        )
-        ids = list(session.scalars(select(Subscriber.id).order_by(col(Subscriber.id))))
-        items = [
-            {"subscriber_id": sid, "kind": "keyword", "value": term.strip(), "weight": 1.0}
-            for sid in ids
-            for term in TOPICS[sid % len(TOPICS)].split(",")
-        ]
-        session.execute(insert(ProfileItem), items)
-
-
-def reset_ledger(engine: Engine, now: datetime) -> None:
-    with open_session(engine) as session:
-        session.execute(delete(Delivery))
-        session.execute(delete(SentPaper))
-        session.execute(update(Subscriber).values(next_due_at=now, last_digest_at=None))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(f) for f in fields[11 : 15 if children else 13])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds() -> float | None:
@@ -141,26 +56,6 @@ def postgres_cpu_seconds() -> float | None:
         except (OSError, IndexError, ValueError):
             continue
     return total if found else None
-
-
-def run_sink(port: int) -> None:
-    """aiosmtpd accepting and discarding; on SIGTERM, prints how many messages it took."""
-    from aiosmtpd.controller import Controller
-
-    class Discard:
-        count = 0
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            Discard.count += 1
-            return "250 OK"
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # for sigwait, in every thread
-    controller = Controller(Discard(), hostname="127.0.0.1", port=port)
-    controller.start()
-    print("ready", flush=True)
-    signal.sigwait({signal.SIGTERM})
-    controller.stop()
-    print(json.dumps({"messages": Discard.count}), flush=True)
 
 
 def create_database(admin_url: str) -> tuple[str, Engine]:
@@ -271,33 +166,22 @@ def measure_split(engine: Engine, sample: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="all", choices=["all", "sink"])
-    parser.add_argument("--port", type=int, default=0, help="the sink's port (mode sink)")
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=1500)
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument("--connections", type=int, default=2, help="SMTP connections per worker")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
-    if args.mode == "sink":
-        run_sink(args.port)
-        return
     name, engine = create_database(args.admin_url)
     folder = Path(tempfile.mkdtemp(prefix="digestd-bench-scaleout-"))
     port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, __file__, "sink", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    sink = start_sink(port)
     try:
         migrate(engine)
         started = time.perf_counter()
         seed(engine, subscribers=args.subscribers, papers=args.papers, now=datetime.now(UTC) - timedelta(minutes=1))
         print(f"{args.subscribers} subscribers, {args.papers} papers seeded in {time.perf_counter() - started:.1f} s")
         split = measure_split(engine, min(args.subscribers, 2000))
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         config = write_config(folder, engine.url.render_as_string(hide_password=False), port, args.connections)
         print(
             "| workers | messages | plan s | deliver s | messages/s | plan+deliver s | database s | rank s "
@@ -308,8 +192,7 @@ def main() -> None:
         for workers in (int(n) for n in args.workers.split(",")):
             measure(args, engine, config, sink.pid, workers, split)
     finally:
-        sink.send_signal(signal.SIGTERM)
-        print(f"sink: {sink.communicate(timeout=60)[0].strip()}")
+        print(f"sink: {stop_sink(sink)}")
         engine.dispose()
         drop_database(args.admin_url, name)
 

@@ -20,100 +20,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
-import itertools
 import json
 import os
 import pickle
-import random
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, delete, insert, update
+from sqlalchemy import Engine
 from sqlmodel import select
 
+from bench.support import (
+    CORPUS,
+    ROOT,
+    SECRET,
+    cpu_seconds,
+    free_port,
+    reset_ledger,
+    seed,
+    start_sink,
+    stop_sink,
+)
 from digestd import api
 from digestd.config import DatabaseSettings, MailSettings, Settings, SmtpSettings
 from digestd.delivery import Job, Sender, plan_due
 from digestd.digest import build_digests, prepare_window
-from digestd.models import Delivery, ProfileItem, SentPaper, Subscriber
-from digestd.records import Digest, PaperRecord
+from digestd.models import Subscriber
+from digestd.records import Digest
 from digestd.render import make_email_builder
 from digestd.smtp import RateLimiter, SmtpConnection, make_tls_context
-from digestd.store import make_engine, migrate, open_session, save_papers
+from digestd.store import make_engine, migrate, open_session
 from digestd.subscribers import load_profiles
-
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "data" / "abstracts.jsonl.gz"
-SECRET = "bench-secret-key"
-TOPICS = (
-    "graph neural networks, message passing",
-    "diffusion models, score matching",
-    "reinforcement learning, policy gradient",
-    "large language models, instruction tuning",
-    "contrastive learning, representation learning",
-    "quantum error correction, surface code",
-    "dark matter, galaxy formation",
-    "bayesian optimization, gaussian processes",
-    "federated learning, privacy",
-    "image segmentation, transformers",
-)
-
-
-def load_papers(count: int, seen: datetime) -> list[PaperRecord]:
-    if CORPUS.exists():
-        with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in itertools.islice(handle, count)]
-        return [
-            PaperRecord(
-                id=row["id"],
-                title=row["title"],
-                abstract=row["abstract"],
-                authors=tuple(row.get("authors") or ("Anonymous Author",)),
-                categories=tuple(row.get("categories") or ()),
-                published=seen.date(),
-            )
-            for row in rows
-        ]
-    words = [w.strip() for topic in TOPICS for w in topic.split(",")]
-    rng = random.Random(1)
-    return [
-        PaperRecord(
-            id=f"2611.{i:05d}",
-            title=f"On {rng.choice(words)} and {rng.choice(words)}",
-            abstract=" ".join(rng.choice(words) for _ in range(60)) + ".",
-            authors=tuple(f"Author{j} Name{j}" for j in range(rng.randint(1, 12))),
-            published=date(2026, 11, 27),
-        )
-        for i in range(count)
-    ]
-
-
-def seed(engine: Engine, *, subscribers: int, papers: int, now: datetime) -> None:
-    with open_session(engine) as session:
-        save_papers(session, load_papers(papers, now - timedelta(days=2)), now=now - timedelta(days=2))
-        rows = [
-            {"email": f"reader{i:05d}@example.org", "name": f"Reader {i}", "status": "active", "frequency": "weekly"}
-            | {"send_day": "mon", "send_time": "08:00", "timezone": "UTC", "weekdays_only": False, "max_papers": 20}
-            | {"min_score": 0.0, "format": "both", "created_at": now - timedelta(days=8), "next_due_at": now}
-            for i in range(subscribers)
-        ]
-        session.execute(insert(Subscriber), rows)
-        ids = list(session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
-        items = [
-            {"subscriber_id": sid, "kind": "keyword", "value": term.strip(), "weight": 1.0}
-            for sid in ids
-            for term in TOPICS[sid % len(TOPICS)].split(",")
-        ]
-        session.execute(insert(ProfileItem), items)
 
 
 def rank_all(engine: Engine, now: datetime) -> tuple[dict[int, Digest], float]:
@@ -182,43 +123,6 @@ def run_deliver(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def run_sink(args: argparse.Namespace) -> None:
-    from aiosmtpd.controller import Controller
-
-    class Discard:
-        count = 0
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            Discard.count += 1
-            return "250 OK"
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # for sigwait, in every thread
-    controller = Controller(Discard(), hostname="127.0.0.1", port=args.port)
-    controller.start()
-    print("ready", flush=True)
-    signal.sigwait({signal.SIGTERM})
-    controller.stop()
-    print(json.dumps({"messages": Discard.count}), flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def reset_ledger(engine: Engine, now: datetime) -> None:
-    with open_session(engine) as session:
-        session.execute(delete(Delivery))
-        session.execute(delete(SentPaper))
-        session.execute(update(Subscriber).values(next_due_at=now, last_digest_at=None))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def run_all(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="digestd-bench-send-"))
     database = f"sqlite:///{folder / 'bench.sqlite3'}"
@@ -239,18 +143,14 @@ def run_all(args: argparse.Namespace) -> None:
     pickle_path = folder / "digests.pickle"
     pickle_path.write_bytes(pickle.dumps(digests))
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, __file__, "sink", "--port", str(port)]
-    sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    sink = start_sink(port)
     try:
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         measure_sink_ceiling(digests, port, sink.pid, now)
         measure_delivery(args, engine, database, pickle_path, port, sink.pid, now)
         if args.end_to_end:
             measure_end_to_end(args, engine, database, folder, port, sink.pid, now)
     finally:
-        sink.send_signal(signal.SIGTERM)
-        print(f"sink: {sink.communicate(timeout=30)[0].strip()}")
+        print(f"sink: {stop_sink(sink)}")
         engine.dispose()
 
 
@@ -320,7 +220,7 @@ def measure_end_to_end(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="all", choices=["all", "sink", "deliver"])
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "deliver"])
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--papers", type=int, default=1500)
     parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
@@ -329,7 +229,7 @@ def main() -> None:
     parser.add_argument("--database", default="")
     parser.add_argument("--digests", default="")
     args = parser.parse_args()
-    {"all": run_all, "sink": run_sink, "deliver": run_deliver}[args.mode](args)
+    {"all": run_all, "deliver": run_deliver}[args.mode](args)
 
 
 if __name__ == "__main__":
