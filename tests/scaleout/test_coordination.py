@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,15 +29,7 @@ from digestd.delivery import plan_due
 from digestd.ledger import CLAIMED, PENDING, expire_leases
 from digestd.models import Delivery
 from digestd.status import collect_status, format_status
-from digestd.store import make_engine, migrate, open_session
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
+from digestd.store import open_session
 
 
 @pytest.mark.postgres

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,18 +27,9 @@ from sqlalchemy import Engine, create_engine, text
 
 from digestd.delivery import plan_due
 from digestd.ledger import SENT, UNKNOWN
-from digestd.store import make_engine, migrate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 OPEN = ("pending", "claimed", "sending", "temp_failed")
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def wait_until_done(engine: Engine, workers: list[subprocess.Popen[bytes]], timeout: float) -> dict[str, int]:
