@@ -71,7 +71,9 @@ def rank_all(engine: Engine, now: datetime) -> tuple[dict[int, Digest], float]:
 
 
 def render_all(digests: dict[int, Digest], now: datetime) -> dict[str, float]:
+    """Render every digest as for the sink, which offers 8BITMIME (so text parts are 8bit)."""
     builder = make_email_builder(MailSettings(from_="Digest <digest@example.org>"), secret_key=SECRET)
+    builder = builder.for_relay(eight_bit=True)
     started = time.perf_counter()
     sizes = [len(builder.build(d, period="2026-11-30", now=now).data) for d in digests.values()]
     seconds = time.perf_counter() - started
@@ -95,10 +97,11 @@ async def deliver(settings: Settings, engine: Engine, digests: dict[int, Digest]
     async def produce() -> None:
         nonlocal render_seconds
         try:
-            while claims := sender.claim_batch():
+            while (claims := sender.claim_batch()) and await sender.learn_relay():
                 for claim in claims:
                     started = time.perf_counter()
-                    email = builder.build(digests[claim.subscriber_id], period=claim.period, now=datetime.now(UTC))
+                    digest = digests[claim.subscriber_id]
+                    email = sender.builder.build(digest, period=claim.period, now=datetime.now(UTC))
                     render_seconds += time.perf_counter() - started
                     await queue.put(Job(claim, email))
                     await asyncio.sleep(0)  # let the connections run between renders
@@ -107,9 +110,9 @@ async def deliver(settings: Settings, engine: Engine, digests: dict[int, Digest]
                 await queue.put(None)
 
     limiter = RateLimiter(settings.smtp.rate_per_second)
-    connections = [SmtpConnection(settings.smtp, make_tls_context(settings.smtp)) for _ in range(count)]
+    sender.connections = [SmtpConnection(settings.smtp, make_tls_context(settings.smtp)) for _ in range(count)]
     started = time.perf_counter()
-    await asyncio.gather(produce(), *(sender.consume(queue, limiter, c) for c in connections))
+    await asyncio.gather(produce(), *(sender.consume(queue, limiter, c) for c in sender.connections))
     seconds = time.perf_counter() - started
     return {"sent": sender.report.sent, "seconds": seconds, "render_seconds": render_seconds}
 
@@ -158,7 +161,7 @@ def measure_sink_ceiling(digests: dict[int, Digest], port: int, sink: int, now: 
     """The same message sent 2,000 times by bare `SmtpConnection`s (no ledger, no render):
     what this machine's sink and SMTP client manage on their own."""
     builder = make_email_builder(MailSettings(from_="Digest <digest@example.org>"), secret_key=SECRET)
-    email = builder.build(next(iter(digests.values())), period="2026-11-30", now=now)
+    email = builder.for_relay(eight_bit=True).build(next(iter(digests.values())), period="2026-11-30", now=now)
     for count in (1, 4):
         smtp = SmtpSettings(host="127.0.0.1", port=port, security="none")
 
@@ -200,22 +203,37 @@ def measure_delivery(
         print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
 
 
+def finished_children_cpu() -> float:
+    """CPU of this process's finished children (and theirs): `digestd send` with its render processes."""
+    return cpu_seconds(os.getpid(), children=True) - cpu_seconds(os.getpid())
+
+
 def measure_end_to_end(
     args: argparse.Namespace, engine: Engine, database: str, folder: Path, port: int, sink: int, now: datetime
 ) -> None:
-    reset_ledger(engine, now)
-    config = folder / "digestd.toml"
-    smtp = f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\nconnections = 4\nrate_per_second = 1000000\n'
-    config.write_text(f'[database]\nurl = "{database}"\n[mail]\nfrom = "Digest <digest@example.org>"\n[smtp]\n{smtp}')
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIGESTD_SECRET_KEY": SECRET}
-    before, started = cpu_seconds(sink), time.perf_counter()
-    command = [sys.executable, "-m", "digestd", "--config", str(config), "send"]
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout.strip()
-    seconds = time.perf_counter() - started
-    print(f"end to end `digestd send` (4 connections; ranking and process start included): {out}")
-    print(
-        f"  {seconds:.1f} s = {args.subscribers / seconds:.0f} messages/s; sink CPU {cpu_seconds(sink) - before:.1f} s"
-    )
+    """`digestd send` as a user runs it (ranking and process start included), rendering in
+    the sending process and then in a render process (`smtp.render_processes`)."""
+    columns = "connections | render processes | seconds | messages/s | digestd CPU s | sink CPU s | sink CPU %"
+    print(f"| `digestd send` | {columns} |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for processes in args.render_processes:
+        for connections in args.end_to_end_connections:
+            reset_ledger(engine, now)
+            config = folder / "digestd.toml"
+            smtp = f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\nconnections = {connections}\n'
+            smtp += f"rate_per_second = 1000000\nrender_processes = {processes}\n"
+            mail = '[mail]\nfrom = "Digest <digest@example.org>"\n'
+            config.write_text(f'[database]\nurl = "{database}"\n{mail}[smtp]\n{smtp}')
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "DIGESTD_SECRET_KEY": SECRET}
+            before, children, started = cpu_seconds(sink), finished_children_cpu(), time.perf_counter()
+            command = [sys.executable, "-m", "digestd", "--config", str(config), "send"]
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+            seconds = time.perf_counter() - started
+            sink_cpu, own_cpu = cpu_seconds(sink) - before, finished_children_cpu() - children
+            sent = int(done.stdout.split("sent ")[1].split(",")[0])
+            cells = [connections, processes, f"{seconds:.1f}", f"{sent / seconds:.0f}", f"{own_cpu:.1f}"]
+            cells += [f"{sink_cpu:.1f}", f"{sink_cpu / seconds * 100:.0f}"]
+            print("| end to end | " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
 
 
 def main() -> None:
@@ -225,6 +243,8 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1500)
     parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
     parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false")
+    parser.add_argument("--end-to-end-connections", type=lambda s: [int(x) for x in s.split(",")], default=[4, 8])
+    parser.add_argument("--render-processes", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--database", default="")
     parser.add_argument("--digests", default="")

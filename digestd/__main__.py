@@ -1,3 +1,4 @@
 from digestd.cli import main
 
-main()
+if __name__ == "__main__":  # not when a render process (spawn) imports this
+    main()

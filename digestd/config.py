@@ -64,6 +64,7 @@ class SmtpSettings:
     retry_for_hours: float = 48.0  # give up on 4xx after this long
     lease_seconds: float = 600.0  # a claimed delivery returns to the queue if its worker is silent this long
     batch_size: int = 100  # deliveries claimed (and their digests built) at a time
+    render_processes: int = 0  # processes that rank and render while this one sends; 0: none
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,11 @@ def _positive(key: str, value: float) -> None:
         raise ConfigError(f"{key} = {value!r} is not allowed: must be greater than 0")
 
 
+def _not_negative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{key} = {value!r} is not allowed: must be 0 or more")
+
+
 def validate_settings(settings: Settings) -> None:
     """Check values that have a fixed set of choices or a range."""
     digest = settings.digest
@@ -321,6 +327,7 @@ def validate_settings(settings: Settings) -> None:
     _positive("smtp.timeout_seconds", smtp.timeout_seconds)
     _positive("smtp.lease_seconds", smtp.lease_seconds)
     _positive("smtp.batch_size", smtp.batch_size)
+    _not_negative("smtp.render_processes", smtp.render_processes)
     _allowed("log.level", settings.log.level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))
     url = settings.database.url
     if url and not url.startswith(("sqlite:///", "postgresql")):

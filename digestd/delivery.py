@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from digestd import api
-from digestd.batches import Job, PeriodBatch, PeriodCache, build_jobs, load_batch
+from digestd.batches import Job, PeriodBatch, PeriodCache, RenderPool, build_jobs, can_share, load_batch
 from digestd.claims import Claim, LedgerStatements, Result, claim_deliveries, finish_delivery, mark_sending
 from digestd.config import Settings
 from digestd.errors import DeliveryError
@@ -132,6 +132,9 @@ class Sender:
     report: SendReport = field(default_factory=SendReport)
     cache: PeriodCache = field(default_factory=PeriodCache)
     statements: LedgerStatements = field(default_factory=LedgerStatements)
+    pool: RenderPool | None = None  # ranks and renders in other processes; None: here, in a thread
+    connections: list[SmtpConnection] = field(default_factory=list)
+    relay_known: bool = False  # whether `builder` is set for what the relay offers (8BITMIME)
 
     def __post_init__(self) -> None:
         # The per-message writes that are one statement (the `sending` mark, and `sent` on
@@ -201,15 +204,40 @@ class Sender:
         try:
             while not self.stop.is_set():
                 claims = self.claim_batch()
-                if not claims:
+                if not claims or not await self.learn_relay():
                     break
-                loaded = load_batch(self.engine, claims, self.cache)
-                await self.queue_jobs(await self.build_batch(loaded), queue)
+                await self.queue_jobs(await self.build_batch(claims), queue)
         finally:
             for _ in range(connections):
                 await queue.put(None)
 
-    async def build_batch(self, loaded: list[PeriodBatch]) -> list[Job]:
+    async def learn_relay(self) -> bool:
+        """Before the first batch is rendered, connect the first connection: the text part
+        is 8bit only if the relay offers 8BITMIME. False (and the run stops) if it cannot
+        be reached; the claims go back at the end of the run."""
+        if self.relay_known or not self.connections:
+            return True
+        first = self.connections[0]
+        try:
+            if not first.connected:
+                await first.connect()
+        except DeliveryError as error:
+            self.report.errors.append(error)
+            self.stop.set()
+            return False
+        self.builder = self.builder.for_relay(eight_bit=first.eight_bit)
+        self.relay_known = True
+        return True
+
+    async def build_batch(self, claims: list[Claim]) -> list[Job]:
+        """Load, rank and render a claimed batch: in the render pool if there is one. While
+        it is built, the connections send the previous batch from the queue."""
+        if self.pool is not None:
+            send_empty, eight_bit = self.settings.mail.send_empty, self.builder.eight_bit
+            return await self.pool.build(claims, now=self.clock(), send_empty=send_empty, eight_bit=eight_bit)
+        return await self.build_loaded(load_batch(self.engine, claims, self.cache))
+
+    async def build_loaded(self, loaded: list[PeriodBatch]) -> list[Job]:
         """Rank and render a loaded batch, in a thread (it is CPU work)."""
         send_empty = self.settings.mail.send_empty
         return await asyncio.to_thread(
@@ -298,23 +326,39 @@ async def send_due(
             ids = [s.id for s in choose_subscribers(session, now=clock(), emails=emails) if s.id is not None]
     sender = Sender(engine, settings, builder, clock, stop, ids, resend_unknown, progress)
     sender.report.planned = planned
+    with open_session(engine) as session:
+        claimable = count_claimable(session, now=clock(), subscriber_ids=ids, resend_unknown=resend_unknown)
     if progress is not None:
-        with open_session(engine) as session:
-            progress.start(count_claimable(session, now=clock(), subscriber_ids=ids, resend_unknown=resend_unknown))
+        progress.start(claimable)
+    sender.pool = make_render_pool(engine, settings, claimable)
     count = settings.smtp.connections
     queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(2 * count, settings.smtp.batch_size))
     limiter = RateLimiter(settings.smtp.rate_per_second)
+    sender.connections = [SmtpConnection(settings.smtp, tls) for _ in range(count)]
     try:
         await asyncio.gather(
-            sender.produce(queue, count),
-            *(sender.consume(queue, limiter, SmtpConnection(settings.smtp, tls)) for _ in range(count)),
+            sender.produce(queue, count), *(sender.consume(queue, limiter, c) for c in sender.connections)
         )
     finally:
+        if sender.pool is not None:
+            sender.pool.close()
         with open_session(engine) as session:
             release_claims(session, worker=sender.worker, now=clock())
     if sender.report.errors:
         raise sender.report.errors[0]
     return sender.report
+
+
+def make_render_pool(engine: Engine, settings: Settings, claimable: int) -> RenderPool | None:
+    """The render processes `smtp.render_processes` asks for, when the run is worth their
+    start-up (more than one batch) and they can open the database."""
+    processes = settings.smtp.render_processes
+    if processes == 0 or claimable <= settings.smtp.batch_size:
+        return None
+    if not can_share(engine):
+        log.info("smtp.render_processes ignored: an in-memory database cannot be opened by other processes")
+        return None
+    return RenderPool(engine, settings, processes)
 
 
 def preview_due(

@@ -3,7 +3,9 @@
 Messages are assembled by hand rather than with `EmailMessage`: its policy machinery
 costs more than rendering the templates. The result is a standard
 multipart/alternative (text first, HTML last), lines ending in CRLF as on the wire. The
-text part is UTF-8 quoted-printable (7bit when it is all ASCII). The HTML part is 7bit:
+text part is 7bit when it is all ASCII; otherwise UTF-8 as it is ("8bit") when the relay
+offers 8BITMIME (RFC 6152) and the message is not DKIM-signed, else quoted-printable. The
+HTML part is 7bit:
 other characters become character references (`&#233;`), which HTML reads exactly as the
 characters themselves, and its lines are kept under SMTP's 998 octets; that is a third
 the lines of quoted-printable (whose lines stop at 76) and no `=3D` for every `=`, so
@@ -131,33 +133,43 @@ def _seven_bit(body: bytes) -> bytes | None:
     return b"\r\n".join(broken)
 
 
-def _part(content_type: str, body: str, *, boundary: str, html: bool) -> bytes:
-    """One MIME part: its headers and its body, 7bit where that is safe, else quoted-printable."""
+def _part(content_type: str, body: str, *, boundary: str, html: bool, eight_bit: bool) -> tuple[str, bytes]:
+    """One MIME part (its headers and its body) and its encoding: 7bit where that is safe,
+    8bit where allowed and the lines are short enough, else quoted-printable."""
     body = _lines(body)
     raw = body.encode("ascii", "xmlcharrefreplace") if html else body.encode("utf-8")
-    seven = _seven_bit(raw) if (html or body.isascii()) else None
-    if seven is None or boundary.encode() in seven:  # quoted-printable cannot contain it (it encodes "=")
-        encoding, data = "quoted-printable", _qp(body)
+    if html or body.isascii():
+        encoding, data = "7bit", _seven_bit(raw)
+    elif eight_bit and max(map(len, raw.split(b"\n"))) <= MAX_LINE:
+        encoding, data = "8bit", raw.replace(b"\n", b"\r\n")
     else:
-        encoding, data = "7bit", seven
+        encoding, data = "quoted-printable", None
+    if data is None or boundary.encode() in data:  # quoted-printable cannot contain it (it encodes "=")
+        encoding, data = "quoted-printable", _qp(body)
     head = f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
-    return head.encode("ascii") + data
+    return encoding, head.encode("ascii") + data
 
 
-def build_mime(headers: Sequence[str], text: str, html: str, *, boundary: str) -> bytes:
-    """multipart/alternative bytes: the given headers, then the text part, then the HTML part."""
+def build_mime(
+    headers: Sequence[str], text: str, html: str, *, boundary: str, eight_bit: bool = False
+) -> tuple[bytes, bool]:
+    """multipart/alternative bytes (the given headers, then the text part, then the HTML
+    part) and whether they are 8bit (the text part may be, if `eight_bit` allows it)."""
     head = [*headers, "MIME-Version: 1.0", f'Content-Type: multipart/alternative; boundary="{boundary}"', "", ""]
     delimiter = f"--{boundary}\r\n".encode("ascii")
-    return b"".join(
+    text_encoding, text_part = _part("text/plain", text, boundary=boundary, html=False, eight_bit=eight_bit)
+    _, html_part = _part("text/html", html, boundary=boundary, html=True, eight_bit=False)
+    data = b"".join(
         [
             CRLF.join(head).encode("ascii"),
             delimiter,
-            _part("text/plain", text, boundary=boundary, html=False),
+            text_part,
             delimiter,
-            _part("text/html", html, boundary=boundary, html=True),
+            html_part,
             f"--{boundary}--\r\n".encode("ascii"),
         ]
     )
+    return data, text_encoding == "8bit"
 
 
 def mime_boundary(message_id: str) -> str:

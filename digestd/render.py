@@ -8,6 +8,7 @@ An HTML part over `HTML_LIMIT` bytes is rendered again with shorter abstracts, a
 
 from __future__ import annotations
 
+import copy
 import email
 import email.policy
 from dataclasses import dataclass, field, replace
@@ -191,6 +192,7 @@ class RenderedEmail:
     subject: str
     paper_ids: tuple[str, ...]
     data: bytes
+    eight_bit: bool = False  # the text part is 8bit: send with BODY=8BITMIME, to a relay that offers it
 
 
 class EmailBuilder:
@@ -204,6 +206,14 @@ class EmailBuilder:
         self.domain = sender_domain(mail)
         self.list_id = list_id(mail)
         self.mailto = unsubscribe_mailto(mail)
+        self.eight_bit = False
+
+    def for_relay(self, *, eight_bit: bool) -> EmailBuilder:
+        """This builder for a relay that does (or does not) offer 8BITMIME. A signed message
+        stays 7-bit: a relay that re-encodes an 8bit part breaks its DKIM signature."""
+        builder = copy.copy(self)
+        builder.eight_bit = eight_bit and self.dkim is None
+        return builder
 
     def build(self, digest: Digest, *, period: str, now: datetime) -> RenderedEmail:
         profile = digest.profile
@@ -222,11 +232,13 @@ class EmailBuilder:
             f"List-Unsubscribe: {list_unsubscribe(url, self.mailto, token)}",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         ]
-        data = build_mime(headers, text, html, boundary=mime_boundary(mid))
+        data, eight_bit = build_mime(headers, text, html, boundary=mime_boundary(mid), eight_bit=self.eight_bit)
         if self.dkim is not None:
             data = self.dkim.sign(data)
         paper_ids = tuple(pick.paper.id for pick in digest.picks)
-        return RenderedEmail(profile.subscriber_id, profile.email, self.sender, mid, subject, paper_ids, data)
+        return RenderedEmail(
+            profile.subscriber_id, profile.email, self.sender, mid, subject, paper_ids, data, eight_bit
+        )
 
 
 def sample_digest(now: datetime) -> Digest:

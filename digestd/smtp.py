@@ -101,6 +101,7 @@ class SmtpConnection:
     def __init__(self, settings: SmtpSettings, tls: ssl.SSLContext) -> None:
         self.settings, self.tls = settings, tls
         self.smtp: aiosmtplib.SMTP | None = None
+        self.eight_bit = False  # the server offers 8BITMIME (known once connected)
 
     @property
     def connected(self) -> bool:
@@ -124,6 +125,11 @@ class SmtpConnection:
                 await self._start_tls(smtp)
             if s.username:
                 await smtp.login(s.username, s.password)
+            if smtp.is_ehlo_or_helo_needed:  # now, for the server's extensions (8BITMIME)
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()
         except aiosmtplib.SMTPAuthenticationError as error:
             smtp.close()
             raise DeliveryError(
@@ -137,7 +143,8 @@ class SmtpConnection:
                 hint="check smtp.host, smtp.port, smtp.security and smtp.ca_file",
             ) from None
         self.smtp = smtp
-        log.debug("connected to %s:%s", s.host, s.port)
+        self.eight_bit = smtp.supports_extension("8bitmime")
+        log.debug("connected to %s:%s (8BITMIME: %s)", s.host, s.port, self.eight_bit)
 
     async def _start_tls(self, smtp: aiosmtplib.SMTP) -> None:
         await smtp.ehlo()
@@ -178,10 +185,12 @@ class SmtpConnection:
         if not self.connected:
             await self.connect()
         assert self.smtp is not None
+        if email.eight_bit and not self.eight_bit:
+            return Result(TEMP_FAILED, "the SMTP server no longer offers 8BITMIME; the next run renders 7-bit")
         phase = "MAIL"
         try:
             async with asyncio.timeout(self.settings.timeout_seconds):
-                await self.smtp.mail(email.sender)
+                await self.smtp.mail(email.sender, options=["BODY=8BITMIME"] if email.eight_bit else None)
                 phase = "RCPT"
                 await self.smtp.rcpt(email.recipient)
                 phase = "DATA"

@@ -133,11 +133,11 @@ class WorkerSender(Sender):
                     break
                 finally:
                     self.state.times.database += time.perf_counter() - started
-                if not claims:
+                if not claims or not await self.learn_relay():
                     break
                 self.claimed += len(claims)
                 started = time.perf_counter()
-                jobs = await self.build_batch(loaded)
+                jobs = await self.build_loaded(loaded)
                 self.state.times.build += time.perf_counter() - started
                 await self.queue_jobs(jobs, queue)
         finally:
@@ -187,10 +187,10 @@ async def run_round(sender: WorkerSender, settings: Settings, stop: asyncio.Even
     queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(2 * count, settings.smtp.batch_size))
     limiter = RateLimiter(settings.smtp.rate_per_second)
     relay = asyncio.create_task(_relay(stop, sender.stop))
+    sender.connections = [SmtpConnection(settings.smtp, tls) for _ in range(count)]
     try:
         await asyncio.gather(
-            sender.produce(queue, count),
-            *(sender.consume(queue, limiter, SmtpConnection(settings.smtp, tls)) for _ in range(count)),
+            sender.produce(queue, count), *(sender.consume(queue, limiter, c) for c in sender.connections)
         )
     finally:
         relay.cancel()

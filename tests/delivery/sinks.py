@@ -20,6 +20,7 @@ class Received:
     recipients: list[str]
     data: bytes
     at: float
+    mail_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -31,6 +32,13 @@ class SinkHandler:
     dropped: list[Received] = field(default_factory=list)
     rules: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     delay: float = 0.0
+    eight_bit: bool = True  # offer 8BITMIME in the EHLO reply (aiosmtpd does by default)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return responses if self.eight_bit else [r for r in responses if "8BITMIME" not in r]
 
     def _rule(self, command: str, recipient: str) -> str | None:
         replies = self.rules.get((command, recipient)) or self.rules.get((command, "*"))
@@ -41,6 +49,7 @@ class SinkHandler:
         if reply:
             return reply
         envelope.mail_from = address
+        envelope.mail_options.extend(options)
         return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
@@ -54,7 +63,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        received = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, time.time())
+        options = list(envelope.mail_options)
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, time.time(), options)
         reply = self._rule("DATA", envelope.rcpt_tos[0])
         if reply == "drop":
             self.dropped.append(received)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from digestd.config import MailSettings
 from digestd.errors import ConfigError, RenderError
+from digestd.message import build_mime
 from digestd.paper_view import shorten_authors, trim_abstract
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 from digestd.render import HTML_LIMIT, SHORTENED_NOTE, make_email_builder
@@ -282,3 +283,42 @@ def test_a_long_html_line_is_broken_at_a_space() -> None:
     html_part = parse(data).get_body(("html",))
     assert html_part is not None and html_part["Content-Transfer-Encoding"] == "7bit"
     assert title in " ".join(html_part.get_content().split())  # a line break in HTML text is a space
+
+
+def physics_digest(title: str, pid: str = "2611.00013") -> Digest:
+    return Digest(PROFILE, START, NOW, (Section("Physics", (Pick(paper(pid, title), 1.0, ("x",)),)),), 1)
+
+
+def test_for_a_relay_with_8bitmime_the_text_part_is_utf8_as_it_is() -> None:
+    title = "Schrödinger bridges à la Émilie — ∂ₜ p = Δp"
+    builder = make_email_builder(MAIL, secret_key=SECRET).for_relay(eight_bit=True)
+    email_ = builder.build(physics_digest(title), period="2026-11-30", now=NOW)
+    text_part = parse(email_.data).get_body(("plain",))
+    assert email_.eight_bit and text_part is not None and text_part["Content-Transfer-Encoding"] == "8bit"
+    assert title.encode() in email_.data  # readable in the raw message, no =C3=B6
+    assert title in text_part.get_content()
+    html_part = parse(email_.data).get_body(("html",))
+    assert html_part is not None and html_part["Content-Transfer-Encoding"] == "7bit"
+    ascii_only = builder.build(physics_digest("Plain title", "2611.00014"), period="2026-11-30", now=NOW)
+    assert not ascii_only.eight_bit and ascii_only.data.isascii()  # nothing to send 8bit
+
+
+def test_a_text_line_too_long_for_smtp_stays_quoted_printable_even_with_8bitmime() -> None:
+    text = "é" + "x" * 1200  # SMTP allows 998 octets per line; 8bit cannot break a line
+    data, eight_bit = build_mime(["Subject: s"], text, "<p>x</p>", boundary="=_b", eight_bit=True)
+    assert not eight_bit and data.isascii() and max(map(len, data.split(b"\r\n"))) <= 998
+    text_part = parse(data).get_body(("plain",))
+    assert text_part is not None and text_part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert text_part.get_content().rstrip("\n") == text
+
+
+def test_a_dkim_signed_message_stays_7bit_even_with_8bitmime(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    mail = replace(MAIL, dkim_selector="d2026", dkim_key_file=str(tmp_path / "dkim.pem"))
+    builder = make_email_builder(mail, secret_key=SECRET).for_relay(eight_bit=True)
+    email_ = builder.build(physics_digest("Schrödinger"), period="2026-11-30", now=NOW)
+    assert not email_.eight_bit and email_.data.isascii()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,14 +20,15 @@ from sinks import Sink
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from digestd.config import Settings
+from digestd.config import MailSettings, Settings
 from digestd.delivery import SendReport, plan_due, send_due
-from digestd.errors import ConfigError, DeliveryError
+from digestd.errors import ConfigError, DeliveryError, RenderError
 from digestd.ledger import PENDING, PERM_FAILED, SENT, TEMP_FAILED, UNKNOWN
 from digestd.models import Delivery, SentPaper, Subscriber, Suppression
 from digestd.render import make_email_builder
-from digestd.store import open_session
+from digestd.store import make_engine, migrate, open_session
 from digestd.subscribers import email_hash, get_subscriber
+from digestd.templates import templates_dir
 
 LATER = DUE + timedelta(minutes=1)
 
@@ -241,3 +246,63 @@ def test_the_rate_limit_holds_in_every_second_at_the_sink(engine: Engine, start_
     assert time.monotonic() - started >= 2.0
     per_second = Counter(int(m.at) for m in sink.handler.messages)
     assert max(per_second.values()) <= 15, per_second
+
+
+def test_render_processes_send_the_same_messages_as_rendering_here(
+    engine: Engine, start_sink: Any, tmp_path: Path
+) -> None:
+    """With `smtp.render_processes`, other processes load, rank and render each batch; the
+    messages at the sink are byte for byte those the sending process renders itself."""
+    here: Sink = start_sink()
+    seed_database(engine, subscribers=12)
+    assert run_send(engine, make_settings(here, batch_size=5)).sent == 12
+    other = make_engine(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    migrate(other)
+    seed_database(other, subscribers=12)
+    pooled: Sink = start_sink()
+    report = run_send(other, make_settings(pooled, batch_size=5, render_processes=1))
+    assert (report.planned, report.sent) == (12, 12)
+    assert set(statuses(other).values()) == {SENT}
+
+    def by_recipient(sink: Sink) -> dict[str, bytes]:
+        return {m.recipients[0]: m.data for m in sink.handler.messages}
+
+    assert by_recipient(pooled) == by_recipient(here)
+    other.dispose()
+
+
+def test_a_template_error_in_a_render_process_is_reported_and_nothing_is_lost(
+    engine: Engine, start_sink: Any, tmp_path: Path
+) -> None:
+    sink: Sink = start_sink()
+    seed_database(engine, subscribers=6)
+    settings = make_settings(sink, batch_size=2, render_processes=1)
+    builder = make_email_builder(settings.mail, secret_key=settings.secret_key)
+    # The sending process checked its templates; the render processes load theirs again,
+    # from a folder that broke in between (an operator editing templates_dir mid-run).
+    broken = tmp_path / "templates"
+    shutil.copytree(templates_dir(MailSettings()), broken)
+    settings = replace(settings, mail=replace(settings.mail, templates_dir=str(broken)))
+    (broken / "digest.html").write_text("{% for x in %}")
+    with pytest.raises(RenderError, match=r"digest\.html.*line 1"):
+        asyncio.run(send_due(engine, settings, builder, clock=lambda: LATER, stop=asyncio.Event()))
+    assert sink.handler.messages == []
+    assert set(statuses(engine).values()) == {PENDING}
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_the_text_part_is_8bit_only_for_a_relay_that_offers_8bitmime(
+    engine: Engine, start_sink: Any, offered: bool
+) -> None:
+    sink: Sink = start_sink()
+    sink.handler.eight_bit = offered
+    seed_database(engine, subscribers=2)  # section labels ("A · B") make every text part non-ASCII
+    assert run_send(engine, make_settings(sink)).sent == 2
+    for message in sink.handler.messages:
+        text_part = email.message_from_bytes(message.data, policy=email.policy.default).get_body(("plain",))
+        assert text_part is not None
+        if offered:
+            assert (text_part["Content-Transfer-Encoding"], message.mail_options) == ("8bit", ["BODY=8BITMIME"])
+        else:
+            assert (text_part["Content-Transfer-Encoding"], message.mail_options) == ("quoted-printable", [])
+            assert message.data.isascii()

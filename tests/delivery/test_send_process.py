@@ -47,7 +47,7 @@ def seed_due_now(engine: Engine) -> list[str]:
     return emails
 
 
-def write_config(tmp_path: Path, engine: Engine, sink: Sink) -> Path:
+def write_config(tmp_path: Path, engine: Engine, sink: Sink, *, render_processes: int = 0) -> Path:
     path = tmp_path / "digestd.toml"
     path.write_text(
         f"""
@@ -66,6 +66,7 @@ connections = 2
 rate_per_second = 500
 timeout_seconds = 5
 batch_size = 8
+render_processes = {render_processes}
 """
     )
     return path
@@ -108,19 +109,48 @@ def check_exactly_once(sink: Sink, engine: Engine, emails: list[str]) -> None:
             assert (statuses[email], received[email]) == (SENT, 1), email
 
 
+def descendants(pid: int) -> set[int]:
+    """The process's children (of any of its threads), and theirs."""
+    found: set[int] = set()
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in map(int, children.read_text().split()):
+            found |= {child} | descendants(child)
+    return found
+
+
+def wait_until_gone(pids: set[int], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while alive := {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in state(pid)}:
+        assert time.monotonic() < deadline, f"processes left running: {alive}"
+        time.sleep(0.05)
+
+
+def state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+@pytest.mark.parametrize("render_processes", [0, 1])
 def test_sigkill_at_any_moment_then_a_restart_mails_everyone_exactly_once(
-    engine: Engine, start_sink: Any, tmp_path: Path
+    engine: Engine, start_sink: Any, tmp_path: Path, render_processes: int
 ) -> None:
-    """Killed after the 1st, then 6 more, then 10 more accepted messages; the last run finishes."""
+    """Killed after the 1st, then 6 more, then 10 more accepted messages; the last run
+    finishes. A killed run's render processes do not outlive it."""
     sink: Sink = start_sink()
     sink.handler.delay = 0.01
     emails = seed_due_now(engine)
-    config = write_config(tmp_path, engine, sink)
+    config = write_config(tmp_path, engine, sink, render_processes=render_processes)
     for kill_after in (1, 6, 10):
         process = start_send(config)
         wait_for_messages(sink, len(sink.handler.messages) + kill_after, process)
+        helpers = descendants(process.pid)
+        if kill_after == 1:  # later runs find fewer claimable rows than a batch: no pool for them
+            assert len(helpers) >= render_processes
         process.kill()
         process.communicate()
+        wait_until_gone(helpers)
     assert len(sink.handler.messages) < SUBSCRIBERS, "the runs finished before they were killed"
     last = start_send(config)
     out, err = last.communicate(timeout=60)
@@ -128,17 +158,25 @@ def test_sigkill_at_any_moment_then_a_restart_mails_everyone_exactly_once(
     check_exactly_once(sink, engine, emails)
 
 
-def test_sigterm_finishes_what_is_on_the_wire_and_exits_0(engine: Engine, start_sink: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("render_processes", [0, 1])
+def test_sigterm_finishes_what_is_on_the_wire_and_exits_0(
+    engine: Engine, start_sink: Any, tmp_path: Path, render_processes: int
+) -> None:
+    """SIGTERM to the whole process group, as systemd sends it: render processes ignore it
+    and the sending process winds them down."""
     sink: Sink = start_sink()
     sink.handler.delay = 0.05
     emails = seed_due_now(engine)
-    config = write_config(tmp_path, engine, sink)
+    config = write_config(tmp_path, engine, sink, render_processes=render_processes)
     first = start_send(config)
     wait_for_messages(sink, 3, first)
-    first.send_signal(signal.SIGTERM)
+    helpers = descendants(first.pid)
+    for pid in {first.pid} | helpers:
+        os.kill(pid, signal.SIGTERM)
     out, err = first.communicate(timeout=20)
     assert first.returncode == 0, err.decode()
     assert b"sent " in out
+    wait_until_gone(helpers)
     statuses = ledger(engine)
     assert set(statuses.values()) <= {SENT, PENDING}  # nothing left claimed or sending
     assert sum(s == SENT for s in statuses.values()) == len(sink.handler.messages) < SUBSCRIBERS
