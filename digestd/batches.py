@@ -66,6 +66,7 @@ class PeriodCache:
     latent space, clusters) takes seconds, and must not happen once per batch."""
 
     papers: dict[PeriodKey, list[PaperRecord]] = field(default_factory=dict)
+    paper_ids: dict[PeriodKey, frozenset[str]] = field(default_factory=dict)  # the candidates' ids
     windows: dict[PeriodKey, Any] = field(default_factory=dict)
     referenced: list[PaperRecord] | None = None
 
@@ -89,11 +90,13 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
         if cache.referenced is None:
             cache.referenced = api.referenced_by_active(session)
         for (start, end), members in groups.items():
-            ids = [c.subscriber_id for c in members]
-            subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
-            profiles = load_profiles(session, [subscribers[i] for i in ids])
             if (start, end) not in cache.papers:
                 cache.papers[(start, end)] = api.load_candidates(session, start=start, end=end)
+                cache.paper_ids[(start, end)] = frozenset(paper.id for paper in cache.papers[(start, end)])
+            ids = [c.subscriber_id for c in members]
+            subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
+            among = cache.paper_ids[(start, end)]
+            profiles = load_profiles(session, [subscribers[i] for i in ids], sent_among=among)
             loaded.append(PeriodBatch(members, profiles))
     return loaded
 

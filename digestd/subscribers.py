@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -217,21 +217,36 @@ def make_profile(
     )
 
 
-def load_profiles(session: Session, subscribers: Sequence[Subscriber]) -> list[Profile]:
-    """Profiles with ratings and never-twice history, in the order given."""
+_PAPERS_PER_QUERY = 10_000  # window ids per query: with 500 subscriber ids, well under SQLite's 32,766 parameters
+
+
+def load_profiles(
+    session: Session, subscribers: Sequence[Subscriber], *, sent_among: Collection[str] | None = None
+) -> list[Profile]:
+    """Profiles with ratings and never-twice history, in the order given.
+
+    Never-twice only matters for the papers being ranked: with `sent_among` (the window's
+    paper ids), only those of the history are read. A year of weekly 20-paper digests is
+    over 1,000 rows per subscriber, of which a window holds a handful at most."""
     ids = [s.id for s in subscribers if s.id is not None]
     items = load_profile_items(session, ids)
     ratings: dict[int, list[Rating]] = {sid: [] for sid in ids}
     sent: dict[int, set[str]] = {sid: set() for sid in ids}
+    among = None if sent_among is None else sorted(sent_among)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         for rating in session.scalars(select(Rating).where(col(Rating.subscriber_id).in_(chunk))):
             ratings[rating.subscriber_id].append(rating)
-        rows = session.execute(
-            select(SentPaper.subscriber_id, SentPaper.paper_id).where(col(SentPaper.subscriber_id).in_(chunk))
+        query = select(SentPaper.subscriber_id, SentPaper.paper_id).where(col(SentPaper.subscriber_id).in_(chunk))
+        papers: list[list[str] | None] = (
+            [None]
+            if among is None
+            else [among[i : i + _PAPERS_PER_QUERY] for i in range(0, len(among), _PAPERS_PER_QUERY)]
         )
-        for subscriber_id, paper_id in rows:
-            sent[subscriber_id].add(paper_id)
+        for part in papers:
+            rows = session.execute(query if part is None else query.where(col(SentPaper.paper_id).in_(part)))
+            for subscriber_id, paper_id in rows:
+                sent[subscriber_id].add(paper_id)
     return [
         make_profile(s, items[s.id], ratings=ratings[s.id], sent=frozenset(sent[s.id]))
         for s in subscribers

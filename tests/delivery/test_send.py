@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from seeds import DUE, make_settings, seed_database
 from sinks import Sink
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlmodel import col, select
 
 from digestd.config import MailSettings, Settings
@@ -27,7 +27,7 @@ from digestd.ledger import PENDING, PERM_FAILED, SENT, TEMP_FAILED, UNKNOWN
 from digestd.models import Delivery, SentPaper, Subscriber, Suppression
 from digestd.render import make_email_builder
 from digestd.store import make_engine, migrate, open_session
-from digestd.subscribers import email_hash, get_subscriber
+from digestd.subscribers import email_hash, get_subscriber, load_profiles
 from digestd.templates import templates_dir
 
 LATER = DUE + timedelta(minutes=1)
@@ -306,3 +306,24 @@ def test_the_text_part_is_8bit_only_for_a_relay_that_offers_8bitmime(
         else:
             assert (text_part["Content-Transfer-Encoding"], message.mail_options) == ("quoted-printable", [])
             assert message.data.isascii()
+
+
+def test_never_twice_reads_only_the_history_inside_the_window(engine: Engine, start_sink: Any) -> None:
+    """A long history (papers of earlier windows) is not read at send time; a paper of this
+    window that was mailed before is still never mailed again."""
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=2)
+    with open_session(engine) as session:
+        subscriber = get_subscriber(session, emails[0])
+        old = [f"2301.{i:05d}" for i in range(300)]  # a year of digests before this one
+        rows = [{"subscriber_id": subscriber.id, "paper_id": pid, "sent_at": DUE - timedelta(days=30)} for pid in old]
+        rows.append({"subscriber_id": subscriber.id, "paper_id": "2611.00000", "sent_at": DUE - timedelta(days=30)})
+        session.execute(insert(SentPaper), rows)
+        candidates = {f"2611.{i:05d}" for i in range(40)}
+        profile = load_profiles(session, [subscriber], sent_among=candidates)[0]
+        assert profile.already_sent == {"2611.00000"}
+        assert len(load_profiles(session, [subscriber])[0].already_sent) == 301
+    assert run_send(engine, make_settings(sink)).sent == 2
+    first = next(m for m in sink.handler.messages if m.recipients == [emails[0]])
+    other = next(m for m in sink.handler.messages if m.recipients == [emails[1]])
+    assert b"2611.00000" in other.data and b"2611.00000" not in first.data
