@@ -322,3 +322,24 @@ def test_a_dkim_signed_message_stays_7bit_even_with_8bitmime(tmp_path: Path) -> 
     builder = make_email_builder(mail, secret_key=SECRET).for_relay(eight_bit=True)
     email_ = builder.build(physics_digest("Schrödinger"), period="2026-11-30", now=NOW)
     assert not email_.eight_bit and email_.data.isascii()
+
+
+def test_html_lines_are_packed_for_relays_but_read_the_same() -> None:
+    """A relay's work goes by the line: the HTML part's lines are joined with spaces up to
+    SMTP's 998 octets, which HTML reads as the same whitespace."""
+    data = make_email_builder(MAIL, secret_key=SECRET).build(golden_digest(), period="2026-11-30", now=NOW).data
+    html_part = parse(data).get_body(("html",))
+    assert html_part is not None
+    sent_lines = html_part.get_payload(decode=True).split(b"\n")  # type: ignore[union-attr]
+    assert len(sent_lines) <= 12 and max(map(len, sent_lines)) <= 1000
+    _, rendered, _ = make_email_builder(MAIL, secret_key=SECRET).renderer.render_parts(
+        golden_digest(), period="2026-11-30"
+    )
+    assert rendered.count("\n") > 60
+    assert " ".join(html.unescape(html_part.get_content()).split()) == " ".join(html.unescape(rendered).split())
+
+
+def test_html_with_preformatted_text_keeps_its_lines() -> None:
+    html_ = "<p>a</p>\n<pre>line 1\nline 2</pre>\n<p>b</p>\n"
+    data, _ = build_mime(["Subject: s"], "text", html_, boundary="=_b")
+    assert b"<pre>line 1\r\nline 2</pre>\r\n<p>b</p>" in data
