@@ -31,7 +31,17 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, text
 from sqlmodel import col, select
 
-from bench.support import ROOT, SECRET, cpu_seconds, free_port, reset_ledger, seed, start_sink, stop_sink
+from bench.support import (
+    ROOT,
+    SECRET,
+    cpu_seconds,
+    free_port,
+    reference_seconds,
+    reset_ledger,
+    seed,
+    start_sink,
+    stop_sink,
+)
 from digestd.batches import PeriodCache, load_batch
 from digestd.claims import Claim
 from digestd.config import MailSettings
@@ -173,6 +183,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2, help="SMTP connections per worker")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
+    print(f"machine: reference loop {reference_seconds():.2f} s (lower is faster)")
     name, engine = create_database(args.admin_url)
     folder = Path(tempfile.mkdtemp(prefix="digestd-bench-scaleout-"))
     port = free_port()
@@ -194,6 +205,7 @@ def main() -> None:
             measure(args, engine, config, sink.pid, workers, split)
     finally:
         print(f"sink: {stop_sink(sink)}")
+        print(f"machine: reference loop {reference_seconds():.2f} s")
         engine.dispose()
         drop_database(args.admin_url, name)
 

@@ -40,6 +40,7 @@ from bench.support import (
     SECRET,
     cpu_seconds,
     free_port,
+    reference_seconds,
     reset_ledger,
     seed,
     start_sink,
@@ -127,6 +128,7 @@ def run_deliver(args: argparse.Namespace) -> None:
 
 
 def run_all(args: argparse.Namespace) -> None:
+    print(f"machine: reference loop {reference_seconds():.2f} s (lower is faster)")
     folder = Path(tempfile.mkdtemp(prefix="digestd-bench-send-"))
     database = f"sqlite:///{folder / 'bench.sqlite3'}"
     engine = make_engine(database)
@@ -154,6 +156,7 @@ def run_all(args: argparse.Namespace) -> None:
             measure_end_to_end(args, engine, database, folder, port, sink.pid, now)
     finally:
         print(f"sink: {stop_sink(sink)}")
+        print(f"machine: reference loop {reference_seconds():.2f} s")
         engine.dispose()
 
 

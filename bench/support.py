@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,17 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(f) for f in fields[11 : 15 if children else 13])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def reference_seconds() -> float:
+    """Seconds this machine takes for a fixed pure-Python loop, printed beside the figures:
+    the VMs these benchmarks run on differ by half from one to the next, and from hour to
+    hour, in just this kind of work."""
+    started = time.process_time()
+    total = 0
+    for number in range(10_000_000):
+        total += number
+    return time.process_time() - started
 
 
 def start_sink(port: int) -> subprocess.Popen[str]:

@@ -8,7 +8,7 @@ offers 8BITMIME (RFC 6152) and the message is not DKIM-signed, else quoted-print
 HTML part is 7bit:
 other characters become character references (`&#233;`), which HTML reads exactly as the
 characters themselves, and its lines are joined with spaces (the same whitespace to HTML)
-up to SMTP's 998 octets, unless it has preformatted text or CSS `white-space`: about 50
+up to SMTP's 998 octets, unless its templates have preformatted text or CSS `white-space`: about 50
 lines for a 40 KB part, where quoted-printable (76 octets a line, `=3D` for every `=`)
 would take 550, and every relay reads a message line by line. An HTML line that cannot
 be broken falls back to quoted-printable. Every header value passes `clean_header`, so no CR, LF or
@@ -117,54 +117,47 @@ def _qp(body: str) -> bytes:
 
 
 # Where a line break is not just a space to HTML (preformatted text, scripts, CSS `white-space`).
-_LINES_MATTER = re.compile(rb"<pre|<textarea|<script|<listing|<xmp|<plaintext|white-space", re.IGNORECASE)
+_LINES_MATTER = (b"<pre", b"<textarea", b"<script", b"<listing", b"<xmp", b"<plaintext", b"white-space")
 
 
-def _packed(lines: list[bytes]) -> list[bytes]:
-    """Consecutive lines joined with a space while they fit in `MAX_LINE` octets. Every
-    relay reads a message line by line, so fewer lines is less work for each of them."""
-    packed: list[bytes] = []
-    run: list[bytes] = []
-    size = -1
-    for line in lines:
-        if run and size + 1 + len(line) > MAX_LINE:
-            packed.append(b" ".join(run))
-            run, size = [], -1
-        run.append(line)
-        size += 1 + len(line)
-    if run:
-        packed.append(b" ".join(run))
-    return packed
+def lines_matter(html: str) -> bool:
+    """Whether HTML (a template) may hold text whose line breaks show: then its lines are
+    not packed. Checked once per template, not per message (paper text is escaped)."""
+    lowered = html.lower().encode()
+    return any(marker in lowered for marker in _LINES_MATTER)
 
 
 def _seven_bit(body: bytes, *, pack: bool = False) -> bytes | None:
     """ASCII `body` (ending in a line break) with CRLF line ends, lines over `MAX_LINE`
-    broken at a space; None when one cannot be (no space to break at). With `pack`, lines
-    are first joined up to `MAX_LINE` (`_packed`). For HTML: a line break there is a space."""
-    lines = body.split(b"\n")
-    if pack:
-        lines = [*_packed(lines[:-1]), b""]  # the last line ends the part: keep its break
+    broken at a space; None when one cannot be (no space to break at). With `pack`, the
+    lines are first made one (a line break becomes a space), so that every line but the
+    last is close to `MAX_LINE`: every relay reads a message line by line, and fewer lines
+    are less work for each. For HTML only: a line break there is a space."""
+    lines = [body[:-1].replace(b"\n", b" "), b""] if pack else body.split(b"\n")
     if max(map(len, lines)) <= MAX_LINE:
         return b"\r\n".join(lines)
     broken = []
     for line in lines:
-        while len(line) > MAX_LINE:
-            cut = line.rfind(b" ", 0, MAX_LINE + 1)
-            if cut <= 0:
+        start = 0
+        while len(line) - start > MAX_LINE:
+            cut = line.rfind(b" ", start, start + MAX_LINE + 1)
+            if cut <= start:
                 return None
-            broken.append(line[:cut])
-            line = line[cut + 1 :]
-        broken.append(line)
+            broken.append(line[start:cut])
+            start = cut + 1
+        broken.append(line[start:])
     return b"\r\n".join(broken)
 
 
-def _part(content_type: str, body: str, *, boundary: str, html: bool, eight_bit: bool) -> tuple[str, bytes]:
+def _part(
+    content_type: str, body: str, *, boundary: str, html: bool, eight_bit: bool, pack: bool = False
+) -> tuple[str, bytes]:
     """One MIME part (its headers and its body) and its encoding: 7bit where that is safe,
     8bit where allowed and the lines are short enough, else quoted-printable."""
     body = _lines(body)
     raw = body.encode("ascii", "xmlcharrefreplace") if html else body.encode("utf-8")
     if html or body.isascii():
-        encoding, data = "7bit", _seven_bit(raw, pack=html and not _LINES_MATTER.search(raw))
+        encoding, data = "7bit", _seven_bit(raw, pack=pack)
     elif eight_bit and max(map(len, raw.split(b"\n"))) <= MAX_LINE:
         encoding, data = "8bit", raw.replace(b"\n", b"\r\n")
     else:
@@ -176,14 +169,15 @@ def _part(content_type: str, body: str, *, boundary: str, html: bool, eight_bit:
 
 
 def build_mime(
-    headers: Sequence[str], text: str, html: str, *, boundary: str, eight_bit: bool = False
+    headers: Sequence[str], text: str, html: str, *, boundary: str, eight_bit: bool = False, pack_html: bool = False
 ) -> tuple[bytes, bool]:
     """multipart/alternative bytes (the given headers, then the text part, then the HTML
-    part) and whether they are 8bit (the text part may be, if `eight_bit` allows it)."""
+    part) and whether they are 8bit (the text part may be, if `eight_bit` allows it). With
+    `pack_html`, the HTML part's lines are packed (for templates where `lines_matter` is false)."""
     head = [*headers, "MIME-Version: 1.0", f'Content-Type: multipart/alternative; boundary="{boundary}"', "", ""]
     delimiter = f"--{boundary}\r\n".encode("ascii")
     text_encoding, text_part = _part("text/plain", text, boundary=boundary, html=False, eight_bit=eight_bit)
-    _, html_part = _part("text/html", html, boundary=boundary, html=True, eight_bit=False)
+    _, html_part = _part("text/html", html, boundary=boundary, html=True, eight_bit=False, pack=pack_html)
     data = b"".join(
         [
             CRLF.join(head).encode("ascii"),

@@ -232,7 +232,9 @@ class EmailBuilder:
             f"List-Unsubscribe: {list_unsubscribe(url, self.mailto, token)}",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         ]
-        data, eight_bit = build_mime(headers, text, html, boundary=mime_boundary(mid), eight_bit=self.eight_bit)
+        pack = not self.renderer.templates.html_lines_matter
+        boundary = mime_boundary(mid)
+        data, eight_bit = build_mime(headers, text, html, boundary=boundary, eight_bit=self.eight_bit, pack_html=pack)
         if self.dkim is not None:
             data = self.dkim.sign(data)
         paper_ids = tuple(pick.paper.id for pick in digest.picks)

@@ -26,6 +26,7 @@ import jinja2
 
 from digestd.config import MailSettings
 from digestd.errors import RenderError
+from digestd.message import lines_matter
 
 TEMPLATE_NAMES = ("base.html", "digest.html", "digest.txt", "empty.html", "empty.txt")
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
@@ -96,6 +97,7 @@ class Templates:
     empty_html: jinja2.Template
     empty_text: jinja2.Template
     folder: Path
+    html_lines_matter: bool = False  # some HTML template has <pre>, CSS white-space...: keep its lines
 
 
 def make_environment(folder: Path) -> jinja2.Environment:
@@ -143,6 +145,7 @@ def load_templates(mail: MailSettings, *, check: Callable[[Templates], Any] | No
             empty_html=environment.get_template("empty.html"),
             empty_text=environment.get_template("empty.txt"),
             folder=folder,
+            html_lines_matter=any(lines_matter(path.read_text(errors="replace")) for path in folder.glob("*.html")),
         )
         if check is not None:
             check(templates)
