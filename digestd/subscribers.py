@@ -8,13 +8,15 @@ caller's session, so a command that fails changes nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func
+from sqlalchemy import ColumnElement, String, any_, cast, delete, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
@@ -217,7 +219,14 @@ def make_profile(
     )
 
 
-_PAPERS_PER_QUERY = 10_000  # window ids per query: with 500 subscriber ids, well under SQLite's 32,766 parameters
+def _sent_among(dialect: str, paper_ids: Collection[str]) -> ColumnElement[bool]:
+    """`sent_paper.paper_id` is one of `paper_ids`, passed as one parameter (an array, or
+    JSON on SQLite): an IN list of a window's 2,000 ids costs more to bind than to run."""
+    ids = sorted(paper_ids)
+    if dialect == "postgresql":
+        return col(SentPaper.paper_id) == any_(cast(ids, ARRAY(String)))
+    listed = func.json_each(json.dumps(ids)).table_valued("value")
+    return col(SentPaper.paper_id).in_(select(listed.c.value))
 
 
 def load_profiles(
@@ -232,21 +241,14 @@ def load_profiles(
     items = load_profile_items(session, ids)
     ratings: dict[int, list[Rating]] = {sid: [] for sid in ids}
     sent: dict[int, set[str]] = {sid: set() for sid in ids}
-    among = None if sent_among is None else sorted(sent_among)
+    among = None if sent_among is None else _sent_among(session.get_bind().dialect.name, sent_among)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         for rating in session.scalars(select(Rating).where(col(Rating.subscriber_id).in_(chunk))):
             ratings[rating.subscriber_id].append(rating)
         query = select(SentPaper.subscriber_id, SentPaper.paper_id).where(col(SentPaper.subscriber_id).in_(chunk))
-        papers: list[list[str] | None] = (
-            [None]
-            if among is None
-            else [among[i : i + _PAPERS_PER_QUERY] for i in range(0, len(among), _PAPERS_PER_QUERY)]
-        )
-        for part in papers:
-            rows = session.execute(query if part is None else query.where(col(SentPaper.paper_id).in_(part)))
-            for subscriber_id, paper_id in rows:
-                sent[subscriber_id].add(paper_id)
+        for subscriber_id, paper_id in session.execute(query if among is None else query.where(among)):
+            sent[subscriber_id].add(paper_id)
     return [
         make_profile(s, items[s.id], ratings=ratings[s.id], sent=frozenset(sent[s.id]))
         for s in subscribers

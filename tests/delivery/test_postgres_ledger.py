@@ -12,7 +12,7 @@ import pytest
 from seeds import DUE, make_settings, seed_database
 from sinks import Sink
 from sqlalchemy import Engine, create_engine, text
-from test_send import LATER, run_send
+from test_send import LATER, check_never_twice_reads_only_the_window, run_send
 
 from digestd.claims import claim_deliveries
 from digestd.ledger import plan_deliveries
@@ -67,3 +67,7 @@ def test_a_send_on_postgresql(pg_engine: Engine, start_sink: Any) -> None:
     assert run_send(pg_engine, make_settings(sink)).sent == 3
     assert sorted(r for m in sink.handler.messages for r in m.recipients) == emails
     assert run_send(pg_engine, make_settings(sink), now=LATER + timedelta(minutes=1)).sent == 0
+
+
+def test_never_twice_reads_only_the_window_on_postgresql(pg_engine: Engine, start_sink: Any) -> None:
+    check_never_twice_reads_only_the_window(pg_engine, start_sink())

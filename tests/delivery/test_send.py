@@ -309,9 +309,12 @@ def test_the_text_part_is_8bit_only_for_a_relay_that_offers_8bitmime(
 
 
 def test_never_twice_reads_only_the_history_inside_the_window(engine: Engine, start_sink: Any) -> None:
+    check_never_twice_reads_only_the_window(engine, start_sink())
+
+
+def check_never_twice_reads_only_the_window(engine: Engine, sink: Sink) -> None:
     """A long history (papers of earlier windows) is not read at send time; a paper of this
     window that was mailed before is still never mailed again."""
-    sink: Sink = start_sink()
     emails = seed_database(engine, subscribers=2)
     with open_session(engine) as session:
         subscriber = get_subscriber(session, emails[0])
