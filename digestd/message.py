@@ -5,14 +5,14 @@ costs more than rendering the templates. The result is a standard
 multipart/alternative (text first, HTML last), lines ending in CRLF as on the wire. The
 text part is 7bit when it is all ASCII; otherwise UTF-8 as it is ("8bit") when the relay
 offers 8BITMIME (RFC 6152) and the message is not DKIM-signed, else quoted-printable. The
-HTML part is 7bit:
-other characters become character references (`&#233;`), which HTML reads exactly as the
-characters themselves, and its lines are joined with spaces (the same whitespace to HTML)
-up to SMTP's 998 octets, unless its templates have preformatted text or CSS `white-space`: about 50
-lines for a 40 KB part, where quoted-printable (76 octets a line, `=3D` for every `=`)
-would take 550, and every relay reads a message line by line. An HTML line that cannot
-be broken falls back to quoted-printable. Every header value passes `clean_header`, so no CR, LF or
-other control character from a paper title, a name or a setting can start a header.
+HTML part is 7bit: other characters become character references (`&#233;`), which HTML
+reads exactly as the characters themselves, and its lines are joined with spaces (the
+same whitespace to HTML) up to SMTP's 998 octets, unless its templates have preformatted
+text or CSS `white-space`. A 40 KB part is about 45 lines, where quoted-printable (76
+octets a line, `=3D` for every `=`) would take 550, and every relay reads a message line
+by line. An HTML line that cannot be broken falls back to quoted-printable. Every header
+value passes `clean_header`, so no CR, LF or other control character from a paper title,
+a name or a setting can start a header.
 """
 
 from __future__ import annotations
