@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 import shutil
 import time
 from collections import Counter
@@ -249,7 +250,7 @@ def test_the_rate_limit_holds_in_every_second_at_the_sink(engine: Engine, start_
 
 
 def test_render_processes_send_the_same_messages_as_rendering_here(
-    engine: Engine, start_sink: Any, tmp_path: Path
+    engine: Engine, start_sink: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With `smtp.render_processes`, other processes load, rank and render each batch; the
     messages at the sink are byte for byte those the sending process renders itself."""
@@ -260,7 +261,9 @@ def test_render_processes_send_the_same_messages_as_rendering_here(
     migrate(other)
     seed_database(other, subscribers=12)
     pooled: Sink = start_sink()
-    report = run_send(other, make_settings(pooled, batch_size=5, render_processes=1))
+    with caplog.at_level(logging.DEBUG, logger="digestd.batches"):
+        report = run_send(other, make_settings(pooled, batch_size=5, render_processes=1))
+    assert "ranking and rendering in 1 other process(es)" in caplog.messages
     assert (report.planned, report.sent) == (12, 12)
     assert set(statuses(other).values()) == {SENT}
 
