@@ -216,14 +216,19 @@ def test_an_unknown_variable_fails_at_start_up_with_file_and_line(tmp_path: Path
         make_email_builder(replace(MAIL, templates_dir=str(folder)), secret_key=SECRET)
 
 
-def test_dkim_signature_covers_the_list_headers_and_verifies(tmp_path: Path) -> None:
+def dkim_mail(tmp_path: Path) -> tuple[MailSettings, bytes]:
+    """Mail settings that sign with a new RSA key (written to `tmp_path`), and its public key (DER)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
     public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "dkim.pem").write_bytes(pem)
-    mail = replace(MAIL, dkim_selector="d2026", dkim_key_file=str(tmp_path / "dkim.pem"))
+    return replace(MAIL, dkim_selector="d2026", dkim_key_file=str(tmp_path / "dkim.pem")), public
+
+
+def test_dkim_signature_covers_the_list_headers_and_verifies(tmp_path: Path) -> None:
+    mail, public = dkim_mail(tmp_path)
     data = make_email_builder(mail, secret_key=SECRET).build(golden_digest(), period="2026-11-30", now=NOW).data
     record = b"v=DKIM1; k=rsa; p=" + __import__("base64").b64encode(public)
 
@@ -314,12 +319,7 @@ def test_a_text_line_too_long_for_smtp_stays_quoted_printable_even_with_8bitmime
 
 
 def test_a_dkim_signed_message_stays_7bit_even_with_8bitmime(tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
-    (tmp_path / "dkim.pem").write_bytes(pem)
-    mail = replace(MAIL, dkim_selector="d2026", dkim_key_file=str(tmp_path / "dkim.pem"))
+    mail, _ = dkim_mail(tmp_path)
     builder = make_email_builder(mail, secret_key=SECRET).for_relay(eight_bit=True)
     email_ = builder.build(physics_digest("Schrödinger"), period="2026-11-30", now=NOW)
     assert not email_.eight_bit and email_.data.isascii()
