@@ -6,13 +6,13 @@ multipart/alternative (text first, HTML last), lines ending in CRLF as on the wi
 text part is 7bit when it is all ASCII; otherwise UTF-8 as it is ("8bit") when the relay
 offers 8BITMIME (RFC 6152) and the message is not DKIM-signed, else quoted-printable. The
 HTML part is 7bit: other characters become character references (`&#233;`), which HTML
-reads exactly as the characters themselves, and its lines are joined with spaces (the
-same whitespace to HTML) up to SMTP's 998 octets, unless its templates have preformatted
-text or CSS `white-space`. A 40 KB part is about 45 lines, where quoted-printable (76
-octets a line, `=3D` for every `=`) would take 550, and every relay reads a message line
-by line. An HTML line that cannot be broken falls back to quoted-printable. Every header
-value passes `clean_header`, so no CR, LF or other control character from a paper title,
-a name or a setting can start a header.
+reads exactly as the characters themselves, and its lines are joined with spaces (the same
+whitespace to HTML) up to SMTP's 998 octets and broken again at a space outside any tag,
+unless its templates have preformatted text or CSS `white-space`. A 40 KB part is about 45
+lines, where quoted-printable (76 octets a line, `=3D` for every `=`) would take 550, and
+every relay reads a message line by line. An HTML line that cannot be broken falls back to
+quoted-printable. Every header value passes `clean_header`, so no CR, LF or other control
+character from a paper title, a name or a setting can start a header.
 """
 
 from __future__ import annotations
@@ -127,12 +127,26 @@ def lines_matter(html: str) -> bool:
     return any(marker in lowered for marker in _LINES_MATTER)
 
 
-def _seven_bit(body: bytes, *, pack: bool = False) -> bytes | None:
+def _break_at(line: bytes, start: int, *, html: bool) -> int:
+    """Where to break `line` after `start`: its last space within `MAX_LINE`; in HTML, the
+    last such space outside a tag, so that no attribute value (a `title`, an `alt`) gains a
+    line break. At most `start` when there is none. `start` is never inside a tag."""
+    cut = line.rfind(b" ", start, start + MAX_LINE + 1)
+    if html:
+        opened = line.rfind(b"<", start, cut)
+        while cut > start and opened > line.rfind(b">", start, cut):  # this space is inside a tag
+            cut = line.rfind(b" ", start, opened)
+            opened = line.rfind(b"<", start, cut)
+    return cut
+
+
+def _seven_bit(body: bytes, *, html: bool = False, pack: bool = False) -> bytes | None:
     """ASCII `body` (ending in a line break) with CRLF line ends, lines over `MAX_LINE`
-    broken at a space; None when one cannot be (no space to break at). With `pack`, the
-    lines are first made one (a line break becomes a space), so that every line but the
-    last is close to `MAX_LINE`: every relay reads a message line by line, and fewer lines
-    are less work for each. For HTML only: a line break there is a space."""
+    broken at a space (in HTML, outside tags); None when one cannot be (no space to break
+    at). With `pack`, the lines are first made one (a line break becomes a space), so that
+    every line but the last is close to `MAX_LINE`: every relay reads a message line by
+    line, and fewer lines are less work for each. For HTML only: a line break there is a
+    space."""
     lines = [body[:-1].replace(b"\n", b" "), b""] if pack else body.split(b"\n")
     if max(map(len, lines)) <= MAX_LINE:
         return b"\r\n".join(lines)
@@ -140,7 +154,7 @@ def _seven_bit(body: bytes, *, pack: bool = False) -> bytes | None:
     for line in lines:
         start = 0
         while len(line) - start > MAX_LINE:
-            cut = line.rfind(b" ", start, start + MAX_LINE + 1)
+            cut = _break_at(line, start, html=html)
             if cut <= start:
                 return None
             broken.append(line[start:cut])
@@ -157,7 +171,7 @@ def _part(
     body = _lines(body)
     raw = body.encode("ascii", "xmlcharrefreplace") if html else body.encode("utf-8")
     if html or body.isascii():
-        encoding, data = "7bit", _seven_bit(raw, pack=pack)
+        encoding, data = "7bit", _seven_bit(raw, html=html, pack=pack)
     elif eight_bit and max(map(len, raw.split(b"\n"))) <= MAX_LINE:
         encoding, data = "8bit", raw.replace(b"\n", b"\r\n")
     else:

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from pathlib import Path
 
 import dkim
@@ -338,6 +339,40 @@ def test_html_lines_are_packed_for_relays_but_read_the_same() -> None:
     )
     assert rendered.count("\n") > 60
     assert " ".join(html.unescape(html_part.get_content()).split()) == " ".join(html.unescape(rendered).split())
+
+
+class AttributeValues(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.values += [value for _, value in attrs if value is not None]
+
+
+def test_packed_html_never_breaks_a_line_inside_a_tag(tmp_path: Path) -> None:
+    """A packed line ends between tags or in text, never inside an attribute: a `title`
+    tooltip or an `alt` text with a line break in it would show one."""
+    folder = tmp_path / "templates"
+    shutil.copytree(templates_dir(MAIL), folder)
+    digest_html = folder / "digest.html"
+    digest_html.write_text(
+        digest_html.read_text().replace(
+            '<a href="{{ pick.paper.abs_url }}"',
+            '<a title="Open {{ pick.paper.title }} on arXiv" href="{{ pick.paper.abs_url }}"',
+        )
+    )
+    mail = replace(MAIL, templates_dir=str(folder))
+    data = make_email_builder(mail, secret_key=SECRET).build(golden_digest(), period="2026-11-30", now=NOW).data
+    html_part = parse(data).get_body(("html",))
+    assert html_part is not None
+    content = html_part.get_content()
+    assert content.count("\n") > 5  # packed into several lines
+    parser = AttributeValues()
+    parser.feed(content)
+    titles = [value for value in parser.values if value.startswith("Open ")]
+    assert len(titles) == len(golden_digest().picks)
+    assert [value for value in parser.values if "\n" in value] == []
 
 
 def test_templates_with_preformatted_text_keep_their_lines(tmp_path: Path) -> None:
