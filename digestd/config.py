@@ -75,6 +75,7 @@ class DigestSettings:
     default_timezone: str = "UTC"
     max_papers: int = 20
     min_score: float = 0.0
+    remember_sent_days: int = 180  # never-twice records older than this are deleted daily; 0: kept forever
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,7 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError(f"digest.default_time = {digest.default_time!r} is not allowed: use HH:MM, 24-hour")
     check_timezone(digest.default_timezone, key="digest.default_timezone")
     _positive("digest.max_papers", digest.max_papers)
+    _not_negative("digest.remember_sent_days", digest.remember_sent_days)
     smtp = settings.smtp
     _allowed("smtp.security", smtp.security, SMTP_SECURITY)
     if not 0 < smtp.port < 65536:

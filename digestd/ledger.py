@@ -19,17 +19,18 @@ import functools
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, or_, text, update
+from sqlalchemy import Engine, bindparam, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from digestd.models import ACTIVE, Delivery, Subscriber
+from digestd.models import ACTIVE, Delivery, SentPaper, Subscriber
 from digestd.schedule import next_due_after, period_key, period_length
+from digestd.store import open_session
 
 PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
 TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
@@ -284,3 +285,42 @@ def recent_failures(session: Session, *, limit: int = 10) -> list[dict[str, obje
         }
         for row, email in session.execute(query)
     ]
+
+
+# The oldest `chunk` never-twice records, found through the `sent_at` index from where the
+# previous chunk ended and deleted by their physical row id (a key list would let the
+# planner hash-join it against a seq scan of the whole table).
+_FORGET_SENT = {
+    "postgresql": "DELETE FROM sent_paper WHERE ctid = ANY(ARRAY("
+    " SELECT ctid FROM sent_paper WHERE sent_at >= :since AND sent_at < :before ORDER BY sent_at LIMIT :chunk"
+    ")) RETURNING sent_at",
+    "sqlite": "DELETE FROM sent_paper WHERE rowid IN ("
+    " SELECT rowid FROM sent_paper WHERE sent_at >= :since AND sent_at < :before ORDER BY sent_at LIMIT :chunk"
+    ") RETURNING sent_at",
+}
+
+
+def forget_sent_papers(
+    engine: Engine, *, before: datetime, chunk: int = 50_000, keep_going: Callable[[], bool] = lambda: True
+) -> int:
+    """Delete the never-twice records (`sent_paper`) of papers mailed before `before`, oldest
+    first; returns how many. A digest's candidates are the papers that arrived since the
+    subscriber's previous digest, so an old record no longer keeps anything out, while the
+    table grows by ~20 rows per message (a billion a year at a million weekly readers).
+    `chunk` rows per transaction, so no long transaction holds the table; stops between
+    chunks when `keep_going()` turns false."""
+    when = SentPaper.__table__.c.sent_at.type  # type: ignore[attr-defined]
+    statement = (
+        text(_FORGET_SENT[engine.dialect.name])
+        .bindparams(bindparam("since", type_=when), bindparam("before", type_=when))
+        .columns(sent_at=when)
+    )
+    forgotten, since = 0, datetime(1970, 1, 1, tzinfo=before.tzinfo)
+    while keep_going():
+        with open_session(engine) as session:
+            times = session.scalars(statement, {"since": since, "before": before, "chunk": chunk}).all()
+        forgotten += len(times)
+        if len(times) < chunk:
+            break
+        since = max(times)
+    return forgotten

@@ -4,7 +4,8 @@
 - a planning tick every minute: plans the subscribers whose `next_due_at` has passed and
   delivers what is claimable (no job per subscriber; after downtime the planner makes one
   catch-up digest per subscriber, never one per missed period);
-- a daily purge of sign-ups never confirmed;
+- a daily purge of sign-ups never confirmed and of never-twice records older than
+  `digest.remember_sent_days`;
 - the web pages, in the same event loop.
 
 On PostgreSQL several daemons may run: the jobs above run only on the node holding the
@@ -21,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -34,6 +35,7 @@ from digestd.coordination import SchedulerLock
 from digestd.delivery import plan_due, send_due
 from digestd.errors import ConfigError, DigestdError
 from digestd.ingest import run_sources
+from digestd.ledger import forget_sent_papers
 from digestd.models import SourceState
 from digestd.render import EmailBuilder
 from digestd.signup import purge_unconfirmed
@@ -69,6 +71,10 @@ class DaemonJobs:
             return True
         log.debug("%s: skipped, another node holds the scheduler lock", job)
         return False
+
+    def not_stopping(self) -> bool:
+        """Not stopping (read from a job's thread too: a plain flag read)."""
+        return not self.stop.is_set()
 
     def _track(self) -> None:
         task = asyncio.current_task()
@@ -116,9 +122,16 @@ class DaemonJobs:
         if not self._leads("purge"):
             return
         self._track()
+        now = self.clock()
         with open_session(self.engine) as session:
-            purged = purge_unconfirmed(session, self.clock())
+            purged = purge_unconfirmed(session, now)
         log.info("purge: %d unconfirmed sign-up(s) older than 30 days deleted", purged)
+        days = self.settings.digest.remember_sent_days
+        if days:
+            forgotten = await asyncio.to_thread(
+                forget_sent_papers, self.engine, before=now - timedelta(days=days), keep_going=self.not_stopping
+            )
+            log.info("purge: %d record(s) of papers sent more than %d days ago deleted", forgotten, days)
 
     async def catch_up_ingest(self) -> None:
         """Run, now, each source whose last scheduled run was missed (or that never ran),

@@ -44,6 +44,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ('[digest]\ndefault_time = "8am"\n', "digest.default_time = '8am' is not allowed: use HH:MM"),
         ('[smtp]\nhostname = "x"\n', "unknown setting smtp.hostname"),
         ("[smtp]\nrender_processes = -1\n", "smtp.render_processes = -1 is not allowed: must be 0 or more"),
+        ("[digest]\nremember_sent_days = -1\n", "digest.remember_sent_days = -1 is not allowed: must be 0 or more"),
         ('[[sources]]\nname = "a"\nkind = "gopher"\n', "sources[a].kind = 'gopher' is not allowed"),
         ("[smtp\n", "is not valid TOML"),
     ],

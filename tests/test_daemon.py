@@ -20,8 +20,8 @@ from feed_server import FeedServer, Reply, feed_server
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from digestd.config import Settings
-from digestd.models import Delivery, Subscriber
+from digestd.config import DigestSettings, Settings
+from digestd.models import Delivery, SentPaper, Subscriber
 from digestd.render import make_email_builder
 from digestd.scheduler import DaemonJobs
 from digestd.store import open_session
@@ -62,6 +62,23 @@ def tick_through(engine: Engine, start: datetime, end: datetime, step: timedelta
     asyncio.run(run())
     with open_session(engine) as session:
         return list(session.scalars(select(Delivery).order_by(Delivery.created_at)))
+
+
+@pytest.mark.parametrize(("days", "kept"), [(30, {"2611.00001"}), (0, {"2611.00001", "2609.00001"})])
+def test_the_daily_purge_forgets_papers_sent_longer_ago_than_configured(
+    engine: Engine, days: int, kept: set[str]
+) -> None:
+    now = datetime(2026, 11, 30, 3, 17, tzinfo=UTC)
+    add(engine, now - timedelta(days=90))
+    with open_session(engine) as session:
+        subscriber = session.scalars(select(Subscriber)).one()
+        for paper, age in (("2611.00001", 29), ("2609.00001", 31)):
+            session.add(SentPaper(subscriber_id=subscriber.id, paper_id=paper, sent_at=now - timedelta(days=age)))
+    settings = Settings(digest=DigestSettings(remember_sent_days=days))
+    jobs = DaemonJobs(engine, settings, make_email_builder(settings.mail, secret_key="k"), asyncio.Event(), lambda: now)
+    asyncio.run(jobs.purge())
+    with open_session(engine) as session:
+        assert set(session.scalars(select(SentPaper.paper_id))) == kept
 
 
 @pytest.mark.parametrize(

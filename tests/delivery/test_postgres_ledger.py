@@ -12,7 +12,7 @@ import pytest
 from seeds import DUE, make_settings, seed_database
 from sinks import Sink
 from sqlalchemy import Engine, create_engine, text
-from test_send import LATER, check_never_twice_reads_only_the_window, run_send
+from test_send import LATER, check_forgetting_old_records, check_never_twice_reads_only_the_window, run_send
 
 from digestd.claims import claim_deliveries
 from digestd.ledger import plan_deliveries
@@ -71,3 +71,7 @@ def test_a_send_on_postgresql(pg_engine: Engine, start_sink: Any) -> None:
 
 def test_never_twice_reads_only_the_window_on_postgresql(pg_engine: Engine, start_sink: Any) -> None:
     check_never_twice_reads_only_the_window(pg_engine, start_sink())
+
+
+def test_old_never_twice_records_are_forgotten_on_postgresql(pg_engine: Engine) -> None:
+    check_forgetting_old_records(pg_engine)

@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from digestd.config import MailSettings, Settings
 from digestd.delivery import SendReport, plan_due, send_due
 from digestd.errors import ConfigError, DeliveryError, RenderError
-from digestd.ledger import PENDING, PERM_FAILED, SENT, TEMP_FAILED, UNKNOWN
+from digestd.ledger import PENDING, PERM_FAILED, SENT, TEMP_FAILED, UNKNOWN, forget_sent_papers
 from digestd.models import Delivery, SentPaper, Subscriber, Suppression
 from digestd.render import make_email_builder
 from digestd.store import make_engine, migrate, open_session
@@ -333,3 +333,40 @@ def check_never_twice_reads_only_the_window(engine: Engine, sink: Sink) -> None:
     first = next(m for m in sink.handler.messages if m.recipients == [emails[0]])
     other = next(m for m in sink.handler.messages if m.recipients == [emails[1]])
     assert b"2611.00000" in other.data and b"2611.00000" not in first.data
+
+
+def test_old_never_twice_records_are_forgotten_and_recent_ones_kept(engine: Engine) -> None:
+    check_forgetting_old_records(engine)
+
+
+def check_forgetting_old_records(engine: Engine) -> None:
+    """Records of papers sent before the cut-off go, in chunks; the ones after it stay."""
+    emails = seed_database(engine, subscribers=2)
+    with open_session(engine) as session:
+        ids = [get_subscriber(session, address).id for address in emails]
+        rows = [
+            {"subscriber_id": sid, "paper_id": f"2201.{i:05d}", "sent_at": DUE - timedelta(days=181 + i)}
+            for sid in ids
+            for i in range(7)
+        ]
+        rows += [
+            {"subscriber_id": sid, "paper_id": f"2606.{i:05d}", "sent_at": DUE - timedelta(days=179)}
+            for sid in ids
+            for i in range(3)
+        ]
+        session.execute(insert(SentPaper), rows)
+    cutoff = DUE - timedelta(days=180)
+    assert forget_sent_papers(engine, before=cutoff, keep_going=lambda: False) == 0  # the daemon is stopping
+    chunks = 0
+
+    def keep_going() -> bool:  # asked before each chunk
+        nonlocal chunks
+        chunks += 1
+        return True
+
+    assert forget_sent_papers(engine, before=cutoff, chunk=4, keep_going=keep_going) == 14
+    assert chunks == 4  # 4 + 4 + 4 + 2 rows, one transaction each
+    with open_session(engine) as session:
+        left = {tuple(row) for row in session.execute(select(SentPaper.subscriber_id, SentPaper.paper_id))}
+    assert left == {(sid, f"2606.{i:05d}") for sid in ids for i in range(3)}
+    assert forget_sent_papers(engine, before=cutoff) == 0
