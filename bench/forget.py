@@ -1,0 +1,84 @@
+"""Forgetting old never-twice records: `ledger.forget_sent_papers`, as the daemon's daily
+purge runs it, on a fresh SQLite file and a fresh PostgreSQL database.
+
+    python -m bench.forget [--subscribers 20000] [--papers 20]
+
+Each subscriber gets `--papers` records at each of three ages (200, 100 and 10 days);
+the records older than 180 days (one third) are deleted, 50,000 per transaction.
+PostgreSQL is skipped when it does not answer (`DIGESTD_TEST_POSTGRES` or `--admin-url`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import OperationalError
+
+from bench.scaleout import ADMIN_URL, create_database, drop_database
+from bench.support import reference_seconds
+from digestd.ledger import forget_sent_papers
+from digestd.models import SentPaper, Subscriber
+from digestd.store import make_engine, migrate, open_session
+
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
+AGES = (200, 100, 10)  # days
+
+
+def fill(engine: Engine, subscribers: int, papers: int) -> int:
+    migrate(engine)
+    with open_session(engine) as session:
+        rows = [{"id": i, "email": f"reader{i}@example.org", "created_at": NOW} for i in range(1, subscribers + 1)]
+        session.execute(insert(Subscriber), rows)
+    for age in AGES:
+        sent_at = NOW - timedelta(days=age)
+        records = [
+            {"subscriber_id": i, "paper_id": f"{age}.{j:05d}", "sent_at": sent_at}
+            for i in range(1, subscribers + 1)
+            for j in range(papers)
+        ]
+        with open_session(engine) as session:
+            session.execute(insert(SentPaper), records)
+    with open_session(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(SentPaper)) or 0)
+
+
+def measure(name: str, engine: Engine, args: argparse.Namespace) -> None:
+    total = fill(engine, args.subscribers, args.papers)
+    started = time.perf_counter()
+    forgotten = forget_sent_papers(engine, before=NOW - timedelta(days=180))
+    seconds = time.perf_counter() - started
+    print(f"| {name} | {total:,} | {forgotten:,} | {seconds:.2f} | {forgotten / seconds:,.0f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=20_000)
+    parser.add_argument("--papers", type=int, default=20, help="records per subscriber and age")
+    parser.add_argument("--admin-url", default=ADMIN_URL)
+    args = parser.parse_args()
+    print(f"machine: reference loop {reference_seconds():.2f} s (lower is faster)")
+    print("| database | records | forgotten | seconds | records/s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory(prefix="digestd-bench-forget-") as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'forget.sqlite3'}")
+        measure("SQLite", engine, args)
+        engine.dispose()
+    try:
+        name, engine = create_database(args.admin_url)
+    except OperationalError as error:
+        print(f"PostgreSQL skipped: {args.admin_url} does not answer ({error.orig})")
+        return
+    try:
+        measure("PostgreSQL", engine, args)
+    finally:
+        engine.dispose()
+        drop_database(args.admin_url, name)
+
+
+if __name__ == "__main__":
+    main()
