@@ -9,6 +9,7 @@ Queries are keyword-only functions that take a session.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -43,6 +44,34 @@ def migrations_dir() -> Path:
     raise StoreError("the Alembic migrations are missing from this installation", hint="reinstall digestd")
 
 
+# RETURNING (planning, forgetting old never-twice records) came in SQLite 3.35; the JSON
+# functions (the never-twice window) are built in from 3.38 and optional before.
+SQLITE_NEEDED = (3, 35)
+
+
+def check_sqlite(version: tuple[int, int, int] = sqlite3.sqlite_version_info, *, has_json: bool = True) -> None:
+    """Refuse, with a clear message, an SQLite too old for digestd's statements (RHEL 8's
+    Python links SQLite 3.26), instead of an SQL error in the middle of a send."""
+    if version >= SQLITE_NEEDED and has_json:
+        return
+    found = ".".join(map(str, version)) + ("" if has_json else " without its JSON functions")
+    raise StoreError(
+        f"digestd needs SQLite 3.35 or newer with its JSON functions; this Python has SQLite {found}",
+        hint="use a Python built with a newer SQLite (python.org and Debian 12 builds are), or PostgreSQL",
+    )
+
+
+def sqlite_has_json() -> bool:
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.execute("SELECT json_valid('[]')")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+    return True
+
+
 def _sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite:///"):
         return None
@@ -69,6 +98,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite the file's folder is created if missing."""
+    if url.startswith("sqlite"):
+        check_sqlite(has_json=sqlite_has_json())
     path = _sqlite_path(url)
     if path is not None:
         try:

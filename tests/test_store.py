@@ -6,7 +6,15 @@ from alembic import command
 from sqlalchemy import inspect
 
 from digestd.errors import StoreError
-from digestd.store import alembic_config, check_migrated, head_revision, make_engine, migrate
+from digestd.store import (
+    alembic_config,
+    check_migrated,
+    check_sqlite,
+    head_revision,
+    make_engine,
+    migrate,
+    sqlite_has_json,
+)
 
 TABLES = {"paper", "subscriber", "profile_item", "rating", "delivery", "sent_paper", "suppression", "source_state"}
 
@@ -70,3 +78,20 @@ def test_the_cli_works_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     assert preview["papers"][0]["id"] in {"2611.20001", "2611.20002", "2611.20006"}
     run("subscribers", "wipe", "pg@example.org", "--yes")
     assert "no subscribers yet" in run("subscribers", "list")
+
+
+@pytest.mark.parametrize(
+    ("version", "has_json", "found"),
+    [((3, 26, 0), True, "this Python has SQLite 3.26.0"), ((3, 40, 1), False, "3.40.1 without its JSON functions")],
+)
+def test_an_sqlite_too_old_is_refused_with_what_to_do(
+    version: tuple[int, int, int], has_json: bool, found: str
+) -> None:
+    with pytest.raises(StoreError) as raised:
+        check_sqlite(version, has_json=has_json)
+    assert "needs SQLite 3.35 or newer" in raised.value.message and found in raised.value.message
+    assert raised.value.hint is not None and "PostgreSQL" in raised.value.hint
+
+
+def test_this_python_s_sqlite_is_new_enough() -> None:
+    check_sqlite(sqlite3.sqlite_version_info, has_json=sqlite_has_json())
