@@ -57,7 +57,7 @@ def check_sqlite(version: tuple[int, int, int] = sqlite3.sqlite_version_info, *,
     found = ".".join(map(str, version)) + ("" if has_json else " without its JSON functions")
     raise StoreError(
         f"digestd needs SQLite 3.35 or newer with its JSON functions; this Python has SQLite {found}",
-        hint="use a Python built with a newer SQLite (python.org and Debian 12 builds are), or PostgreSQL",
+        hint="use a Python linked with a newer SQLite (python.org's and Debian 12's are), or PostgreSQL (database.url)",
     )
 
 
