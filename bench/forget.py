@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from bench.scaleout import ADMIN_URL, create_database, drop_database
 from bench.support import reference_seconds
-from digestd.ledger import forget_sent_papers
+from digestd.delivery.ledger import forget_sent_papers
 from digestd.models import SentPaper, Subscriber
 from digestd.store import make_engine, migrate, open_session
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from digestd.ingest import ingest_file
-from digestd.sources.oai_pmh import parse_list_records
+from digestd.ingest.run import ingest_file
+from digestd.ingest.sources.oai_pmh import parse_list_records
 from digestd.store import make_engine, migrate, open_session, save_papers
 
 NOW = datetime(2026, 7, 14, 6, 0, tzinfo=UTC)

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from bench.corpus import load_corpus
-from digestd.digest import build_digests, prepare_window
+from digestd.ranking.digest import build_digests, prepare_window
 from digestd.records import Keyword, PaperRecord, Profile
 
 K = 10

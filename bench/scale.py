@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bench.corpus import load_corpus
-from digestd.digest import build_digests, prepare_window
+from digestd.ranking.digest import build_digests, prepare_window
 from digestd.records import Keyword, PaperRecord, Profile
 
 FIRST = "Anna Ben Chen Dmitri Eva Farid Grace Hiro Ines Jonas Kofi Lena Marco Nadia Omar Priya Rui Sofia Tomas Yuki"

@@ -43,13 +43,13 @@ from bench.support import (
     start_sink,
     stop_sink,
 )
-from digestd.batches import PeriodCache, load_batch
-from digestd.claims import Claim
 from digestd.config import MailSettings
-from digestd.delivery import plan_due
-from digestd.digest import build_digests
+from digestd.delivery.batches import PeriodCache, load_batch
+from digestd.delivery.claims import Claim
+from digestd.delivery.send import plan_due
+from digestd.mail.render import make_email_builder
 from digestd.models import Delivery, Subscriber
-from digestd.render import make_email_builder
+from digestd.ranking.digest import build_digests
 from digestd.store import make_engine, migrate, open_session
 
 ADMIN_URL = os.environ.get("DIGESTD_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

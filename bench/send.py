@@ -48,12 +48,12 @@ from bench.support import (
 )
 from digestd import api
 from digestd.config import DatabaseSettings, MailSettings, Settings, SmtpSettings
-from digestd.delivery import Job, Sender, plan_due
-from digestd.digest import build_digests, prepare_window
+from digestd.delivery.send import Job, Sender, plan_due
+from digestd.delivery.smtp import RateLimiter, SmtpConnection, make_tls_context
+from digestd.mail.render import make_email_builder
 from digestd.models import Subscriber
+from digestd.ranking.digest import build_digests, prepare_window
 from digestd.records import Digest
-from digestd.render import make_email_builder
-from digestd.smtp import RateLimiter, SmtpConnection, make_tls_context
 from digestd.store import make_engine, migrate, open_session
 from digestd.subscribers import load_profiles
 

@@ -15,10 +15,9 @@ from sqlmodel import Session, col, select
 
 from digestd.config import Settings
 from digestd.errors import InputError
-from digestd.ledger import Period
 from digestd.models import ACTIVE, SEED, Paper, ProfileItem, Rating, Subscriber
 from digestd.records import Digest, PaperRecord, Profile
-from digestd.schedule import period_key, period_length
+from digestd.schedule import Period, period_key, period_length
 from digestd.store import (
     check_migrated,
     load_papers_by_id,
@@ -110,7 +109,7 @@ def preview_digest(
             start, end = period.start, period.end
             papers = load_candidates(session, start=start, end=end)
         referenced = referenced_papers(session, [profile])
-    from digestd.digest import build_digests, prepare_window  # here: scikit-learn is slow to import
+    from digestd.ranking.digest import build_digests, prepare_window  # here: scikit-learn is slow to import
 
     window = prepare_window(papers, referenced=referenced)
     return build_digests(window, [profile], period_start=start, period_end=end, now=now)[0]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from digestd import api
 from digestd.config import DatabaseSettings, Settings
-from digestd.ingest import ingest_file
+from digestd.ingest.run import ingest_file
+from digestd.mail.render import load_templates, render_email, render_parts
 from digestd.records import Digest
-from digestd.render import load_templates, render_email, render_parts
 from digestd.store import open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
 

@@ -8,12 +8,22 @@ exists twice (fall back) is taken once, at its first occurrence.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from digestd.config import WEEKDAYS
 
 _MINUTE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Period:
+    """What one digest covers: papers that reached us in [start, end), and its ledger key."""
+
+    start: datetime
+    end: datetime
+    key: str
 
 
 def parse_time(text: str) -> time:

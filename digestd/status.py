@@ -8,9 +8,19 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from digestd.coordination import list_live_workers
-from digestd.ledger import CLAIMED, PENDING, PERM_FAILED, SENDING, SENT, SKIPPED, TEMP_FAILED, UNKNOWN, recent_failures
-from digestd.ledger import count_by_status as count_deliveries
+from digestd.delivery.coordination import list_live_workers
+from digestd.delivery.ledger import (
+    CLAIMED,
+    PENDING,
+    PERM_FAILED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    TEMP_FAILED,
+    UNKNOWN,
+    recent_failures,
+)
+from digestd.delivery.ledger import count_by_status as count_deliveries
 from digestd.models import Paper, SourceState, Subscriber
 from digestd.store import count_papers, open_session
 from digestd.subscribers import count_by_status

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
 from digestd.errors import ConfigError, InputError, NotFoundError
+from digestd.identity import normalise_arxiv_id
 from digestd.models import (
     ACTIVE,
     AUTHOR,
@@ -36,7 +37,6 @@ from digestd.models import (
     Subscriber,
     Suppression,
 )
-from digestd.profiles import normalise_arxiv_id
 from digestd.records import Keyword, Profile
 from digestd.schedule import next_due_after
 

@@ -117,7 +117,7 @@ class RunningWeb:
     def _run(self) -> None:
         import asyncio
 
-        from digestd.web import serve_web
+        from digestd.web.server import serve_web
 
         async def main() -> None:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()

@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 from digestd import api
 from digestd.cli import AppContext, pass_app
 from digestd.errors import InputError, SourceError
-from digestd.ingest import ingest_file, run_sources
+from digestd.ingest.run import ingest_file, run_sources
+from digestd.mail.render import load_templates, render_email, render_parts
 from digestd.records import Digest
-from digestd.render import load_templates, render_email, render_parts
 
 
 @click.command()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from digestd.cli import AppContext, pass_app
-from digestd.profiles import normalise_arxiv_id
-from digestd.signup import save_rating
+from digestd.identity import normalise_arxiv_id
 from digestd.store import open_session
 from digestd.subscribers import get_subscriber
+from digestd.web.signup import save_rating
 
 
 @click.command()

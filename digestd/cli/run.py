@@ -7,8 +7,8 @@ import asyncio
 import click
 
 from digestd.cli import AppContext, pass_app
-from digestd.daemon import configure_logging, tune_collector
-from digestd.runner import run_daemon
+from digestd.daemon.process import configure_logging, tune_collector
+from digestd.daemon.run import run_daemon
 
 
 @click.command()

@@ -15,10 +15,10 @@ import click
 
 from digestd.cli import AppContext, pass_app
 from digestd.config import Settings
-from digestd.daemon import tune_collector
-from digestd.delivery import Job, SendReport, preview_due, send_due
-from digestd.render import EmailBuilder, make_email_builder
-from digestd.tokens import DEV_SECRET_KEY, check_secret_key
+from digestd.daemon.process import tune_collector
+from digestd.delivery.send import Job, SendReport, preview_due, send_due
+from digestd.mail.render import EmailBuilder, make_email_builder
+from digestd.mail.tokens import DEV_SECRET_KEY, check_secret_key
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import click
 
 from digestd import status as status_report
 from digestd.cli import AppContext, pass_app
-from digestd.coordination import describe_scheduler_node
-from digestd.daemon import daemon_running
+from digestd.daemon.process import daemon_running
+from digestd.delivery.coordination import describe_scheduler_node
 
 
 @click.command()

@@ -23,9 +23,8 @@ def web(app: AppContext, bind: str | None) -> None:
     Example:
       DIGESTD_SECRET_KEY=... digestd --config digestd.toml web --bind 127.0.0.1:8080
     """
-    from digestd.tokens import check_secret_key
-    from digestd.web import run_web
-    from digestd.web.server import parse_bind
+    from digestd.mail.tokens import check_secret_key
+    from digestd.web.server import parse_bind, run_web
 
     settings = app.settings
     if bind:

@@ -11,10 +11,10 @@ import click
 from sqlalchemy import Engine
 
 from digestd.cli import AppContext, pass_app
-from digestd.daemon import configure_logging, install_stop_signals, tune_collector
-from digestd.render import make_email_builder
-from digestd.tokens import check_secret_key
-from digestd.worker import WorkerState, require_postgresql, run_worker
+from digestd.daemon.process import configure_logging, install_stop_signals, tune_collector
+from digestd.delivery.worker import WorkerState, require_postgresql, run_worker
+from digestd.mail.render import make_email_builder
+from digestd.mail.tokens import check_secret_key
 
 
 def _clock() -> datetime:

@@ -1,6 +1,13 @@
-"""The web pages: sign-up with double opt-in, manage, one-click unsubscribe, ratings."""
+"""The web: the pages a reader sees, and the core they stand on.
 
-from digestd.web.app import create_app
-from digestd.web.server import run_web, serve_web
+    server         uvicorn on the configured address, alone (`digestd web`) or in the daemon
+    app            the Starlette app: routes, error pages, security headers
+    signup_routes  sign-up with double opt-in; link_routes: manage, one-click unsubscribe, ratings
+    signup         the core behind them: start and confirm a sign-up, rate, unsubscribe, purge
+    confirmation   the signed, expiring confirmation links
+    forms, manage  form parsing and the manage page's view
+    pages, messages, mailer   page templates, the web's emails and how they are sent
+    csrf, limits, context     CSRF tokens, rate limits, what every route is given
 
-__all__ = ["create_app", "run_web", "serve_web"]
+May import: delivery (its SMTP helpers), mail, subscribers, store, and the base modules.
+"""

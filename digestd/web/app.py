@@ -23,16 +23,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digestd.config import Settings
-from digestd.confirmation import ConfirmSigner
 from digestd.errors import ConfigError, DeliveryError, InputError, NotFoundError
-from digestd.tokens import TokenError, TokenSigner, check_secret_key
+from digestd.mail.tokens import TokenError, TokenSigner, check_secret_key
+from digestd.web.confirmation import ConfirmSigner
 from digestd.web.context import Web
 from digestd.web.csrf import CsrfGuard
 from digestd.web.limits import RateLimiter
 from digestd.web.link_routes import link_routes
+from digestd.web.mailer import SendMessage
 from digestd.web.pages import Pages, list_timezones, make_environment, shipped_web_dir
 from digestd.web.signup_routes import signup_routes
-from digestd.web_mail import SendMessage
 
 log = logging.getLogger(__name__)
 

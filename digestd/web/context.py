@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from digestd.config import Settings
-from digestd.confirmation import ConfirmSigner
+from digestd.mail.tokens import TokenSigner
 from digestd.store import open_session
-from digestd.tokens import TokenSigner
+from digestd.web.confirmation import ConfirmSigner
 from digestd.web.csrf import COOKIE_NAME, FIELD_NAME, CsrfGuard
 from digestd.web.limits import RateLimiter
+from digestd.web.mailer import SendMessage
 from digestd.web.pages import Pages
-from digestd.web_mail import SendMessage
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """The links in every digest: `/manage/<token>`, `/unsubscribe/<token>`, `/rate/<token>`.
 
-Tokens come from `digestd.tokens` (signed, no expiry). GET never changes anything; the
+Tokens come from `digestd.mail.tokens` (signed, no expiry). GET never changes anything; the
 forms POST back to the same URL. `POST /unsubscribe/<token>` is RFC 8058 one-click: body
 `List-Unsubscribe=One-Click`, no cookie or CSRF field, answers 200 without a redirect.
 """
@@ -16,12 +16,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from digestd.errors import InputError, NotFoundError
+from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token
 from digestd.models import Paper, Subscriber
-from digestd.signup import save_rating, unsubscribe
-from digestd.tokens import MANAGE, RATE, UNSUBSCRIBE, Token
 from digestd.web.context import CSRF_FIELD, Web
 from digestd.web.forms import check_interests, read_profile_form
 from digestd.web.manage import ACTIONS, ManageView, change_status, load_manage_view, save_profile
+from digestd.web.signup import save_rating, unsubscribe
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from sqlmodel import Session, col, select
 
 from digestd.errors import InputError, NotFoundError
 from digestd.models import ACTIVE, PAUSED, SEED, UNSUBSCRIBED, Paper, Rating, Subscriber
-from digestd.signup import unsubscribe
 from digestd.subscribers import describe, edit_subscriber, load_profile_items, reschedule
 from digestd.web.forms import ProfileForm, to_input
+from digestd.web.signup import unsubscribe
 
 ACTIONS = ("save", "pause", "resume", "unsubscribe")
 

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
 from digestd.config import MailSettings
-from digestd.render import clean_header
+from digestd.mail.render import clean_header
 from digestd.web.pages import Pages
 
 

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse
 
 from digestd.config import FREQUENCIES, WEEKDAYS, MailSettings
 from digestd.errors import RenderError
-from digestd.render import templates_dir
+from digestd.mail.render import templates_dir
 from digestd.web.csrf import COOKIE_NAME, FIELD_NAME, CsrfGuard
 
 DAY_NAMES = dict(

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from digestd.config import Settings
 from digestd.errors import ConfigError
 from digestd.web.app import _utc_now, create_app
-from digestd.web_mail import SendMessage, make_smtp_sender
+from digestd.web.mailer import SendMessage, make_smtp_sender
 
 log = logging.getLogger(__name__)
 

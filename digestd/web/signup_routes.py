@@ -17,12 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digestd.errors import InputError
-from digestd.signup import SEND_ALREADY_SUBSCRIBED, SEND_CONFIRMATION, SignupOutcome, confirm_signup, start_signup
-from digestd.signup import check_confirmation as check_confirmation_link
 from digestd.subscribers import check_input, parse_keywords
 from digestd.web.context import CSRF_FIELD, Web
 from digestd.web.forms import ProfileForm, check_interests, default_form, read_profile_form, to_input
 from digestd.web.messages import compose_already_subscribed, compose_confirmation
+from digestd.web.signup import SEND_ALREADY_SUBSCRIBED, SEND_CONFIRMATION, SignupOutcome, confirm_signup, start_signup
+from digestd.web.signup import check_confirmation as check_confirmation_link
 
 log = logging.getLogger(__name__)
 MAX_FIELDS = 200

@@ -12,9 +12,6 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from sinks import Sink, SinkHandler, authenticate, free_port
-from sqlalchemy import Engine
-
-from digestd.store import make_engine, migrate
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +46,3 @@ def start_sink(test_ca: trustme.CA, tmp_path: Path) -> Iterator[Callable[..., Si
     yield start
     for controller in controllers:
         controller.stop()
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'digestd.sqlite3'}")
-    migrate(engine)
-    yield engine
-    engine.dispose()

@@ -10,9 +10,9 @@ from seeds import DUE, seed_database
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from digestd.claims import claim_deliveries, mark_sending
 from digestd.cli import cli
-from digestd.ledger import CLAIMED, PENDING, UNKNOWN, expire_leases, plan_deliveries
+from digestd.delivery.claims import claim_deliveries, mark_sending
+from digestd.delivery.ledger import CLAIMED, PENDING, UNKNOWN, expire_leases, plan_deliveries
 from digestd.models import Delivery
 from digestd.store import open_session
 from digestd.subscribers import list_subscribers

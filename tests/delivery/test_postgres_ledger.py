@@ -14,8 +14,8 @@ from sinks import Sink
 from sqlalchemy import Engine, create_engine, text
 from test_send import LATER, check_forgetting_old_records, check_never_twice_reads_only_the_window, run_send
 
-from digestd.claims import claim_deliveries
-from digestd.ledger import plan_deliveries
+from digestd.delivery.claims import claim_deliveries
+from digestd.delivery.ledger import plan_deliveries
 from digestd.store import make_engine, migrate, open_session
 from digestd.subscribers import list_subscribers
 

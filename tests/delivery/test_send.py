@@ -22,14 +22,14 @@ from sqlalchemy import Engine, insert
 from sqlmodel import col, select
 
 from digestd.config import MailSettings, Settings
-from digestd.delivery import SendReport, plan_due, send_due
+from digestd.delivery.ledger import PENDING, PERM_FAILED, SENT, TEMP_FAILED, UNKNOWN, forget_sent_papers
+from digestd.delivery.send import SendReport, plan_due, send_due
 from digestd.errors import ConfigError, DeliveryError, RenderError
-from digestd.ledger import PENDING, PERM_FAILED, SENT, TEMP_FAILED, UNKNOWN, forget_sent_papers
+from digestd.mail.render import make_email_builder
+from digestd.mail.templates import templates_dir
 from digestd.models import Delivery, SentPaper, Subscriber, Suppression
-from digestd.render import make_email_builder
 from digestd.store import make_engine, migrate, open_session
 from digestd.subscribers import email_hash, get_subscriber, load_profiles
-from digestd.templates import templates_dir
 
 LATER = DUE + timedelta(minutes=1)
 
@@ -261,7 +261,7 @@ def test_render_processes_send_the_same_messages_as_rendering_here(
     migrate(other)
     seed_database(other, subscribers=12)
     pooled: Sink = start_sink()
-    with caplog.at_level(logging.DEBUG, logger="digestd.batches"):
+    with caplog.at_level(logging.DEBUG, logger="digestd.delivery.batches"):
         report = run_send(other, make_settings(pooled, batch_size=5, render_processes=1))
     assert "ranking and rendering in 1 other process(es)" in caplog.messages
     assert (report.planned, report.sent) == (12, 12)

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from digestd.config import Settings
-from digestd.ledger import PENDING, SENT, UNKNOWN
+from digestd.delivery.ledger import PENDING, SENT, UNKNOWN
 from digestd.models import Delivery, Subscriber
 from digestd.store import open_session, save_papers
 from digestd.subscribers import SubscriberInput, add_subscriber

@@ -1,0 +1,196 @@
+"""Build a claimed batch's emails: load what ranking needs, rank, render.
+
+Claims are grouped by period, so subscribers who share a period share one window. The
+candidates and the window of a period are kept for the whole run (`PeriodCache`): a run
+of 10,000 subscribers in 100-claim batches vectorises the papers once, not 100 times.
+
+`RenderPool` does the same in other processes (`smtp.render_processes`), so that the
+process holding the SMTP connections spends its time sending: ranking and rendering cost
+about as much CPU per message as the SMTP exchange itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from digestd import api
+from digestd.config import Settings
+from digestd.delivery.claims import Claim
+from digestd.errors import DigestdError, RenderError
+from digestd.mail.render import EmailBuilder, RenderedEmail, make_email_builder
+from digestd.models import Subscriber
+from digestd.records import PaperRecord, Profile
+from digestd.store import make_engine, open_session
+from digestd.subscribers import load_profiles
+
+log = logging.getLogger(__name__)
+
+PeriodKey = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Job:
+    claim: Claim
+    email: RenderedEmail | None  # None: nothing matched, and empty digests are not sent
+
+
+@dataclass(frozen=True)
+class PeriodBatch:
+    """The claims of a batch that share a period, with what ranking needs for them."""
+
+    claims: list[Claim]
+    profiles: list[Profile]
+
+
+@dataclass
+class PeriodCache:
+    """Candidates and the prepared window per period, for one run.
+
+    A period's window holds the seed and rated papers of every active subscriber (loaded
+    once per run), so every batch of that period shares it: preparing a window (TF-IDF,
+    latent space, clusters) takes seconds, and must not happen once per batch."""
+
+    papers: dict[PeriodKey, list[PaperRecord]] = field(default_factory=dict)
+    paper_ids: dict[PeriodKey, frozenset[str]] = field(default_factory=dict)  # the candidates' ids
+    windows: dict[PeriodKey, Any] = field(default_factory=dict)
+    referenced: list[PaperRecord] | None = None
+
+    def window(self, batch: PeriodBatch) -> Any:
+        period = (batch.claims[0].period_start, batch.claims[0].period_end)
+        if period not in self.windows:
+            from digestd.ranking.digest import prepare_window  # here: scikit-learn is slow to import
+
+            self.windows[period] = prepare_window(self.papers[period], referenced=self.referenced or ())
+        return self.windows[period]
+
+
+def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> list[PeriodBatch]:
+    """The batch grouped by period: claims and profiles (candidates and referenced papers
+    go to the cache, once per run)."""
+    groups: dict[tuple[datetime, datetime], list[Claim]] = {}
+    for claim in claims:
+        groups.setdefault((claim.period_start, claim.period_end), []).append(claim)
+    loaded = []
+    with open_session(engine) as session:
+        if cache.referenced is None:
+            cache.referenced = api.referenced_by_active(session)
+        for (start, end), members in groups.items():
+            if (start, end) not in cache.papers:
+                cache.papers[(start, end)] = api.load_candidates(session, start=start, end=end)
+                cache.paper_ids[(start, end)] = frozenset(paper.id for paper in cache.papers[(start, end)])
+            ids = [c.subscriber_id for c in members]
+            subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
+            among = cache.paper_ids[(start, end)]
+            profiles = load_profiles(session, [subscribers[i] for i in ids], sent_among=among)
+            loaded.append(PeriodBatch(members, profiles))
+    return loaded
+
+
+def build_jobs(
+    builder: EmailBuilder, loaded: Sequence[PeriodBatch], cache: PeriodCache, *, now: datetime, send_empty: bool
+) -> list[Job]:
+    """Rank and render the loaded batch (no database, no network)."""
+    from digestd.ranking.digest import build_digests  # here: scikit-learn is slow to import
+
+    jobs = []
+    for batch in loaded:
+        window = cache.window(batch)
+        start, end = batch.claims[0].period_start, batch.claims[0].period_end
+        digests = build_digests(window, batch.profiles, period_start=start, period_end=end, now=now)
+        for claim, digest in zip(batch.claims, digests, strict=True):
+            empty = digest.is_empty and not send_empty
+            jobs.append(Job(claim, None if empty else builder.build(digest, period=claim.period, now=now)))
+    return jobs
+
+
+def can_share(engine: Engine) -> bool:
+    """Whether another process can open this engine's database (not an in-memory SQLite)."""
+    return engine.dialect.name != "sqlite" or engine.url.database not in (None, "", ":memory:")
+
+
+class RenderPool:
+    """Loads, ranks and renders claimed batches in `processes` other processes.
+
+    Each process opens the database itself and keeps its own `PeriodCache`, so a claim
+    list goes in and finished emails come out. The processes are started fresh ("spawn"):
+    the sending process has threads, which `fork` would copy in an unknown state."""
+
+    def __init__(self, engine: Engine, settings: Settings, processes: int) -> None:
+        url = engine.url.render_as_string(hide_password=False)
+        self.executor = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_renderer,
+            initargs=(url, settings),
+        )
+        log.debug("ranking and rendering in %d other process(es)", processes)
+
+    async def build(self, claims: list[Claim], *, now: datetime, send_empty: bool, eight_bit: bool) -> list[Job]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.executor, _render_claims, claims, now, send_empty, eight_bit)
+        except BrokenProcessPool:
+            raise RenderError(
+                "a render process died (out of memory?); the claimed digests go back to the queue",
+                hint="run again; set smtp.render_processes = 0 to render in the sending process",
+            ) from None
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+# One render process's state: its engine, email builder and period cache, or the error
+# that kept it from starting (raised with the first batch, so the sender reports it).
+_renderer: tuple[Engine, EmailBuilder, PeriodCache] | DigestdError | None = None
+_PARENT_CHECK_SECONDS = 0.5
+_MAX_WINDOWS = 4  # periods kept by a render process; a run rarely has more than one or two
+
+
+def _start_renderer(url: str, settings: Settings) -> None:
+    global _renderer
+    # The sending process decides when to stop (SIGTERM, Ctrl-C reach the whole group) and
+    # then shuts the pool down; a render process must not die half way through a batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        builder = make_email_builder(settings.mail, secret_key=settings.secret_key)
+        _renderer = (make_engine(url), builder, PeriodCache())
+    except DigestdError as error:
+        _renderer = error
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pool's processes wait for work forever; if the sending process was killed
+    (SIGKILL, out of memory), nothing would ever tell them to stop."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
+def _render_claims(claims: list[Claim], now: datetime, send_empty: bool, eight_bit: bool) -> list[Job]:
+    global _renderer
+    if isinstance(_renderer, DigestdError):
+        raise _renderer
+    assert _renderer is not None, "the pool's initializer sets this"
+    engine, builder, cache = _renderer
+    if len(cache.windows) >= _MAX_WINDOWS:
+        cache = PeriodCache()
+        _renderer = (engine, builder, cache)
+    builder = builder.for_relay(eight_bit=eight_bit)
+    return build_jobs(builder, load_batch(engine, claims, cache), cache, now=now, send_empty=send_empty)

@@ -1,0 +1,250 @@
+"""Ingest: run sources, merge duplicates, save papers; one transaction per source run.
+
+A source run fetches and parses everything first (no database access), then saves the
+papers together with the source's new state (validators, cursor, counts) in a single
+transaction: a document that fails half-way writes no paper and moves no cursor. A
+failure is recorded in `SourceState` (a readable message, when, how many times in a row,
+and when to try again) and never stops the other sources.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from digestd.config import IngestSettings, Settings, SourceSettings
+from digestd.errors import DigestdError, InputError, SourceError
+from digestd.ingest.sources.arxiv_api import fetch_arxiv_api
+from digestd.ingest.sources.arxiv_rss import fetch_arxiv_rss
+from digestd.ingest.sources.fetch import Fetcher, RetryLaterError
+from digestd.ingest.sources.files import load_paper_file
+from digestd.ingest.sources.harvest import Harvest
+from digestd.ingest.sources.hf_daily import fetch_hf_daily
+from digestd.ingest.sources.oai_pmh import fetch_oai_pmh
+from digestd.ingest.sources.rss import fetch_rss
+from digestd.models import SourceState
+from digestd.store import open_session, save_papers
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE = timedelta(minutes=5)  # wait after the first failed run; doubles per failure
+RETRY_CAP = timedelta(hours=6)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one source run did."""
+
+    source: str
+    seen: int = 0
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    not_modified: bool = False
+    deferred_until: datetime | None = None  # not run: backing off after failures
+    seconds: float = 0.0
+
+    @property
+    def skipped(self) -> int:
+        return self.seen - self.new - self.updated
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.deferred_until is None
+
+    def summary(self) -> str:
+        """One line for the operator."""
+        if self.deferred_until is not None:
+            return f"{self.source}: not run, backing off after failures until {self.deferred_until:%Y-%m-%d %H:%M} UTC"
+        if self.error is not None:
+            return f"{self.source}: FAILED: {self.error}"
+        counts = (
+            "not modified since the last run"
+            if self.not_modified
+            else (f"{self.seen} papers read, {self.new} new, {self.updated} updated, {self.skipped} unchanged")
+        )
+        notes = "".join(f"; {note}" for note in self.notes)
+        return f"{self.source}: {counts}{notes} ({self.seconds:.1f} s)"
+
+
+def ingest_file(engine: Engine, path: Path, *, now: datetime) -> IngestReport:
+    """Import a JSONL/JSON/CSV paper file; a file with a bad row imports nothing."""
+    records = load_paper_file(path, source=f"file:{path.name}")
+    with open_session(engine) as session:
+        new, updated = save_papers(session, records, now=now)
+    report = IngestReport(source=f"file:{path.name}", seen=len(records), new=new, updated=updated)
+    log.info("ingested %s: %d papers, %d new, %d updated", path, report.seen, report.new, report.updated)
+    return report
+
+
+def collect_harvest(fetcher: Fetcher, source: SourceSettings, harvest: Harvest, *, now: datetime) -> None:
+    """Fetch and parse one source into `harvest` (network only, no database)."""
+    kind = source.kind
+    if kind == "arxiv-rss":
+        fetch_arxiv_rss(fetcher, source, harvest)
+    elif kind == "arxiv-api":
+        fetch_arxiv_api(fetcher, source, harvest)
+    elif kind == "hf-daily":
+        fetch_hf_daily(fetcher, source, harvest, now=now)
+    elif kind == "rss":
+        fetch_rss(fetcher, source, harvest)
+    elif kind == "oai-pmh":
+        fetch_oai_pmh(fetcher, source, harvest, now=now)
+    elif kind == "file":
+        harvest.add(load_paper_file(Path(source.path).expanduser(), source=source.name))
+    else:
+        raise SourceError(f"source {source.name}: unknown kind {kind!r}")
+
+
+def select_sources(sources: Sequence[SourceSettings], names: Iterable[str] | None) -> list[SourceSettings]:
+    """The configured sources named (all when `names` is None); an unknown name is an error."""
+    if names is None:
+        return list(sources)
+    by_name = {source.name: source for source in sources}
+    wanted = list(dict.fromkeys(names))
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        known = ", ".join(by_name) or "none configured"
+        raise InputError(f"unknown source {unknown[0]!r}; known sources: {known}", hint="sources come from [[sources]]")
+    return [by_name[name] for name in wanted]
+
+
+def make_fetcher(settings: IngestSettings) -> Fetcher:
+    if not settings.contact:
+        log.warning("ingest.contact is not set: feed owners cannot reach you (arXiv asks for a contact)")
+    return Fetcher(contact=settings.contact)
+
+
+def run_sources(
+    engine: Engine,
+    settings: Settings,
+    *,
+    names: Iterable[str] | None = None,
+    now: datetime,
+    progress: Progress | None = None,
+    fetcher: Fetcher | None = None,
+    force: bool = False,
+) -> list[IngestReport]:
+    """Run the configured sources (or those named), each in its own transaction.
+
+    A source that failed recently is skipped until its backoff has passed, unless `force`."""
+    chosen = select_sources(settings.sources, names)
+    client = fetcher or make_fetcher(settings.ingest)
+    try:
+        return [run_source(engine, client, source, now=now, progress=progress, force=force) for source in chosen]
+    finally:
+        if fetcher is None:
+            client.close()
+
+
+def run_source(
+    engine: Engine, fetcher: Fetcher, source: SourceSettings, *, now: datetime, progress: Progress | None, force: bool
+) -> IngestReport:
+    """One source run: fetch, parse, then save papers and state together (or record the failure)."""
+    started = time.perf_counter()
+    with open_session(engine) as session:
+        harvest, deferred = _start_harvest(session, source, now=now)
+    if deferred is not None and not force:
+        log.info("source %s backs off until %s", source.name, deferred)
+        return IngestReport(source=source.name, deferred_until=deferred)
+    if progress:
+        progress(f"{source.name} ({source.kind}): fetching ...")
+    try:
+        collect_harvest(fetcher, source, harvest, now=now)
+        with open_session(engine, immediate=True) as session:
+            new, updated = save_papers(session, harvest.records, now=now)
+            _record_success(session, source, harvest, now=now, new=new, updated=updated)
+    except Exception as error:  # one source must never stop the others
+        message = _error_message(source, error)
+        failures = _record_failure(engine, source, message, error, now=now)
+        log.warning("source %s failed (%d in a row): %s", source.name, failures, message)
+        return IngestReport(source=source.name, error=message, seconds=time.perf_counter() - started)
+    report = IngestReport(
+        source=source.name,
+        seen=len(harvest.records),
+        new=new,
+        updated=updated,
+        notes=tuple(harvest.notes),
+        not_modified=harvest.not_modified,
+        seconds=time.perf_counter() - started,
+    )
+    log.info("%s", report.summary())
+    return report
+
+
+def _error_message(source: SourceSettings, error: Exception) -> str:
+    if isinstance(error, DigestdError):
+        text = error.message.removeprefix(f"source {source.name}: ")
+        return f"{text} (hint: {error.hint})" if error.hint else text
+    log.exception("source %s: unexpected error", source.name)
+    return f"internal error while ingesting: {type(error).__name__}: {error}"
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _state(session: Session, source: SourceSettings) -> SourceState:
+    state = session.get(SourceState, source.name)
+    if state is None:
+        state = SourceState(name=source.name, kind=source.kind)
+        session.add(state)
+    if state.kind != source.kind:  # the kind changed in the config: old validators mean nothing
+        state.kind, state.etag, state.last_modified, state.cursor = source.kind, None, None, None
+    return state
+
+
+def _start_harvest(session: Session, source: SourceSettings, *, now: datetime) -> tuple[Harvest, datetime | None]:
+    state = session.get(SourceState, source.name)
+    if state is None or state.kind != source.kind:
+        return Harvest(source=source.name), None
+    harvest = Harvest(source=source.name, etag=state.etag, last_modified=state.last_modified, cursor=state.cursor)
+    next_attempt = _as_utc(state.next_attempt_at)
+    return harvest, next_attempt if next_attempt is not None and next_attempt > now else None
+
+
+def _record_success(
+    session: Session, source: SourceSettings, harvest: Harvest, *, now: datetime, new: int, updated: int
+) -> None:
+    state = _state(session, source)
+    if not harvest.not_modified:
+        state.etag, state.last_modified = harvest.etag, harvest.last_modified
+    state.cursor = harvest.cursor
+    state.last_run_at = state.last_success_at = now
+    state.last_new, state.last_updated, state.last_seen = new, updated, len(harvest.records)
+    state.total_new += new
+    state.consecutive_failures = 0
+    state.next_attempt_at = None
+    state.last_note = "; ".join(harvest.notes) or ("not modified" if harvest.not_modified else None)
+
+
+def retry_delay(failures: int, error: Exception) -> timedelta:
+    """How long to leave a failing source alone: the server's Retry-After, else doubling from 5 min."""
+    backoff = min(RETRY_BASE * 2 ** max(failures - 1, 0), RETRY_CAP)
+    if isinstance(error, RetryLaterError):
+        return max(timedelta(seconds=error.retry_after), RETRY_BASE)
+    return backoff
+
+
+def _record_failure(engine: Engine, source: SourceSettings, message: str, error: Exception, *, now: datetime) -> int:
+    with open_session(engine, immediate=True) as session:
+        state = _state(session, source)
+        state.last_run_at = state.last_error_at = now
+        state.last_error = message
+        state.last_new = state.last_updated = state.last_seen = 0
+        state.consecutive_failures += 1
+        state.next_attempt_at = now + retry_delay(state.consecutive_failures, error)
+        state.last_note = None
+        return state.consecutive_failures

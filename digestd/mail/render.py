@@ -1,0 +1,284 @@
+"""Render a `Digest` into its HTML and plain-text parts (see `message.py` for the email).
+
+What does not depend on the subscriber (shortened authors, trimmed and wrapped
+abstracts, links) is computed once per paper per run and kept in a `DigestRenderer`;
+per email only the context (reasons, signed links) is built and the templates run.
+An HTML part over `HTML_LIMIT` bytes is rendered again with shorter abstracts, and says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import email
+import email.policy
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+import jinja2
+
+from digestd.config import MailSettings
+from digestd.mail.message import (
+    DkimSigner,
+    build_mime,
+    clean_header,
+    encode_header,
+    format_address,
+    list_id,
+    list_name,
+    list_unsubscribe,
+    load_dkim_signer,
+    message_id,
+    mime_boundary,
+    sender_address,
+    sender_domain,
+    unsubscribe_mailto,
+)
+from digestd.mail.paper_view import PaperView, format_day, make_paper_view
+from digestd.mail.templates import Templates, load_templates, template_error, templates_dir
+from digestd.mail.tokens import DEV_SECRET_KEY, TokenSigner
+from digestd.records import Digest, PaperRecord, Pick, Profile, Section
+
+__all__ = [
+    "DigestRenderer",
+    "EmailBuilder",
+    "Templates",
+    "load_templates",
+    "render_email",
+    "render_parts",
+    "templates_dir",
+]
+
+HTML_LIMIT = 90_000  # bytes; Gmail clips a message at about 102 KB
+ABSTRACT_LIMITS = (600, 240, 0)  # characters: normal, then shorter to fit, then none
+SHORTENED_NOTE = "Abstracts were shortened to keep this email small; follow the titles for the full text."
+
+
+@dataclass(frozen=True, slots=True)
+class PickView:
+    paper: PaperView
+    number: str  # position in the email, right-aligned: " 1."
+    reasons: str
+    rate_up_url: str
+    rate_down_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    label: str
+    picks: list[PickView]
+
+
+@dataclass
+class DigestRenderer:
+    """Renders digests of one run; caches paper views (per paper and abstract limit)."""
+
+    templates: Templates
+    mail: MailSettings
+    signer: TokenSigner
+    list_name: str
+    _views: dict[tuple[str, int], PaperView] = field(default_factory=dict)
+
+    def paper_view(self, paper: PaperRecord, limit: int) -> PaperView:
+        key = (paper.id, limit)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = make_paper_view(paper, limit)
+        return view
+
+    def links(self, subscriber_id: int) -> dict[str, str]:
+        base = self.mail.base_url.rstrip("/")
+        return {
+            "manage_url": f"{base}/manage/{self.signer.sign_manage(subscriber_id)}",
+            "unsubscribe_url": f"{base}/unsubscribe/{self.signer.sign_unsubscribe(subscriber_id)}",
+        }
+
+    def context(self, digest: Digest, *, period: str, limit: int, notes: tuple[str, ...] = ()) -> dict[str, Any]:
+        sid = digest.profile.subscriber_id
+        base = self.mail.base_url.rstrip("/")
+        shown = [pick for section in digest.sections for pick in section.picks]
+        ranks = {id(pick): number for number, pick in enumerate(shown, start=1)}
+        sections = []
+        for section in digest.sections:
+            picks = []
+            for pick in section.picks:
+                paper = self.paper_view(pick.paper, limit)
+                picks.append(
+                    PickView(
+                        paper=paper,
+                        number=f"{ranks[id(pick)]:>2}.",
+                        reasons="; ".join(pick.reasons),
+                        rate_up_url=f"{base}/rate/{self.signer.sign_rate(sid, paper.id, 1)}",
+                        rate_down_url=f"{base}/rate/{self.signer.sign_rate(sid, paper.id, -1)}",
+                    )
+                )
+            sections.append(SectionView(section.label, picks))
+        count = len(ranks)
+        return {
+            "digest": digest,
+            "subject": subject_for(digest, period),
+            "heading": f"Your paper digest, {format_day(period)}",
+            "intro": _intro(count, digest.candidates),
+            "sections": sections,
+            "notes": [*digest.notes, *notes],
+            "candidates": digest.candidates,
+            "email": digest.profile.email,
+            "name": digest.profile.name,
+            "list_name": self.list_name,
+            "base_url": base,
+            **self.links(sid),
+        }
+
+    def render_parts(self, digest: Digest, *, period: str) -> tuple[str, str, Digest]:
+        """(text, HTML, the digest as rendered). The HTML stays under `HTML_LIMIT` bytes:
+        abstracts are shortened first; if that is not enough, the lowest-ranked papers go."""
+        empty = digest.is_empty
+        text_template = self.templates.empty_text if empty else self.templates.text
+        html_template = self.templates.empty_html if empty else self.templates.html
+        try:
+            for limit in ABSTRACT_LIMITS:
+                notes = () if limit == ABSTRACT_LIMITS[0] else (SHORTENED_NOTE,)
+                context = self.context(digest, period=period, limit=limit, notes=notes)
+                html = html_template.render(context)
+                if len(html.encode()) <= HTML_LIMIT:
+                    break
+            while len(html.encode()) > HTML_LIMIT and len(digest.picks) > 1:
+                keep = max(1, int(len(digest.picks) * HTML_LIMIT / len(html.encode()) * 0.95))
+                digest = keep_top_picks(digest, keep)
+                context = self.context(digest, period=period, limit=ABSTRACT_LIMITS[-1], notes=(SHORTENED_NOTE,))
+                html = html_template.render(context)
+            return text_template.render(context), html, digest
+        except jinja2.TemplateError as error:
+            raise template_error(error, self.templates.folder) from None
+
+
+def keep_top_picks(digest: Digest, keep: int) -> Digest:
+    """The digest with only its `keep` best picks, saying how many were left out."""
+    picks = digest.picks
+    kept = {id(pick) for pick in picks[:keep]}
+    sections = tuple(
+        Section(s.label, tuple(p for p in s.picks if id(p) in kept))
+        for s in digest.sections
+        if any(id(p) in kept for p in s.picks)
+    )
+    note = f"{len(picks) - keep} more papers matched but were left out to keep this email small."
+    return replace(digest, sections=sections, notes=(*digest.notes, note))
+
+
+def _intro(count: int, candidates: int) -> str:
+    if count == 0:
+        return f"Nothing matched your interests among {candidates} new papers."
+    papers = "paper" if count == 1 else "papers"
+    return f"{count} {papers} picked for you from {candidates} new ones."
+
+
+def subject_for(digest: Digest, period: str) -> str:
+    count = len(digest.picks)
+    if count == 0:
+        return f"Your paper digest for {format_day(period)}: nothing new matched"
+    return f"Your paper digest for {format_day(period)}: {count} paper{'s' if count != 1 else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """A finished message and what the ledger records about it."""
+
+    subscriber_id: int
+    recipient: str
+    sender: str  # envelope sender
+    message_id: str
+    subject: str
+    paper_ids: tuple[str, ...]
+    data: bytes
+    eight_bit: bool = False  # the text part is 8bit: send with BODY=8BITMIME, to a relay that offers it
+
+
+class EmailBuilder:
+    """Digest in, finished email out: templates, signed links, headers, MIME, DKIM."""
+
+    def __init__(self, templates: Templates, mail: MailSettings, *, secret_key: str, dkim: DkimSigner | None) -> None:
+        self.mail = mail
+        self.renderer = DigestRenderer(templates, mail, TokenSigner(secret_key), list_name(mail))
+        self.dkim = dkim
+        self.sender_name, self.sender = sender_address(mail)
+        self.domain = sender_domain(mail)
+        self.list_id = list_id(mail)
+        self.mailto = unsubscribe_mailto(mail)
+        self.eight_bit = False
+
+    def for_relay(self, *, eight_bit: bool) -> EmailBuilder:
+        """This builder for a relay that does (or does not) offer 8BITMIME. A signed message
+        stays 7-bit: a relay that re-encodes an 8bit part breaks its DKIM signature."""
+        builder = copy.copy(self)
+        builder.eight_bit = eight_bit and self.dkim is None
+        return builder
+
+    def build(self, digest: Digest, *, period: str, now: datetime) -> RenderedEmail:
+        profile = digest.profile
+        text, html, digest = self.renderer.render_parts(digest, period=period)
+        subject = subject_for(digest, period)
+        mid = message_id(profile.subscriber_id, period, self.domain)
+        token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id)
+        url = clean_header(f"{self.mail.base_url.rstrip('/')}/unsubscribe/{token}")
+        headers = [
+            encode_header("From", format_address(self.sender_name, self.sender)),
+            encode_header("To", format_address(profile.name, profile.email)),
+            encode_header("Subject", subject),
+            f"Date: {format_datetime(now.astimezone(UTC))}",
+            f"Message-ID: {mid}",
+            encode_header("List-Id", self.list_id),
+            f"List-Unsubscribe: {list_unsubscribe(url, self.mailto, token)}",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        ]
+        pack = not self.renderer.templates.html_lines_matter
+        boundary = mime_boundary(mid)
+        data, eight_bit = build_mime(headers, text, html, boundary=boundary, eight_bit=self.eight_bit, pack_html=pack)
+        if self.dkim is not None:
+            data = self.dkim.sign(data)
+        paper_ids = tuple(pick.paper.id for pick in digest.picks)
+        return RenderedEmail(
+            profile.subscriber_id, profile.email, self.sender, mid, subject, paper_ids, data, eight_bit
+        )
+
+
+def sample_digest(now: datetime) -> Digest:
+    """A small digest to try the templates on at start-up."""
+    paper = PaperRecord(id="2401.00001", title="A sample", abstract="Sample text.", authors=("Ada Lovelace",))
+    pick = Pick(paper=paper, score=1.0, reasons=("matched: sample",), section="Sample")
+    profile = Profile(subscriber_id=1, email="sample@example.org", name="Sample")
+    return Digest(profile, now, now, (Section("Sample", (pick,)),), candidates=1, generated_at=now)
+
+
+def make_email_builder(mail: MailSettings, *, secret_key: str) -> EmailBuilder:
+    """Load templates and DKIM key and try them once, so problems show at start-up."""
+    now = datetime(2000, 1, 1, tzinfo=UTC)
+
+    def check(templates: Templates) -> None:
+        trial = EmailBuilder(templates, mail, secret_key=secret_key, dkim=None)
+        for digest in (sample_digest(now), Digest(sample_digest(now).profile, now, now)):
+            trial.renderer.render_parts(digest, period="2000-01-01")
+
+    templates = load_templates(mail, check=check)
+    return EmailBuilder(templates, mail, secret_key=secret_key, dkim=load_dkim_signer(mail))
+
+
+def render_parts(templates: Templates, digest: Digest, *, mail: MailSettings, secret_key: str = "") -> tuple[str, str]:
+    """(text, HTML) of one digest, for previews (links signed with the development key
+    unless `secret_key` is given)."""
+    builder = EmailBuilder(templates, mail, secret_key=secret_key or DEV_SECRET_KEY, dkim=None)
+    period = digest.period_end.date().isoformat()
+    text, html, _ = builder.renderer.render_parts(digest, period=period)
+    return text, html
+
+
+def render_email(
+    templates: Templates, digest: Digest, *, mail: MailSettings, period: str, now: datetime, secret_key: str = ""
+) -> EmailMessage:
+    """One digest as an `EmailMessage`, for previews and the demo (delivery uses `EmailBuilder`)."""
+    builder = EmailBuilder(templates, mail, secret_key=secret_key or DEV_SECRET_KEY, dkim=None)
+    data = builder.build(digest, period=period, now=now).data
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message

@@ -1,0 +1,11 @@
+"""Ranking: papers and profiles in, digests out. Pure: no database, no network, no clock.
+
+    profiles   what a profile asks for, in matchable text form
+    queries    profiles as sparse query matrices over the window's vocabulary
+    scoring    the TF-IDF space, scores of a chunk of profiles, picks
+    reasons    why each pick is there, in words
+    sections   topic sections and their labels
+    digest     the public API: `prepare_window` once per run, `build_digests` per chunk
+
+May import: records, identity, config, errors (and numpy, scipy, scikit-learn).
+"""

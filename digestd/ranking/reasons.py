@@ -1,0 +1,153 @@
+"""Why each pick is in a digest: short human reasons, made for a whole chunk of digests at once.
+
+A pick's reasons, in this order, each when it applies: the profile's keywords found in the
+paper ("matched: a, b, c"), the nearest seed paper and the nearest liked paper (when
+close enough), a followed author, a chosen category. A pick with none of these was found
+through feedback: it gets the nearest seed (or liked) paper anyway, else the keyword
+whose words weigh most in it.
+
+There are about twenty picks per subscriber, so everything that can be is done with
+arrays over all the picks of a chunk; Python touches each pick only to build its strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from digestd.ranking.queries import ProfileQuery, Queries
+from digestd.ranking.scoring import MODEL_MIN_LIKES, Space
+
+REASON_SIMILARITY = 0.1  # cosine from which "close to your seed paper" is worth saying
+MATCHED_SHOWN = 3  # keywords named in "matched: ..."
+
+
+def explain_picks(
+    space: Space, queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
+) -> list[tuple[str, ...]]:
+    """Reasons (at least one each) for picks given as (index into `asked`, window row) pairs."""
+    if not len(rows):
+        return []
+    columns = [_matched_keywords(queries, asked, owners, rows)]
+    nearest: list[str | None] = [None] * len(rows)  # the fallback: nearest seed, else nearest liked paper
+    for label in ("you liked", "close to your seed paper"):  # seeds last: they win the fallback
+        texts, close = _nearest_references(space, queries, asked, owners, rows, label)
+        columns.insert(1, [text if near else None for text, near in zip(texts, close, strict=True)])
+        nearest = [text or before for text, before in zip(texts, nearest, strict=True)]
+    columns.append(_author_reasons(asked, owners, rows))
+    columns.append(_category_reasons(queries, asked, owners, rows))
+    reasons = [tuple(filter(None, found)) for found in zip(*columns, strict=True)]
+    _fill_bare(queries, asked, owners, rows, reasons, nearest)
+    return reasons
+
+
+def _matched_keywords(
+    queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
+) -> list[str | None]:
+    """ "matched: a, b, c": the profile's keywords that occur in the paper, in the profile's order."""
+    keywords = _padded([query.keyword_ids for query in asked])[owners]  # pick × the owner's keywords, -1 padded
+    found = keywords >= 0
+    found[found] = queries.occurs(keywords[found], np.broadcast_to(rows[:, None], keywords.shape)[found])
+    ranks = np.cumsum(found, axis=1)
+    shown = found & (ranks <= MATCHED_SHOWN)
+    # Left-aligned: column j holds each pick's (j+1)-th match.
+    lists = np.zeros((len(rows), MATCHED_SHOWN), dtype=np.int64)
+    picks, columns = np.nonzero(shown)
+    lists[picks, ranks[picks, columns] - 1] = keywords[picks, columns]
+    counts = np.minimum(ranks[:, -1], MATCHED_SHOWN) if keywords.shape[1] else np.zeros(len(rows), dtype=np.int64)
+    terms = queries.term_array
+    texts = np.full(len(rows), None, dtype=object)
+    for count in range(1, MATCHED_SHOWN + 1):
+        at = np.flatnonzero(counts == count)
+        named = zip(*(terms[lists[at, column]] for column in range(count)), strict=True)
+        texts[at] = ["matched: " + ", ".join(words) for words in named]
+    return texts.tolist()
+
+
+def _nearest_references(
+    space: Space, queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray, label: str
+) -> tuple[list[str | None], list[bool]]:
+    """For each pick, "<label>: <title>" of the owner's nearest seed (or liked) paper, and whether it is close."""
+    liked = label == "you liked"
+    references = _padded([query.liked_rows if liked else query.seed_rows for query in asked])[owners]
+    if not references.size:
+        return [None] * len(rows), [False] * len(rows)
+    similarities = np.where(references >= 0, space.sims[np.maximum(references, 0), rows[:, None]], -np.inf)
+    nearest = np.take_along_axis(references, similarities.argmax(axis=1)[:, None], axis=1).ravel()
+    distinct, which = np.unique(nearest, return_inverse=True)
+    texts = [queries.reference_reason(label, row) if row >= 0 else None for row in distinct.tolist()]
+    close = similarities.max(axis=1) >= REASON_SIMILARITY
+    return [texts[at] for at in which.tolist()], close.tolist()
+
+
+def _author_reasons(asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray) -> list[str | None]:
+    reasons: list[str | None] = [None] * len(rows)
+    for at, owner, row in _picks_of(asked, owners, rows, lambda query: bool(query.authors)):
+        name = asked[owner].authors.get(row)
+        reasons[at] = None if name is None else f"by {name}"
+    return reasons
+
+
+def _category_reasons(
+    queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
+) -> list[str | None]:
+    reasons: list[str | None] = [None] * len(rows)
+    for at, owner, row in _picks_of(asked, owners, rows, lambda query: bool(query.profile.categories)):
+        reasons[at] = queries.category_reason(asked[owner].profile.categories, row)
+    return reasons
+
+
+def _fill_bare(
+    queries: Queries,
+    asked: Sequence[ProfileQuery],
+    owners: np.ndarray,
+    rows: np.ndarray,
+    reasons: list[tuple[str, ...]],
+    nearest: list[str | None],
+) -> None:
+    """Picks with no reason were found through feedback: say what they are closest to."""
+    bare = [at for at, found in enumerate(reasons) if not found]
+    for at in bare:
+        text = nearest[at]
+        reasons[at] = (text,) if text else _general_reason(asked[owners[at]])
+    worded = np.array([at for at in bare if not nearest[at] and len(asked[owners[at]].keyword_ids)], dtype=np.int64)
+    keywords = _nearest_keywords(queries, asked, owners[worded], rows[worded])
+    for at, keyword in zip(worded.tolist(), keywords, strict=True):
+        reasons[at] = (f"related to: {keyword}" if keyword else "related to your keywords",)
+
+
+def _general_reason(query: ProfileQuery) -> tuple[str]:
+    return ("fits your ratings",) if len(query.liked_rows) >= MODEL_MIN_LIKES else ("related to your interests",)
+
+
+def _nearest_keywords(
+    queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
+) -> list[str]:
+    """For each pick, the owner's keyword whose words weigh most in the paper ("" if none)."""
+    if not len(rows):
+        return []
+    keywords = _padded([query.keyword_ids for query in asked])[owners]
+    weights = np.full(keywords.shape, -np.inf, dtype=np.float32)
+    known = keywords >= 0
+    weights[known] = queries.keyword_weights(keywords[known], np.broadcast_to(rows[:, None], keywords.shape)[known])
+    best = np.take_along_axis(keywords, weights.argmax(axis=1)[:, None], axis=1).ravel().tolist()
+    found = (weights.max(axis=1) > 0).tolist()
+    return [queries.terms[keyword] if weighs else "" for keyword, weighs in zip(best, found, strict=True)]
+
+
+def _picks_of(
+    asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray, wanted: Callable[[ProfileQuery], bool]
+) -> Iterator[tuple[int, int, int]]:
+    """(position, owner, row) of the picks whose owner is `wanted`."""
+    chosen = np.array([wanted(query) for query in asked], dtype=bool)
+    positions = np.flatnonzero(chosen[owners]) if len(asked) else np.zeros(0, dtype=np.int64)
+    return zip(positions.tolist(), owners[positions].tolist(), rows[positions].tolist(), strict=True)
+
+
+def _padded(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Ragged int arrays as one matrix, -1 padded on the right."""
+    lengths = np.array([len(array) for array in arrays], dtype=np.int64)
+    matrix = np.full((len(arrays), int(lengths.max(initial=0))), -1, dtype=np.int64)
+    matrix[np.arange(matrix.shape[1]) < lengths[:, None]] = np.concatenate([np.zeros(0, np.int64), *arrays])
+    return matrix

@@ -1,0 +1,160 @@
+"""Browser tests: a person subscribes, confirms, manages and leaves in headless Chromium.
+
+The real app runs under uvicorn on loopback, confirmation mail goes through the real
+SMTP sender to a real aiosmtpd sink, and Debian's chromium is driven by Playwright.
+Without chromium or playwright these tests are skipped, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import select
+from web_support import SECRET, RecordingHandler, RunningWeb, make_settings, start_smtp_sink
+
+from digestd.config import SmtpSettings
+from digestd.mail.tokens import TokenSigner
+from digestd.models import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED, ProfileItem, Subscriber
+from digestd.store import open_session
+from digestd.web.mailer import make_smtp_sender
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+pytestmark = pytest.mark.slow
+
+
+def _need(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; the browser tests must run under CI=true")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("playwright is not installed (pip install playwright; never `playwright install`)")
+    if not CHROMIUM.exists():
+        _need(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[RecordingHandler, SmtpSettings]]:
+    controller, handler, smtp = start_smtp_sink()
+    yield handler, smtp
+    controller.stop()
+
+
+@pytest.fixture
+def web(engine: Engine, sink: tuple[RecordingHandler, SmtpSettings]) -> Iterator[RunningWeb]:
+    with RunningWeb(make_settings, engine, make_smtp_sender(sink[1])) as running:
+        yield running
+
+
+def load(engine: Engine, email: str = "ada@example.org") -> tuple[Subscriber | None, set[tuple[str, str]]]:
+    with open_session(engine) as session:
+        found = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        items = set()
+        if found is not None:
+            session.expunge(found)
+            rows = session.scalars(select(ProfileItem).where(ProfileItem.subscriber_id == found.id))
+            items = {(item.kind, item.value) for item in rows}
+        return found, items
+
+
+def link_in(message: Any, kind: str) -> str:
+    match = re.search(rf"(http://127\.0\.0\.1:\d+/{kind}/\S+)", message.get_content())
+    assert match, message.get_content()
+    return match.group(1)
+
+
+def test_subscribe_confirm_manage_and_leave_in_a_browser(
+    browser: Any, web: RunningWeb, engine: Engine, sink: tuple[RecordingHandler, SmtpSettings]
+) -> None:
+    handler = sink[0]
+    context = browser.new_context(timezone_id="Europe/Berlin", locale="en-GB")
+    page = context.new_page()
+
+    page.goto(web.base_url + "/")
+    assert page.locator("h1").inner_text() == "Subscribe to the paper digest"
+    assert page.locator("#timezone").input_value() == "Europe/Berlin"  # preselected from the browser
+    page.get_by_label("Email address").fill("ada@example.org")
+    page.get_by_label("Your name").fill("Ada")
+    page.get_by_label("Keywords").fill("graph neural networks, diffusion models")
+    page.get_by_label("cs.LG").check()
+    page.get_by_label("How often").select_option("daily")
+    page.get_by_label("Time of day").fill("07:30")
+    page.get_by_role("button", name="Subscribe").click()
+    assert page.locator("h1").inner_text() == "Check your inbox"
+    subscriber, items = load(engine)
+    assert subscriber is not None and subscriber.status == PENDING
+    assert (subscriber.timezone, subscriber.frequency, subscriber.send_time) == ("Europe/Berlin", "daily", "07:30")
+    assert {("keyword", "graph neural networks"), ("category", "cs.LG")} <= items
+
+    (message,) = handler.wait_for(1)
+    assert message["To"] == "ada@example.org"
+    page.goto(link_in(message, "confirm"))
+    assert load(engine)[0].status == PENDING  # type: ignore[union-attr]  # opening the link is not enough
+    page.get_by_role("button", name="Confirm my subscription").click()
+    assert page.locator("h1").inner_text() == "You are subscribed"
+    assert load(engine)[0].status == ACTIVE  # type: ignore[union-attr]
+
+    page.get_by_role("link", name="Change your interests or schedule").click()
+    assert page.locator("h1").inner_text() == "Your paper digest"
+    assert page.get_by_label("Keywords").input_value() == "graph neural networks, diffusion models"
+    page.get_by_label("Keywords").fill("transformers, attention")
+    page.get_by_label("cs.LG").uncheck()
+    page.get_by_label("cs.CL").check()
+    page.get_by_role("button", name="Save changes").click()
+    assert "Your interests and schedule are saved." in page.get_by_role("status").inner_text()
+    assert page.get_by_label("Keywords").input_value() == "transformers, attention"
+    items = load(engine)[1]
+    assert {("keyword", "transformers"), ("keyword", "attention"), ("category", "cs.CL")} <= items
+    assert ("category", "cs.LG") not in items and ("keyword", "diffusion models") not in items
+
+    page.get_by_role("button", name="Pause my digest").click()
+    assert page.locator("#status").inner_text() == "paused"
+    assert load(engine)[0].status == PAUSED  # type: ignore[union-attr]
+
+    subscriber_id = load(engine)[0].id  # type: ignore[union-attr]
+    assert subscriber_id is not None
+    page.goto(f"{web.base_url}/unsubscribe/{TokenSigner(SECRET).sign_unsubscribe(subscriber_id)}")
+    assert load(engine)[0].status == PAUSED  # type: ignore[union-attr]  # the page alone changes nothing
+    page.get_by_role("button", name="Unsubscribe").click()
+    assert page.locator("h1").inner_text() == "You are unsubscribed"
+    assert load(engine)[0].status == UNSUBSCRIBED  # type: ignore[union-attr]
+    context.close()
+
+
+def test_the_form_works_without_javascript(browser: Any, web: RunningWeb, engine: Engine) -> None:
+    context = browser.new_context(
+        java_script_enabled=False, timezone_id="Asia/Tokyo", viewport={"width": 360, "height": 740}
+    )
+    page = context.new_page()
+    page.goto(web.base_url + "/")
+    assert page.locator("#timezone").input_value() == "UTC"  # the server's default, no script ran
+    page.get_by_label("Email address").fill("bob@example.org")
+    page.get_by_role("button", name="Subscribe").click()
+    assert page.get_by_role("alert").inner_text().startswith("Please check the form")  # no interests yet
+    assert page.get_by_label("Email address").input_value() == "bob@example.org"  # kept
+    page.get_by_label("stat.ML").check()
+    page.get_by_role("button", name="Subscribe").click()
+    assert page.locator("h1").inner_text() == "Check your inbox"
+    subscriber, _ = load(engine, "bob@example.org")
+    assert subscriber is not None and subscriber.timezone == "UTC" and subscriber.status == PENDING
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360  # no sideways scrolling on a phone
+    context.close()
