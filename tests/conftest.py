@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from feed_server import FeedServer, feed_server
+from processes import DEADLINE_SECONDS, Processes
 from sqlalchemy import Engine, create_engine, text
 
 from digestd.cli import cli
@@ -18,6 +19,8 @@ from digestd.store import make_engine, migrate
 IN_CI = os.environ.get("CI") == "true"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 POSTGRES_ADMIN_URL = os.environ.get("DIGESTD_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# aiosmtpd's own setting (5 s by default) for a test SMTP server to start, here and in child processes
+os.environ.setdefault("AIOSMTPD_CONTROLLER_TIMEOUT", str(DEADLINE_SECONDS))
 
 
 def need_shared(*parts: str) -> Path:
@@ -35,6 +38,17 @@ def server() -> Iterator[FeedServer]:
     """A real HTTP server on 127.0.0.1 serving feed files (see feed_server.py)."""
     with feed_server() as running:
         yield running
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """`processes.start(command, ...)` runs a real process; whatever is still running when
+    the test ends, passed or failed, is stopped and reaped (see processes.py)."""
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.stop_all()
 
 
 @pytest.fixture

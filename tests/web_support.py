@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -12,6 +13,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from processes import DEADLINE_SECONDS, wait_until
 from starlette.testclient import TestClient
 
 from digestd.config import MailSettings, Settings, SmtpSettings, WebSettings
@@ -82,7 +84,7 @@ class RecordingHandler:
             self.arrived.notify_all()
         return "250 OK"
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+    def wait_for(self, count: int, timeout: float = DEADLINE_SECONDS) -> list[EmailMessage]:
         with self.arrived:
             self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
         assert len(self.messages) >= count, f"only {len(self.messages)} message(s) arrived"
@@ -132,26 +134,31 @@ class RunningWeb:
 
     def __enter__(self) -> RunningWeb:
         self._thread.start()
-        self._started.wait(10)
-        self._wait_until_listening()
+        try:
+            wait_until(self._answers, f"the web app answers at {self.base_url}", progress=lambda: repr(self.error))
+        except BaseException:
+            self._shut_down()
+            raise
         return self
 
-    def _wait_until_listening(self) -> None:
-        import time
-
+    def _answers(self) -> bool:
         import httpx
 
-        for _ in range(100):
-            try:
-                httpx.get(self.base_url + "/static/style.css", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"the web app did not start: {self.error!r}")
+        assert self.error is None, f"the web app did not start: {self.error!r}"
+        try:
+            httpx.get(self.base_url + "/static/style.css", timeout=DEADLINE_SECONDS)
+            return True
+        except httpx.TransportError:
+            return False
+
+    def _shut_down(self) -> None:
+        self._started.wait(DEADLINE_SECONDS)
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: it stopped by itself
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(DEADLINE_SECONDS)
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
+        self._shut_down()
         assert not self._thread.is_alive(), "the web app did not stop"
         assert self.error is None, self.error

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -15,16 +14,20 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
 from delivery.sinks import SinkHandler, free_port
 from feed_server import FeedServer, Reply, feed_server
+from processes import DEADLINE_SECONDS, Processes, still_running, wait_until
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from digestd.cli import cli
 from digestd.config import DigestSettings, Settings
 from digestd.daemon.scheduler import DaemonJobs
+from digestd.delivery.ledger import SENT
 from digestd.mail.render import make_email_builder
 from digestd.models import Delivery, SentPaper, Subscriber
-from digestd.store import open_session
+from digestd.store import make_engine, open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,54 +191,65 @@ schedule = "0 0 1 1 *"
     return config
 
 
-def digestd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "test-key", "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "digestd", *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+def environment(config: Path) -> dict[str, str]:
+    return {"DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "test-key"}
 
 
-def start_daemon(config: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "test-key", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "digestd", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def digestd(config: Path, *args: str) -> Result:
+    """A short CLI command, in this process (the daemon is the one under test as a process)."""
+    return CliRunner().invoke(cli, list(args), env=environment(config), catch_exceptions=False)
 
 
-def wait_for(condition, seconds: float = 30) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
+def digestd_process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **environment(config), "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "digestd", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=DEADLINE_SECONDS, check=False)
+
+
+def start_daemon(processes: Processes, config: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, **environment(config), "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "digestd", "run"]
+    return processes.start(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def prepare(tmp_path: Path, sink: SinkHandler, feeds: FeedServer) -> Path:
     url = feeds.add("/rss/cs.LG", Reply(todays_feed(datetime.now(UTC))))
     config = write_config(tmp_path, sink, url)
-    assert digestd(config, "init").returncode == 0
+    assert digestd(config, "init").exit_code == 0
     added = digestd(config, "subscribers", "add", "ada@example.org", "--keywords", "graph neural networks")
-    assert added.returncode == 0, added.stderr
-    engine_url = f"sqlite:///{tmp_path / 'digestd.sqlite3'}"
-    from digestd.store import make_engine
-
-    engine = make_engine(engine_url)
+    assert added.exit_code == 0, added.output
+    engine = make_engine(database_url(tmp_path))
     with engine.begin() as connection:  # due a minute ago, first digest
         connection.exec_driver_sql("UPDATE subscriber SET next_due_at = ?", (datetime.now(UTC) - timedelta(minutes=1),))
     engine.dispose()
     return config
 
 
-def test_the_daemon_ingests_sends_and_stops_cleanly(tmp_path: Path, sink: SinkHandler, feeds: FeedServer) -> None:
-    config = prepare(tmp_path, sink, feeds)
-    daemon = start_daemon(config)
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'digestd.sqlite3'}"
+
+
+def ledger_statuses(tmp_path: Path) -> list[str]:
+    engine = make_engine(database_url(tmp_path))
     try:
-        assert wait_for(lambda: len(sink.messages) >= 1), "the digest reached the sink"
-        time.sleep(1.5)  # a second tick would have had time to send a duplicate
+        with open_session(engine) as session:
+            return list(session.scalars(select(Delivery.status)))
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=30)
+        engine.dispose()
+
+
+def test_the_daemon_ingests_sends_and_stops_cleanly(
+    tmp_path: Path, sink: SinkHandler, feeds: FeedServer, processes: Processes
+) -> None:
+    config = prepare(tmp_path, sink, feeds)
+    daemon = start_daemon(processes, config)
+    wait_until(lambda: still_running(daemon) and sink.messages, "the digest reached the sink")
+    wait_until(
+        lambda: ledger_statuses(tmp_path) == [SENT], "the ledger says sent", progress=lambda: ledger_statuses(tmp_path)
+    )
+    # A duplicate could only come from the tick still running: SIGTERM lets it finish first.
+    daemon.send_signal(signal.SIGTERM)
+    _, stderr = daemon.communicate(timeout=DEADLINE_SECONDS)
     assert daemon.returncode == 0, stderr
     assert [m.recipients for m in sink.messages] == [["ada@example.org"]]
     assert b"Graph Neural Networks for Sparse Molecules" in sink.messages[0].data
@@ -243,27 +257,24 @@ def test_the_daemon_ingests_sends_and_stops_cleanly(tmp_path: Path, sink: SinkHa
     assert "ingest arxiv-cs-lg: ok, 2 read, 2 new" in stderr
     assert "tick: 1 planned, 1 sent" in stderr and "digestd stopped" in stderr
     status = digestd(config, "status")
-    assert "1 sent" in status.stdout and "daemon:" in status.stdout
+    assert "1 sent" in status.output and "daemon:" in status.output
 
 
-def test_a_second_daemon_on_the_same_sqlite_file_refuses(tmp_path: Path, sink: SinkHandler, feeds: FeedServer) -> None:
+def test_a_second_daemon_on_the_same_sqlite_file_refuses(
+    tmp_path: Path, sink: SinkHandler, feeds: FeedServer, processes: Processes
+) -> None:
     config = prepare(tmp_path, sink, feeds)
-    first = start_daemon(config)
-    try:
-        assert wait_for(
-            lambda: (
-                "pid" in (tmp_path / "digestd.sqlite3.lock").read_text()
-                if (tmp_path / "digestd.sqlite3.lock").exists()
-                else False
-            )
-        )
-        assert "running (pid" in digestd(config, "status").stdout
-        second = digestd(config, "run")
-        assert second.returncode != 0
-        assert "error: another digestd daemon is already running on" in second.stderr
-        assert "Traceback" not in second.stderr
-    finally:
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=30)
+    first = start_daemon(processes, config)
+    lock = tmp_path / "digestd.sqlite3.lock"
+    wait_until(
+        lambda: still_running(first) and lock.exists() and "pid" in lock.read_text(), f"the daemon's pid in {lock.name}"
+    )
+    assert "running (pid" in digestd(config, "status").output
+    second = digestd_process(config, "run")
+    assert second.returncode != 0
+    assert "error: another digestd daemon is already running on" in second.stderr
+    assert "Traceback" not in second.stderr
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=DEADLINE_SECONDS)
     assert first.returncode == 0
-    assert "daemon:      not running" in digestd(config, "status").stdout
+    assert "daemon:      not running" in digestd(config, "status").output

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import DEADLINE_SECONDS, Processes, still_running, wait_until
 from seeds import SECRET, make_papers
 from sinks import Sink
 from sqlalchemy import Engine, update
@@ -72,22 +72,20 @@ render_processes = {render_processes}
     return path
 
 
-def start_send(config: Path) -> subprocess.Popen[bytes]:
+def start_send(processes: Processes, config: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DIGESTD_SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "digestd", "--config", str(config), "send"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    command = [sys.executable, "-m", "digestd", "--config", str(config), "send"]
+    return processes.start(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_messages(sink: Sink, count: int, process: subprocess.Popen[bytes]) -> None:
+    # polled often: the test kills the sender right after the count-th message
+    wait_until(
+        lambda: still_running(process) and len(sink.handler.messages) >= count,
+        f"{count} messages at the sink",
+        progress=lambda: f"{len(sink.handler.messages)} arrived",
+        interval=0.002,
     )
-
-
-def wait_for_messages(sink: Sink, count: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while len(sink.handler.messages) < count:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"only {len(sink.handler.messages)} messages arrived"
-        time.sleep(0.002)
 
 
 def ledger(engine: Engine) -> dict[str, str]:
@@ -118,11 +116,11 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def wait_until_gone(pids: set[int], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while alive := {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in state(pid)}:
-        assert time.monotonic() < deadline, f"processes left running: {alive}"
-        time.sleep(0.05)
+def wait_until_gone(pids: set[int]) -> None:
+    def running() -> set[int]:
+        return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in state(pid)}
+
+    wait_until(lambda: not running(), "the render processes exited", progress=lambda: f"still running: {running()}")
 
 
 def state(pid: int) -> str:
@@ -134,7 +132,7 @@ def state(pid: int) -> str:
 
 @pytest.mark.parametrize("render_processes", [0, 1])
 def test_sigkill_at_any_moment_then_a_restart_mails_everyone_exactly_once(
-    engine: Engine, start_sink: Any, tmp_path: Path, render_processes: int
+    engine: Engine, start_sink: Any, tmp_path: Path, processes: Processes, render_processes: int
 ) -> None:
     """Killed after the 1st, then 6 more, then 10 more accepted messages; the last run
     finishes. A killed run's render processes do not outlive it."""
@@ -143,7 +141,7 @@ def test_sigkill_at_any_moment_then_a_restart_mails_everyone_exactly_once(
     emails = seed_due_now(engine)
     config = write_config(tmp_path, engine, sink, render_processes=render_processes)
     for kill_after in (1, 6, 10):
-        process = start_send(config)
+        process = start_send(processes, config)
         wait_for_messages(sink, len(sink.handler.messages) + kill_after, process)
         helpers = descendants(process.pid)
         if kill_after == 1:  # later runs find fewer claimable rows than a batch: no pool for them
@@ -152,15 +150,15 @@ def test_sigkill_at_any_moment_then_a_restart_mails_everyone_exactly_once(
         process.communicate()
         wait_until_gone(helpers)
     assert len(sink.handler.messages) < SUBSCRIBERS, "the runs finished before they were killed"
-    last = start_send(config)
-    out, err = last.communicate(timeout=60)
+    last = start_send(processes, config)
+    out, err = last.communicate(timeout=DEADLINE_SECONDS)
     assert last.returncode == 0, err.decode()
     check_exactly_once(sink, engine, emails)
 
 
 @pytest.mark.parametrize("render_processes", [0, 1])
 def test_sigterm_finishes_what_is_on_the_wire_and_exits_0(
-    engine: Engine, start_sink: Any, tmp_path: Path, render_processes: int
+    engine: Engine, start_sink: Any, tmp_path: Path, processes: Processes, render_processes: int
 ) -> None:
     """SIGTERM to the whole process group, as systemd sends it: render processes ignore it
     and the sending process winds them down."""
@@ -168,20 +166,19 @@ def test_sigterm_finishes_what_is_on_the_wire_and_exits_0(
     sink.handler.delay = 0.05
     emails = seed_due_now(engine)
     config = write_config(tmp_path, engine, sink, render_processes=render_processes)
-    first = start_send(config)
+    first = start_send(processes, config)
     wait_for_messages(sink, 3, first)
     helpers = descendants(first.pid)
-    for pid in {first.pid} | helpers:
-        os.kill(pid, signal.SIGTERM)
-    out, err = first.communicate(timeout=20)
+    os.killpg(first.pid, signal.SIGTERM)  # it leads its process group (see processes.py)
+    out, err = first.communicate(timeout=DEADLINE_SECONDS)
     assert first.returncode == 0, err.decode()
     assert b"sent " in out
     wait_until_gone(helpers)
     statuses = ledger(engine)
     assert set(statuses.values()) <= {SENT, PENDING}  # nothing left claimed or sending
     assert sum(s == SENT for s in statuses.values()) == len(sink.handler.messages) < SUBSCRIBERS
-    second = start_send(config)
-    second.communicate(timeout=60)
+    second = start_send(processes, config)
+    second.communicate(timeout=DEADLINE_SECONDS)
     assert second.returncode == 0
     check_exactly_once(sink, engine, emails)
     assert set(ledger(engine).values()) == {SENT}

@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from processes import DEADLINE_SECONDS, Processes, output_tail, read_line
 from sqlalchemy import Engine, func, insert
 from sqlmodel import col, select
 
@@ -72,21 +73,22 @@ def environment() -> dict[str, str]:
     return {**os.environ, "DIGESTD_SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT)}
 
 
-def start_worker(config: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_worker(processes: Processes, config: Path, *args: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "digestd", "--config", str(config), "worker", "--poll", "0.5", *args]
-    return subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return processes.start(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def start_sink(port: int) -> subprocess.Popen[str]:
+def start_sink(processes: Processes, port: int) -> subprocess.Popen[str]:
     command = [sys.executable, str(Path(__file__).with_name("sink_process.py")), str(port)]
-    sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+    sink = processes.start(command, stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None
+    assert read_line(sink.stdout, "the SMTP sink process is ready").strip() == "ready", output_tail(sink)
     return sink
 
 
 def stop_sink(sink: subprocess.Popen[str]) -> Counter[str]:
     sink.send_signal(signal.SIGTERM)
-    out, _ = sink.communicate(timeout=60)
+    out, _ = sink.communicate(timeout=DEADLINE_SECONDS)
     return Counter(json.loads(out))
 
 
@@ -94,6 +96,15 @@ def ledger_counts(engine: Engine) -> dict[str, int]:
     with open_session(engine) as session:
         rows = session.execute(select(Delivery.status, func.count()).group_by(col(Delivery.status)))
         return {status: int(count) for status, count in rows}
+
+
+def lease_holders(engine: Engine) -> set[int]:
+    """The pids of the workers (on this host) holding claimed or sending rows right now."""
+    with open_session(engine) as session:
+        owners = session.scalars(
+            select(Delivery.lease_owner).distinct().where(col(Delivery.status).in_(("claimed", "sending")))
+        )
+        return {int(owner.split(":")[1]) for owner in owners if owner}
 
 
 def ledger(engine: Engine) -> dict[str, str]:
