@@ -89,12 +89,16 @@ class SourceSettings:
     include_cross_lists: bool = True
     include_replacements: bool = False
     max_results: int = 200
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # the longest silence while waiting for the server
+    deadline_seconds: float = 120.0  # the longest one request may take, all bytes and redirects included
+    max_pages: int = 50  # oai-pmh: requests per run (the next run continues)
 
 
 @dataclass(frozen=True)
 class IngestSettings:
     contact: str = ""  # e-mail address put in the User-Agent so feed owners can reach you
+    max_response_mb: int = 20  # a larger response (as sent, before decompression) is refused
+    max_decompressed_mb: int = 100  # a response larger than this once decompressed is refused
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,8 @@ def validate_settings(settings: Settings) -> None:
     _positive("smtp.lease_seconds", smtp.lease_seconds)
     _positive("smtp.batch_size", smtp.batch_size)
     _not_negative("smtp.render_processes", smtp.render_processes)
+    _positive("ingest.max_response_mb", settings.ingest.max_response_mb)
+    _positive("ingest.max_decompressed_mb", settings.ingest.max_decompressed_mb)
     _allowed("log.level", settings.log.level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))
     url = settings.database.url
     if url and not url.startswith(("sqlite:///", "postgresql")):
@@ -351,6 +357,8 @@ def validate_settings(settings: Settings) -> None:
             )
         _positive(f"sources[{source.name}].max_results", source.max_results)
         _positive(f"sources[{source.name}].timeout_seconds", source.timeout_seconds)
+        _positive(f"sources[{source.name}].deadline_seconds", source.deadline_seconds)
+        _positive(f"sources[{source.name}].max_pages", source.max_pages)
 
 
 def check_timezone(name: str, *, key: str = "timezone") -> ZoneInfo:

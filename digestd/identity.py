@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from urllib.parse import urlsplit
 
 _ARXIV_NEW = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v(\d+))?(?![\d])")
 _ARXIV_OLD = re.compile(r"([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v(\d+))?")
@@ -74,6 +75,40 @@ def canonical_id(*, arxiv_id: str | None = None, doi: str | None = None, title: 
 def clean_text(text: str | None) -> str:
     """Collapse the hard line-wraps and runs of white space feeds are full of."""
     return " ".join((text or "").split())
+
+
+_TERMINAL_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?")
+_WEB_LINK = re.compile(r"https?://[^\s<>\"\\\x00-\x1f\x7f]+", re.IGNORECASE)
+
+
+def excerpt(text: str | None, limit: int = 100) -> str:
+    """Remote text made safe to show: one line of at most `limit` characters, without control
+    or format characters (terminal escapes, bidi overrides, zero-width marks)."""
+    text = _TERMINAL_ESCAPE.sub(" ", text or "")
+    kept = "".join(c if c == " " else _shown(c) for c in text)
+    words = " ".join(kept.split())
+    return words if len(words) <= limit else words[: limit - 1].rstrip() + "…"
+
+
+def _shown(char: str) -> str:
+    """Control characters and any space or line break become a space; format (bidi,
+    zero-width), private-use and unassigned characters are dropped."""
+    category = unicodedata.category(char)
+    if category == "Cc" or category[0] == "Z":
+        return " "
+    return "" if category[0] == "C" else char
+
+
+def web_link(url: str | None) -> str | None:
+    """`url` if it is an http(s) link a reader can safely be sent to; None for anything else
+    (`javascript:`, `data:`, `file:`, relative or malformed links)."""
+    text = (url or "").strip()
+    if not _WEB_LINK.fullmatch(text):
+        return None
+    try:
+        return text if urlsplit(text).hostname else None
+    except ValueError:  # e.g. a malformed IPv6 literal
+        return None
 
 
 def normalise_arxiv_id(text: str) -> str | None:

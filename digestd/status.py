@@ -21,6 +21,7 @@ from digestd.delivery.ledger import (
     recent_failures,
 )
 from digestd.delivery.ledger import count_by_status as count_deliveries
+from digestd.identity import excerpt
 from digestd.models import Paper, SourceState, Subscriber
 from digestd.store import count_papers, open_session
 from digestd.subscribers import count_by_status
@@ -156,9 +157,10 @@ def format_source(source: dict[str, Any]) -> str:
             outcome += f", next attempt after {source['next_attempt_at']:%Y-%m-%d %H:%M}"
     else:
         outcome = f"ok, {source['last_seen']} read, {source['last_new']} new, {source['last_updated']} updated"
-        outcome += f" ({source['last_note']})" if source["last_note"] else ""
+        outcome += f" ({excerpt(source['last_note'], 300)})" if source["last_note"] else ""
     line = f"  {source['name']} ({source['kind']}): last run {source['last_run_at']:%Y-%m-%d %H:%M}, {outcome}"
     if source["last_error"]:
         state = "recovered since" if not failures else "error"
-        line += f"\n    last error {source['last_error_at']:%Y-%m-%d %H:%M} ({state}): {source['last_error']}"
+        shown = excerpt(source["last_error"], 300)  # one short line, even for a message stored by an older digestd
+        line += f"\n    last error {source['last_error_at']:%Y-%m-%d %H:%M} ({state}): {shown}"
     return line

@@ -21,12 +21,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func, insert
+from sqlalchemy import Engine, create_engine, event, func, insert, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from digestd.errors import StoreError
-from digestd.models import Paper
+from digestd.identity import canonical_id
+from digestd.models import SEED, Paper, ProfileItem, Rating, SentPaper
 from digestd.records import PaperRecord
 
 log = logging.getLogger(__name__)
@@ -252,22 +253,57 @@ def merge_records(records: Iterable[PaperRecord]) -> list[PaperRecord]:
     return list(best.values())
 
 
+def _known_by_id(record: PaperRecord) -> bool:
+    """True for a record with a real id (an arXiv id), not one made from its DOI or title."""
+    return not record.id.startswith(("doi:", "title:"))
+
+
 def resolve_doi_ids(session: Session, records: Sequence[PaperRecord]) -> list[PaperRecord]:
-    """Records known only by DOI (`doi:...`) take the id of a stored paper with that DOI
-    (e.g. the arXiv preprint of a journal article), so the two are one paper."""
+    """Records known only by DOI (`doi:...`) take the id of a paper with that DOI, stored or
+    in the same batch (e.g. the arXiv preprint of a journal article), so the two are one paper."""
     dois = {record.id.removeprefix("doi:") for record in records if record.id.startswith("doi:")}
     if not dois:
         return list(records)
-    owners: dict[str, str] = {}
+    owners = {canonical_id(doi=r.doi)[4:]: r.id for r in records if r.doi and _known_by_id(r)}
     wanted = sorted(dois)
     for start in range(0, len(wanted), _CHUNK):
         query = select(Paper.id, Paper.doi).where(func.lower(Paper.doi).in_(wanted[start : start + _CHUNK]))
-        owners.update({str(doi).lower(): paper_id for paper_id, doi in session.execute(query)})
+        owners.update(
+            {str(doi).lower(): paper_id for paper_id, doi in session.execute(query) if paper_id != f"doi:{doi}"}
+        )
     return [replace(record, id=owners[record.id[4:]]) if record.id[4:] in owners else record for record in records]
 
 
+def adopt_doi_papers(session: Session, records: Sequence[PaperRecord]) -> int:
+    """The other direction: a stored paper known only by its DOI (a journal item that came
+    first) takes the id of a record carrying that DOI (its arXiv preprint), and so do the
+    records that point at it (never-twice records, ratings, seed papers). `first_seen`
+    stays, so the paper is not new again. Returns how many papers changed id."""
+    renames = {canonical_id(doi=r.doi): r.id for r in records if r.doi and _known_by_id(r)}
+    if not renames:
+        return 0
+    wanted = sorted(set(renames) | set(renames.values()))
+    stored: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        stored.update(session.scalars(select(Paper.id).where(col(Paper.id).in_(wanted[start : start + _CHUNK]))))
+    moved = 0
+    for old, new in renames.items():
+        if old not in stored or new in stored:  # nothing to adopt, or both exist already: left as they are
+            continue
+        session.execute(update(Paper).where(col(Paper.id) == old).values(id=new))
+        session.execute(update(SentPaper).where(col(SentPaper.paper_id) == old).values(paper_id=new))
+        session.execute(update(Rating).where(col(Rating.paper_id) == old).values(paper_id=new))
+        seeds = update(ProfileItem).where(col(ProfileItem.kind) == SEED, col(ProfileItem.value) == old)
+        session.execute(seeds.values(value=new))
+        log.info("paper %s is now %s (its preprint arrived)", old, new)
+        moved += 1
+    return moved
+
+
 def save_papers(session: Session, records: Sequence[PaperRecord], *, now: datetime) -> tuple[int, int]:
-    """Insert new papers and merge known ones; returns (new, updated)."""
+    """Insert new papers and merge known ones (one paper per DOI, whichever of the journal
+    item and the preprint came first); returns (new, updated)."""
+    adopt_doi_papers(session, records)
     unique = merge_records(resolve_doi_ids(session, records))
     new = updated = 0
     for start in range(0, len(unique), _CHUNK):

@@ -3,14 +3,21 @@
 Routes map a path to replies (served in order, the last one repeated) or to a function
 of the request. Every request is recorded with its arrival time (monotonic) and headers,
 and the server tracks how many requests were in flight at once.
+
+Replies can misbehave on purpose: wait before answering (`delay`), send the whole
+response a byte at a time (`drip`), or carry any status, headers and raw body (a
+redirect, a huge Retry-After, a pre-compressed gzip bomb from `gzip_bomb`).
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
+import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +53,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
+    drip: float = 0.0  # seconds between bytes: status line, headers and body sent one byte at a time
     gzip: bool = False  # send with Content-Encoding: gzip
     etag: str | None = None  # answer 304 when the request carries this If-None-Match
 
@@ -62,15 +70,18 @@ Route = list[Reply] | Callable[[Request], Reply]
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._closing = threading.Event()  # set on shutdown: a dripping reply stops at once
+        self._httpd = ThreadingHTTPServer((host, 0), self._handler())
         self._httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self.base = f"{'https' if tls else 'http'}://{host}:{self._httpd.server_address[1]}"
 
     def add(self, path: str, *replies: Reply) -> str:
         """Serve `replies` at `path`, in order (the last one repeats); returns the full URL."""
@@ -115,7 +126,11 @@ class FeedServer:
                         server.in_flight -= 1
 
             def _answer(self, reply: Reply, request: Request) -> None:
-                time.sleep(reply.delay)
+                if server._closing.wait(reply.delay):
+                    return
+                if reply.drip:
+                    self._drip(reply)
+                    return
                 if reply.etag and request.headers.get("if-none-match") == reply.etag:
                     self.send_response(304)
                     self.send_header("ETag", reply.etag)
@@ -133,6 +148,18 @@ class FeedServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _drip(self, reply: Reply) -> None:
+                """The whole response, one byte every `reply.drip` seconds (a server that never quite stops)."""
+                self.close_connection = True
+                head = [f"HTTP/1.1 {reply.status} Drip", f"Content-Length: {len(reply.body)}", "Connection: close"]
+                head += [f"{name}: {value}" for name, value in reply.headers.items()]
+                response = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
+                for index in range(len(response)):
+                    self.wfile.write(response[index : index + 1])
+                    self.wfile.flush()
+                    if server._closing.wait(reply.drip):
+                        return
+
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
@@ -145,15 +172,26 @@ class FeedServer:
         try:
             yield self
         finally:
+            self._closing.set()
             self._httpd.shutdown()
             self._httpd.server_close()
             thread.join()
 
 
 @contextmanager
-def feed_server() -> Iterator[FeedServer]:
-    with FeedServer().running() as server:
+def feed_server(host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Iterator[FeedServer]:
+    """A running server on `host` (any 127.x.y.z address: they are all this machine), over
+    TLS with the certificate `tls` holds."""
+    with FeedServer(host, tls).running() as server:
         yield server
+
+
+@functools.cache
+def gzip_bomb(megabytes: int) -> bytes:
+    """A gzip stream of `megabytes` MB of zeros: about a thousandth of that on the wire."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join([packer.compress(zeros) for _ in range(megabytes)] + [packer.flush()])
 
 
 def closed_port_url() -> str:

@@ -84,9 +84,10 @@ def _ingest_path(app: AppContext, engine: Engine, path: Path) -> None:
     click.echo(f"importing {path} ...", err=True)
     report = ingest_file(engine, path, now=app.now())
     seconds = time.perf_counter() - started
+    notes = "".join(f"; {note}" for note in report.notes)
     click.echo(
         f"{path}: {report.seen} papers read, {report.new} new, {report.updated} updated, "
-        f"{report.skipped} unchanged ({seconds:.1f} s)"
+        f"{report.skipped} unchanged{notes} ({seconds:.1f} s)"
     )
 
 

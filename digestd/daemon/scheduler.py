@@ -35,7 +35,8 @@ from digestd.delivery.coordination import SchedulerLock
 from digestd.delivery.ledger import forget_sent_papers
 from digestd.delivery.send import plan_due, send_due
 from digestd.errors import ConfigError, DigestdError
-from digestd.ingest.run import run_sources
+from digestd.ingest.run import make_fetcher, run_sources
+from digestd.ingest.sources.fetch import Fetcher
 from digestd.mail.render import EmailBuilder
 from digestd.models import SourceState
 from digestd.store import open_session
@@ -64,6 +65,9 @@ class DaemonJobs:
     deliver: bool = True
     running: set[asyncio.Task[object]] = field(default_factory=set)
     lock: SchedulerLock | None = None  # PostgreSQL: only the node holding it ingests and plans
+    # One fetcher for every source job of the process, so the per-host spacing (arXiv: 3 s,
+    # one connection) holds across sources; made at the first ingest. It keeps no connection open.
+    fetcher: Fetcher | None = None
 
     def _leads(self, job: str) -> bool:
         """True when this node may run `job` now (always, without a lock)."""
@@ -87,7 +91,11 @@ class DaemonJobs:
         if not self._leads(f"ingest {name}"):
             return
         self._track()
-        reports = await asyncio.to_thread(run_sources, self.engine, self.settings, names=[name], now=self.clock())
+        if self.fetcher is None:
+            self.fetcher = make_fetcher(self.settings.ingest)
+        reports = await asyncio.to_thread(
+            run_sources, self.engine, self.settings, names=[name], now=self.clock(), fetcher=self.fetcher
+        )
         for report in reports:
             outcome = f"failed: {report.error}" if report.error else "ok"
             log.info(

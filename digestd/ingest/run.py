@@ -3,8 +3,11 @@
 A source run fetches and parses everything first (no database access), then saves the
 papers together with the source's new state (validators, cursor, counts) in a single
 transaction: a document that fails half-way writes no paper and moves no cursor. A
-failure is recorded in `SourceState` (a readable message, when, how many times in a row,
-and when to try again) and never stops the other sources.
+failure is recorded in `SourceState` (a readable one-line message, when, how many times
+in a row, and when to try again) and never stops the other sources.
+
+Only http(s) links are kept (`web_link`), here, for every source and file: a
+`javascript:` or `data:` link never reaches a digest; each one dropped is counted.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +24,10 @@ from sqlmodel import Session
 
 from digestd.config import IngestSettings, Settings, SourceSettings
 from digestd.errors import DigestdError, InputError, SourceError
+from digestd.identity import excerpt, web_link
 from digestd.ingest.sources.arxiv_api import fetch_arxiv_api
 from digestd.ingest.sources.arxiv_rss import fetch_arxiv_rss
+from digestd.ingest.sources.bodies import MB
 from digestd.ingest.sources.fetch import Fetcher, RetryLaterError
 from digestd.ingest.sources.files import load_paper_file
 from digestd.ingest.sources.harvest import Harvest
@@ -30,12 +35,15 @@ from digestd.ingest.sources.hf_daily import fetch_hf_daily
 from digestd.ingest.sources.oai_pmh import fetch_oai_pmh
 from digestd.ingest.sources.rss import fetch_rss
 from digestd.models import SourceState
+from digestd.records import PaperRecord
 from digestd.store import open_session, save_papers
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE = timedelta(minutes=5)  # wait after the first failed run; doubles per failure
 RETRY_CAP = timedelta(hours=6)
+RETRY_AFTER_CAP = timedelta(days=7)  # the longest server-requested rest honoured
+ERROR_LENGTH = 300  # characters of an error message kept for `status`
 
 Progress = Callable[[str], None]
 
@@ -77,12 +85,24 @@ class IngestReport:
         return f"{self.source}: {counts}{notes} ({self.seconds:.1f} s)"
 
 
+def keep_web_links(records: list[PaperRecord]) -> tuple[list[PaperRecord], str | None]:
+    """The records with every link that is not http(s) removed, and a note counting them."""
+    kept, dropped = [], 0
+    for record in records:
+        abs_url, pdf_url = web_link(record.abs_url), web_link(record.pdf_url)
+        dropped += (bool(record.abs_url) and abs_url is None) + (bool(record.pdf_url) and pdf_url is None)
+        unchanged = (abs_url, pdf_url) == (record.abs_url, record.pdf_url)
+        kept.append(record if unchanged else replace(record, abs_url=abs_url, pdf_url=pdf_url))
+    return kept, (f"{dropped} link(s) other than http(s) dropped" if dropped else None)
+
+
 def ingest_file(engine: Engine, path: Path, *, now: datetime) -> IngestReport:
     """Import a JSONL/JSON/CSV paper file; a file with a bad row imports nothing."""
-    records = load_paper_file(path, source=f"file:{path.name}")
+    records, links_note = keep_web_links(load_paper_file(path, source=f"file:{path.name}"))
     with open_session(engine) as session:
         new, updated = save_papers(session, records, now=now)
-    report = IngestReport(source=f"file:{path.name}", seen=len(records), new=new, updated=updated)
+    notes = (links_note,) if links_note else ()
+    report = IngestReport(source=f"file:{path.name}", seen=len(records), new=new, updated=updated, notes=notes)
     log.info("ingested %s: %d papers, %d new, %d updated", path, report.seen, report.new, report.updated)
     return report
 
@@ -120,9 +140,14 @@ def select_sources(sources: Sequence[SourceSettings], names: Iterable[str] | Non
 
 
 def make_fetcher(settings: IngestSettings) -> Fetcher:
+    """The fetcher for a process: share it between source runs so per-host spacing holds."""
     if not settings.contact:
         log.warning("ingest.contact is not set: feed owners cannot reach you (arXiv asks for a contact)")
-    return Fetcher(contact=settings.contact)
+    return Fetcher(
+        contact=settings.contact,
+        max_response_bytes=settings.max_response_mb * MB,
+        max_decompressed_bytes=settings.max_decompressed_mb * MB,
+    )
 
 
 def run_sources(
@@ -161,6 +186,9 @@ def run_source(
         progress(f"{source.name} ({source.kind}): fetching ...")
     try:
         collect_harvest(fetcher, source, harvest, now=now)
+        harvest.records, links_note = keep_web_links(harvest.records)
+        if links_note:
+            harvest.note(links_note)
         with open_session(engine, immediate=True) as session:
             new, updated = save_papers(session, harvest.records, now=now)
             _record_success(session, source, harvest, now=now, new=new, updated=updated)
@@ -183,11 +211,13 @@ def run_source(
 
 
 def _error_message(source: SourceSettings, error: Exception) -> str:
+    """One short line: what operators see in the log and in `status` (remote text included
+    only as an excerpt, never control characters)."""
     if isinstance(error, DigestdError):
         text = error.message.removeprefix(f"source {source.name}: ")
-        return f"{text} (hint: {error.hint})" if error.hint else text
+        return excerpt(f"{text} (hint: {error.hint})" if error.hint else text, ERROR_LENGTH)
     log.exception("source %s: unexpected error", source.name)
-    return f"internal error while ingesting: {type(error).__name__}: {error}"
+    return excerpt(f"internal error while ingesting: {type(error).__name__}: {error}", ERROR_LENGTH)
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -233,8 +263,8 @@ def _record_success(
 def retry_delay(failures: int, error: Exception) -> timedelta:
     """How long to leave a failing source alone: the server's Retry-After, else doubling from 5 min."""
     backoff = min(RETRY_BASE * 2 ** max(failures - 1, 0), RETRY_CAP)
-    if isinstance(error, RetryLaterError):
-        return max(timedelta(seconds=error.retry_after), RETRY_BASE)
+    if isinstance(error, RetryLaterError):  # bounded again here: a timedelta overflows past 2.7 million years
+        return max(timedelta(seconds=min(error.retry_after, RETRY_AFTER_CAP.total_seconds())), RETRY_BASE)
     return backoff
 
 

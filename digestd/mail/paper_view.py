@@ -9,6 +9,7 @@ import textwrap
 from dataclasses import dataclass
 from datetime import date
 
+from digestd.identity import web_link
 from digestd.records import PaperRecord
 
 TEXT_WIDTH = 72  # the text part's lines, before quoted-printable's 76
@@ -55,8 +56,9 @@ def trim_abstract(text: str, limit: int) -> str:
 
 
 def paper_links(paper: PaperRecord) -> tuple[str, str]:
-    """(abstract page, PDF) links, from the record or derived from an arXiv id or DOI."""
-    abs_url, pdf_url = paper.abs_url or "", paper.pdf_url or ""
+    """(abstract page, PDF) links, from the record or derived from an arXiv id or DOI.
+    Only http(s) links are used (ingest drops the others; papers stored before it did may have them)."""
+    abs_url, pdf_url = web_link(paper.abs_url) or "", web_link(paper.pdf_url) or ""
     if _ARXIV.match(paper.id):
         abs_url = abs_url or f"https://arxiv.org/abs/{paper.id}"
         pdf_url = pdf_url or f"https://arxiv.org/pdf/{paper.id}"

@@ -8,50 +8,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from feed_server import FeedServer, Reply, Request, closed_port_url, own_feed, real_feed
+from ingest.runs import NOW, papers, quick_fetcher, settings, state, status_text
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from digestd.config import IngestSettings, Settings, SourceSettings
+from digestd.config import DigestSettings, SourceSettings
 from digestd.errors import InputError
 from digestd.ingest.run import run_sources
 from digestd.ingest.sources.fetch import Fetcher
-from digestd.models import Paper, SourceState
-from digestd.status import collect_status, format_status
+from digestd.models import SentPaper
 from digestd.store import open_session
-
-NOW = datetime(2026, 7, 14, 6, 0, tzinfo=UTC)
+from digestd.subscribers import SubscriberInput, add_subscriber
 
 
 @pytest.fixture
 def fetcher() -> Iterator[Fetcher]:
-    with Fetcher(contact="ops@example.org", polite_interval=0.05, backoff_seconds=0.01, retries=1) as client:
+    with quick_fetcher() as client:
         yield client
-
-
-def settings(*sources: SourceSettings) -> Settings:
-    return Settings(sources=sources, ingest=IngestSettings(contact="ops@example.org"))
-
-
-def papers(engine: Engine) -> dict[str, Paper]:
-    with open_session(engine) as session:
-        return {paper.id: paper for paper in session.scalars(select(Paper))}
-
-
-def state(engine: Engine, name: str) -> SourceState:
-    with open_session(engine) as session:
-        found = session.get(SourceState, name)
-        assert found is not None
-        session.expunge(found)
-        return found
-
-
-def status_text(engine: Engine, now: datetime = NOW) -> str:
-    return format_status(collect_status(engine, now=now))
 
 
 def test_every_kind_ingests_its_real_sample(
@@ -107,21 +85,27 @@ def test_every_kind_ingests_its_real_sample(
     assert "stopped at max_results=200; the next run continues" in text
 
 
+def arxiv_atom_source(server: FeedServer) -> SourceSettings:
+    """The arXiv Atom listing: 2607.01234 (new) and 2605.09876 v3 (replaced, DOI 10.5555/warmup.2026.001)."""
+    url = server.add("/atom", Reply(own_feed("arxiv_atom_cs.LG.xml")))
+    return SourceSettings("atom", "arxiv-rss", url=url, include_replacements=True)
+
+
+def journal_of_the_warmup_paper() -> bytes:
+    """A journal's Atom feed whose one item is, by its DOI, arXiv paper 2605.09876."""
+    return own_feed("journal_atom.xml").replace(
+        b"https://doi.org/10.5555/LAB.7", b"https://doi.org/10.5555/WARMUP.2026.001"
+    )
+
+
 def test_one_paper_from_several_sources_and_a_new_version(engine: Engine, server: FeedServer, fetcher: Fetcher) -> None:
     v2 = real_feed("arxiv_api_atom_2026_old-style-id_astro-ph_0601001.xml")
     v2 = v2.replace(b"astro-ph/0601001v1", b"2607.01234v2").replace(
         b"Frequency of Hot Jupiters", b"Revised: Hot Jupiters"
     )
-    journal = own_feed("journal_atom.xml").replace(
-        b"https://doi.org/10.5555/LAB.7", b"https://doi.org/10.5555/WARMUP.2026.001"
-    )
+    journal = journal_of_the_warmup_paper()
     config = settings(
-        SourceSettings(
-            "atom",
-            "arxiv-rss",
-            url=server.add("/atom", Reply(own_feed("arxiv_atom_cs.LG.xml"))),
-            include_replacements=True,
-        ),
+        arxiv_atom_source(server),
         SourceSettings("journal", "rss", url=server.add("/journal", Reply(own_feed("journal_rss_iso-8859-1.xml")))),
         SourceSettings("blog", "rss", url=server.add("/blog", Reply(journal))),
         SourceSettings("api", "arxiv-api", url=server.add("/api", Reply(v2)), query="id_list:2607.01234"),
@@ -292,3 +276,30 @@ def test_sources_ingest_into_postgresql(postgres_url: str, server: FeedServer, f
         )
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("order", [("atom", "blog"), ("blog", "atom")], ids=["arxiv-first", "journal-first"])
+def test_a_journal_article_and_its_arxiv_preprint_are_one_paper_in_either_order(
+    order: tuple[str, str], engine: Engine, server: FeedServer, fetcher: Fetcher
+) -> None:
+    """The journal's DOI-only item and the arXiv record carrying that DOI merge whichever comes first."""
+    journal = SourceSettings("blog", "rss", url=server.add("/blog", Reply(journal_of_the_warmup_paper())))
+    config = settings(arxiv_atom_source(server), journal)
+    first, second = order
+    run_sources(engine, config, names=[first], now=NOW, fetcher=fetcher)
+    (mailed,) = {"doi:10.5555/warmup.2026.001", "2605.09876"} & set(papers(engine))
+    with open_session(engine) as session:  # a reader already got the paper under its first id
+        reader = add_subscriber(
+            session, SubscriberInput(email="ada@example.org", keywords="warmup"), defaults=DigestSettings(), now=NOW
+        )
+        assert reader.id is not None
+        session.add(SentPaper(subscriber_id=reader.id, paper_id=mailed, sent_at=NOW))
+    (later,) = run_sources(engine, config, names=[second], now=NOW + timedelta(hours=1), fetcher=fetcher)
+    stored = papers(engine)
+    assert "doi:10.5555/warmup.2026.001" not in stored
+    with open_session(engine) as session:  # and it stays sent: never mailed again as "the preprint"
+        assert list(session.scalars(select(SentPaper.paper_id))) == ["2605.09876"]
+    paper = stored["2605.09876"]
+    assert paper.sources == [first, second] and paper.first_seen == NOW and paper.version == 3
+    assert paper.doi == "10.5555/warmup.2026.001" and paper.title == "A Revised Analysis of Learning-Rate Warmup"
+    assert later.new == (1 if second == "atom" else 0)  # only 2607.01234 is new when the atom feed comes second

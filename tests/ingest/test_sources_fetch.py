@@ -142,16 +142,38 @@ def test_threads_sharing_a_fetcher_never_overlap_on_a_polite_host(server: FeedSe
 
 
 def test_a_dns_failure_is_retried_then_readable() -> None:
-    """Through httpx's transport seam: a resolver error without touching any resolver."""
-    import httpx
+    """Through the fetcher's resolver seam: a resolver error without asking any resolver."""
+    import socket
 
     calls: list[str] = []
 
-    def no_such_host(request: httpx.Request) -> httpx.Response:
-        calls.append(str(request.url))
-        raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+    def no_such_host(host: str, port: int) -> list[str]:
+        calls.append(host)
+        raise socket.gaierror(-2, "Name or service not known")
 
-    with Fetcher(transport=httpx.MockTransport(no_such_host), retries=1, backoff_seconds=0.01) as client:
+    with Fetcher(resolver=no_such_host, retries=1, backoff_seconds=0.01) as client:
         with pytest.raises(SourceError, match=r"cannot connect: \[Errno -2\] Name or service not known") as raised:
             client.fetch("https://feeds.example.invalid/rss")
-    assert len(calls) == 2 and raised.value.hint == "check the url"
+    assert calls == ["feeds.example.invalid"] * 2 and raised.value.hint == "check the url"
+
+
+def test_https_is_verified_and_bounded_like_http() -> None:
+    """TLS over loopback with a test CA: the guarded connection carries the handshake, and
+    a certificate nobody vouches for is refused."""
+    import ssl
+
+    import trustme
+    from feed_server import feed_server
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    with feed_server(tls=context) as server:
+        url = server.add("/feed", Reply(own_feed("journal_atom.xml"), gzip=True))
+        with Fetcher(ssl_context=trusting, retries=0) as client:
+            assert client.fetch(url, deadline=10).content == own_feed("journal_atom.xml")
+        with Fetcher(retries=0) as client, pytest.raises(SourceError, match="cannot connect: .*CERTIFICATE_VERIFY"):
+            client.fetch(url)
+    assert len(server.hits("/feed")) == 1

@@ -194,6 +194,30 @@ def test_legacy_rdf_feed() -> None:
     assert {p.id for p in new_only.records} <= {p.id for p in everything.records}
 
 
+def test_legacy_rdf_cross_lists_are_those_from_another_archive() -> None:
+    """The legacy feed never says "CROSS LISTED": a paper whose primary category is outside the
+    feed's own (`cs`) is a cross-list, and `include_cross_lists = false` leaves it out."""
+    content = real_feed("arxiv_rss_legacy-rdf_cs_2018-08-30.rdf")
+    default = parse_arxiv_listing(content, source="rdf")
+    new_only = parse_arxiv_listing(content, source="rdf", include_cross_lists=False)
+    assert "1808.09955" in {p.id for p in default.records}  # QuasarNET, primary astro-ph.IM
+    assert new_only.records and all((p.primary_category or "").startswith("cs.") for p in new_only.records)
+    crossed = {p.id for p in default.records} - {p.id for p in new_only.records}
+    assert crossed == {
+        "1808.09955",
+        "1808.10011",
+        "1808.10026",
+        "1808.10056",
+        "1808.10078",
+        "1808.10375",
+        "1808.10387",
+        "1808.10430",
+    }
+    everything = parse_arxiv_listing(content, source="rdf", include_replacements=True)
+    replacements = parse_arxiv_listing(content, source="rdf", include_cross_lists=False, include_replacements=True)
+    assert "1309.3014" in {p.id for p in everything.records} and "1309.3014" not in {p.id for p in replacements.records}
+
+
 # --- any RSS/Atom -----------------------------------------------------------------------
 
 
@@ -271,3 +295,9 @@ def test_an_arxiv_api_source_needs_a_query() -> None:
 
     with pytest.raises(ConfigError, match=r"sources\[api\].query is missing"):
         validate_settings(Settings(sources=(SourceSettings("api", "arxiv-api"),)))
+
+
+def test_hf_daily_upvotes_that_are_not_a_count_are_left_out() -> None:
+    content = b'[{"paper": {"id": "2405.15738", "title": "T", "summary": "A", "upvotes": Infinity}}]'
+    (paper,) = parse_daily_papers(content, source="hf")
+    assert paper.popularity is None

@@ -9,7 +9,9 @@ No module here touches the database; `digestd.ingest.run` does that.
     files        JSONL / JSON / CSV paper files
     identity     canonical ids: arXiv id without version, else DOI, else title hash
     documents    bytes → checked XML/JSON; HTML error pages and truncation named
-    fetch        the polite, conditional, retrying HTTP GET
+    fetch        the polite, conditional, retrying, bounded HTTP GET (and its redirects)
+    network      connections: a total deadline per request, the redirect address rule
+    bodies       response bodies within size limits, gzip/deflate unpacked within them
     harvest      what one source run brought back, before it is saved
 
 Each kind has a pure `parse_*(content: bytes, *, source, ...)` and a `fetch_*(fetcher,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
 from digestd.errors import SourceError
-from digestd.identity import canonical_id, normalise_doi, split_arxiv_id
+from digestd.identity import canonical_id, excerpt, normalise_doi, split_arxiv_id
 from digestd.ingest.sources.documents import parse_day, parse_timestamp, parse_xml, text_of
 from digestd.records import PaperRecord
 
@@ -72,7 +72,7 @@ def parse_entry(entry: ElementTree.Element, *, source: str) -> PaperRecord:
     raw_id = text_of(entry.find(f"{ATOM}id"))
     found = split_arxiv_id(raw_id)
     if found is None:
-        raise SourceError(f"arXiv API entry {raw_id!r} has no arXiv id")
+        raise SourceError(f"arXiv API entry {excerpt(raw_id)!r} has no arXiv id")
     arxiv_id, version = found
     abs_url, pdf_url, link_doi = _links(entry)
     doi = normalise_doi(text_of(entry.find(f"{ARXIV}doi")) or link_doi)
@@ -113,7 +113,9 @@ def parse_api_response(content: bytes, *, source: str) -> ApiPage:
     for entry in entries:
         message = _error_message(entry)
         if message:
-            raise ArxivApiError(f"{what}: the arXiv API refused the query: {message}", hint="check the source's query")
+            raise ArxivApiError(
+                f"{what}: the arXiv API refused the query: {excerpt(message, 200)}", hint="check the source's query"
+            )
     records = [parse_entry(entry, source=source) for entry in entries]
     total = _count(root, "totalResults", len(records))
     return ApiPage(records=records, total=total, start=_count(root, "startIndex", 0))
@@ -142,7 +144,12 @@ def fetch_arxiv_api(
     while start < settings.max_results:
         params = query_params(settings.query, start=start, page_size=page_size)
         response = fetcher.fetch(
-            url, params=params, timeout=settings.timeout_seconds, polite=True, accept_error_body=True
+            url,
+            params=params,
+            timeout=settings.timeout_seconds,
+            deadline=settings.deadline_seconds,
+            polite=True,
+            accept_error_body=True,
         )
         if response.status >= 400:
             raise _http_error(response.content, response.status, source=settings.name, url=url)

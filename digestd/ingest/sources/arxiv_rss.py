@@ -5,8 +5,10 @@ The current feeds mark each item with `<arxiv:announce_type>`: `new`, `cross` (a
 cross-list from another category), `replace` (a new version) or `replace-cross`.
 `include_cross_lists` and `include_replacements` choose which are kept (a
 `replace-cross` needs both). Descriptions read "arXiv:2401.01234v1 Announce Type: new
-Abstract: ..."; the prefix is removed. The legacy format says the same in the title:
-"Title. (arXiv:1808.09955v1 [astro-ph.IM] CROSS LISTED)".
+Abstract: ..."; the prefix is removed. The legacy format gives the primary category and
+"UPDATED" in the title ("Title. (arXiv:1808.09955v1 [astro-ph.IM])") but never marks a
+cross-list: an item whose primary category lies outside the feed's own (its channel
+title, "cs updates on arXiv.org") is one.
 
 The feeds are empty on weekends and arXiv holidays: that is a normal, empty run.
 """
@@ -19,9 +21,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from digestd.errors import SourceError
-from digestd.identity import canonical_id, normalise_doi, split_arxiv_id
+from digestd.identity import canonical_id, excerpt, normalise_doi, split_arxiv_id
 from digestd.ingest.sources.documents import clean_html
-from digestd.ingest.sources.rss import fetch_feed, field, load_feed, stamp
+from digestd.ingest.sources.rss import fetch_feed, field, load_feed, note_bad_dates, stamp, unreadable_dates
 from digestd.records import PaperRecord
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ NEW, CROSS, REPLACE, REPLACE_CROSS = "new", "cross", "replace", "replace-cross"
 _PREFIX = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*[\w-]+\s*(?:Abstract:\s*)?", re.IGNORECASE)
 _LEGACY_TITLE = re.compile(r"^(?P<title>.*?)\.?\s*\(arXiv:(?P<id>\S+) \[(?P<cat>[^\]]+)\](?: (?P<kind>[A-Z ]+))?\)\s*$")
 _LEGACY_KINDS = {"": NEW, "CROSS LISTED": CROSS, "UPDATED": REPLACE}
+_LEGACY_CHANNEL = re.compile(r"^\s*(?P<cats>\S+) updates on arXiv\.org\s*$", re.IGNORECASE)
 _AUTHOR_SPLIT = re.compile(r",\s*(?:and\s+)?|\s+and\s+")
 
 
@@ -41,6 +44,7 @@ class ListingPage:
     records: list[PaperRecord]
     skipped: int = 0  # cross-lists / replacements left out by the options
     empty: bool = False  # the feed listed nothing at all (weekend, holiday)
+    bad_dates: int = 0  # dates present but unreadable, left out
 
 
 def wanted(announce_type: str, *, include_cross_lists: bool, include_replacements: bool) -> bool:
@@ -78,7 +82,7 @@ def parse_current_entry(entry: Mapping[str, Any], *, source: str) -> tuple[str, 
     """(announce type, paper) from an rss.arxiv.org RSS 2.0 or Atom item."""
     found = split_arxiv_id(str(field(entry, "id") or "")) or split_arxiv_id(str(field(entry, "link") or ""))
     if found is None:
-        raise SourceError(f"source {source}: item {field(entry, 'title')!r} has no arXiv id")
+        raise SourceError(f"source {source}: item {excerpt(str(field(entry, 'title')))!r} has no arXiv id")
     categories = tuple(t.get("term") for t in field(entry, "tags") or [] if t.get("term"))
     record = _record(
         entry,
@@ -93,13 +97,27 @@ def parse_current_entry(entry: Mapping[str, Any], *, source: str) -> tuple[str, 
     return str(field(entry, "arxiv_announce_type") or NEW).strip().lower(), record
 
 
-def parse_legacy_entry(entry: Mapping[str, Any], *, source: str) -> tuple[str, PaperRecord]:
-    """(announce type, paper) from an RSS 1.0/RDF item whose title carries id and kind."""
+def legacy_feed_categories(channel: Mapping[str, Any]) -> tuple[str, ...]:
+    """The categories or archives a legacy feed lists (`cs`, `cs.LG`, `astro-ph+hep-th`), from
+    its channel title; () when the title does not say."""
+    match = _LEGACY_CHANNEL.match(clean_html(field(channel, "title")))
+    return tuple(match.group("cats").split("+")) if match else ()
+
+
+def _in_feed(category: str, feed_categories: tuple[str, ...]) -> bool:
+    return not feed_categories or any(category == c or category.startswith(f"{c}.") for c in feed_categories)
+
+
+def parse_legacy_entry(
+    entry: Mapping[str, Any], *, source: str, feed_categories: tuple[str, ...] = ()
+) -> tuple[str, PaperRecord]:
+    """(announce type, paper) from an RSS 1.0/RDF item whose title carries id and kind; an
+    item from outside `feed_categories` is a cross-list."""
     title = clean_html(field(entry, "title"))
     match = _LEGACY_TITLE.match(title)
     found = split_arxiv_id(match.group("id")) if match else None
     if match is None or found is None:
-        raise SourceError(f"source {source}: legacy item title {title!r} does not name an arXiv id")
+        raise SourceError(f"source {source}: legacy item title {excerpt(title)!r} does not name an arXiv id")
     category = match.group("cat")
     record = _record(
         entry,
@@ -110,7 +128,10 @@ def parse_legacy_entry(entry: Mapping[str, Any], *, source: str) -> tuple[str, P
         primary_category=category,
         source=source,
     )
-    return _LEGACY_KINDS.get((match.group("kind") or "").strip(), NEW), record
+    kind = _LEGACY_KINDS.get((match.group("kind") or "").strip(), NEW)
+    if not _in_feed(category, feed_categories):
+        kind = {NEW: CROSS, REPLACE: REPLACE_CROSS}.get(kind, kind)
+    return kind, record
 
 
 def parse_arxiv_listing(
@@ -118,18 +139,24 @@ def parse_arxiv_listing(
 ) -> ListingPage:
     """A listing feed (any of the three formats) → the papers the options ask for."""
     parsed = load_feed(content, what=f"source {source}")
-    parse = parse_legacy_entry if parsed.get("version") == "rss10" else parse_current_entry
+    legacy = parsed.get("version") == "rss10"
+    feed_categories = legacy_feed_categories(parsed.feed) if legacy else ()
     records, skipped = [], 0
     channel_day = stamp(parsed.feed, "updated_parsed")
     for entry in parsed.entries:
-        kind, record = parse(entry, source=source)
+        if legacy:
+            kind, record = parse_legacy_entry(entry, source=source, feed_categories=feed_categories)
+        else:
+            kind, record = parse_current_entry(entry, source=source)
         if record.published is None and channel_day is not None:
             record = replace(record, published=channel_day.date())
         if wanted(kind, include_cross_lists=include_cross_lists, include_replacements=include_replacements):
             records.append(record)
         else:
             skipped += 1
-    return ListingPage(records=records, skipped=skipped, empty=not parsed.entries)
+    return ListingPage(
+        records=records, skipped=skipped, empty=not parsed.entries, bad_dates=unreadable_dates(parsed.entries)
+    )
 
 
 def fetch_arxiv_rss(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest) -> None:
@@ -147,3 +174,4 @@ def fetch_arxiv_rss(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest
         harvest.note("the feed lists no papers today (normal on weekends and arXiv holidays)")
     if page.skipped:
         harvest.note(f"{page.skipped} cross-list/replacement item(s) left out by the source's options")
+    note_bad_dates(harvest, page.bad_dates)

@@ -11,38 +11,38 @@ is honoured, so ISO-8859-1 or Windows-1252 feeds read correctly.
 
 from __future__ import annotations
 
-import gzip
 import html
 import json
 import re
-import zlib
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.etree import ElementTree
 
+from digestd.config import IngestSettings
 from digestd.errors import SourceError
+from digestd.identity import excerpt
+from digestd.ingest.sources.bodies import GZIP_MAGIC, MB, gunzip
 
 _TAG = re.compile(r"<[^>]+>")
 _HTML_START = re.compile(rb"\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S)
-_HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)(?:</title>|$)", re.IGNORECASE | re.DOTALL)
+DEFAULT_MAX_DECOMPRESSED = IngestSettings().max_decompressed_mb * MB
 
 
-def decompress_body(content: bytes, *, what: str) -> bytes:
-    """The body itself, gunzipped when it is a gzip file (served without Content-Encoding)."""
-    if content[:2] != b"\x1f\x8b":
+def decompress_body(content: bytes, *, what: str, limit: int = DEFAULT_MAX_DECOMPRESSED) -> bytes:
+    """The body itself, gunzipped (within `limit` bytes) when it is a gzip file served
+    without Content-Encoding. The fetcher has already done this for what it fetched."""
+    if content[:2] != GZIP_MAGIC:
         return content
-    try:
-        return gzip.decompress(content)
-    except (OSError, EOFError, zlib.error) as error:
-        raise SourceError(f"{what}: the gzip-compressed response is damaged ({error})") from None
+    return gunzip(content, limit=limit, what=what)
 
 
 def check_not_html(content: bytes, *, what: str) -> None:
     """Raise when the server sent a web page (an error or login page) instead of a feed."""
     if _HTML_START.match(content[:2048]):
         match = _HTML_TITLE.search(content[:4096])
-        title = clean_html(match.group(1).decode("utf-8", "replace")) if match else ""
+        title = excerpt(clean_html(match.group(1).decode("utf-8", "replace"))) if match else ""
         shown = f" ({title!r})" if title else ""
         raise SourceError(
             f"{what}: the server sent an HTML page{shown} instead of a feed",
@@ -93,9 +93,12 @@ def parse_timestamp(text: str | None) -> datetime | None:
     except ValueError:
         try:
             parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved across midnight UTC
+        return None
 
 
 def parse_day(text: str | None) -> date | None:

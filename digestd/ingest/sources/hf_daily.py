@@ -11,12 +11,13 @@ most `MAX_DAYS` of them; today is asked again next run, because the list grows a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from digestd.errors import SourceError
-from digestd.identity import canonical_id, clean_text, split_arxiv_id
+from digestd.identity import canonical_id, clean_text, excerpt, split_arxiv_id
 from digestd.ingest.sources.documents import parse_day, parse_json
 from digestd.records import PaperRecord
 
@@ -45,6 +46,8 @@ def parse_daily_item(item: Mapping[str, Any], *, source: str) -> PaperRecord:
     if not title:
         raise ValueError(f"paper {found[0]} has no title")
     upvotes = paper.get("upvotes")
+    if isinstance(upvotes, float) and not math.isfinite(upvotes):
+        upvotes = None
     keywords = paper.get("ai_keywords") or []
     return PaperRecord(
         id=canonical_id(arxiv_id=found[0]),
@@ -66,7 +69,7 @@ def parse_daily_papers(content: bytes, *, source: str) -> list[PaperRecord]:
     what = f"source {source}"
     items = parse_json(content, what=what)
     if isinstance(items, Mapping) and "error" in items:
-        raise SourceError(f"{what}: Hugging Face answered with an error: {items['error']}")
+        raise SourceError(f"{what}: Hugging Face answered with an error: {excerpt(str(items['error']))}")
     if not isinstance(items, list):
         raise SourceError(f"{what}: expected a JSON list of daily papers, got {type(items).__name__}")
     records, errors = [], []
@@ -78,7 +81,8 @@ def parse_daily_papers(content: bytes, *, source: str) -> list[PaperRecord]:
         except ValueError as error:
             errors.append(f"item {number}: {error}")
     if errors:
-        raise SourceError(f"{what}: {len(errors)} unusable item(s), nothing imported: {'; '.join(errors[:5])}")
+        shown = excerpt("; ".join(errors[:5]), 300)
+        raise SourceError(f"{what}: {len(errors)} unusable item(s), nothing imported: {shown}")
     return records
 
 
@@ -96,7 +100,9 @@ def fetch_hf_daily(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest,
     url = settings.url or DEFAULT_URL
     days = days_to_fetch(harvest.cursor, now.date())
     for day in days:
-        response = fetcher.fetch(url, params={"date": day.isoformat()}, timeout=settings.timeout_seconds)
+        response = fetcher.fetch(
+            url, params={"date": day.isoformat()}, timeout=settings.timeout_seconds, deadline=settings.deadline_seconds
+        )
         harvest.add(parse_daily_papers(response.content, source=settings.name))
     harvest.cursor = days[-1].isoformat()
     if not harvest.records:

@@ -3,8 +3,11 @@
 A source's `url` is the OAI endpoint (`https://oaipmh.arxiv.org/oai`, formerly
 `http://export.arxiv.org/oai2`) and its `query` the set (`cs`, `physics:astro-ph`; empty
 for everything). The stored cursor is either `token:<resumptionToken>` (a harvest cut
-short by `max_results`, continued next run) or `from:<YYYY-MM-DD>` (the day the last
-complete harvest started; the next one asks for records changed since then).
+short by `max_results` or `max_pages`, continued next run) or `from:<YYYY-MM-DD>` (the
+day the last complete harvest started; the next one asks for records changed since then).
+
+A repository that hands out a resumption token it gave before is going round in circles:
+the run stops there with an error rather than asking for ever.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
 from digestd.errors import SourceError
-from digestd.identity import canonical_id, normalise_doi
+from digestd.identity import canonical_id, excerpt, normalise_doi
 from digestd.ingest.sources.documents import parse_day, parse_xml, text_of
 from digestd.records import PaperRecord
 
@@ -72,7 +75,7 @@ def _check_errors(root: ElementTree.Element, what: str) -> bool:
     if any(error.get("code") == "noRecordsMatch" for error in errors):
         return True
     if errors:
-        message = "; ".join(f"{e.get('code')}: {text_of(e)}" for e in errors)
+        message = excerpt("; ".join(f"{e.get('code')}: {text_of(e)}" for e in errors), 200)
         raise SourceError(f"{what}: the OAI-PMH repository answered with an error: {message}")
     return False
 
@@ -110,17 +113,33 @@ def _first_params(settings: SourceSettings, cursor: str | None, now: datetime) -
 
 
 def fetch_oai_pmh(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest, *, now: datetime) -> None:
-    """Harvest pages until the list ends or `max_results` papers are in; keep the cursor."""
+    """Harvest pages until the list ends, `max_results` papers are in or `max_pages` pages
+    were asked for; keep the cursor. A resumption token seen before is an error."""
     params = _first_params(settings, harvest.cursor, now)
-    while True:
-        response = fetcher.fetch(settings.url, params=params, timeout=settings.timeout_seconds, polite=True)
+    seen = {params["resumptionToken"]} if "resumptionToken" in params else set()
+    for _page in range(settings.max_pages):
+        response = fetcher.fetch(
+            settings.url,
+            params=params,
+            timeout=settings.timeout_seconds,
+            deadline=settings.deadline_seconds,
+            polite=True,
+        )
         page = parse_list_records(response.content, source=settings.name)
         harvest.add(page.records)
         if page.token is None:
             harvest.cursor = f"from:{now.date().isoformat()}"
             return
+        if page.token in seen:
+            raise SourceError(
+                f"source {settings.name}: the OAI-PMH repository sent resumption token "
+                f"{excerpt(page.token, 60)!r} again, after {harvest.pages} page(s); the harvest stopped",
+                hint="the repository is going round in circles; the next run starts again from the last complete one",
+            )
+        seen.add(page.token)
+        harvest.cursor = f"token:{page.token}"
         if len(harvest.records) >= settings.max_results:
-            harvest.cursor = f"token:{page.token}"
             harvest.note(f"stopped at max_results={settings.max_results}; the next run continues")
             return
         params = {"verb": "ListRecords", "resumptionToken": page.token}
+    harvest.note(f"stopped after {settings.max_pages} pages (max_pages); the next run continues")

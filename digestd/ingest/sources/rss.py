@@ -4,7 +4,8 @@ Mapping: an arXiv abs/pdf link or `oai:arXiv.org:` id gives the arXiv id; else a
 `prism:doi`, `dc:identifier`, a doi.org link or the entry id; else the paper is known by
 its normalised title. Authors from `author`/`dc:creator`, categories from tags, the
 abstract from the summary or content with HTML removed. Items without a title are
-skipped (and counted); a document that is not well-formed is rejected whole.
+skipped (and counted); a date that cannot be read (`0000-00-00`) is left out (and
+counted); a document that is not well-formed is rejected whole.
 
 feedparser is only ever given bytes, never a URL: it must not fetch anything itself.
 """
@@ -35,10 +36,14 @@ if TYPE_CHECKING:
 _HARMLESS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
+DATE_FIELDS = ("published", "updated")
+
+
 @dataclass(frozen=True)
 class FeedPage:
     records: list[PaperRecord]
     skipped: int = 0
+    bad_dates: int = 0  # dates present but unreadable, left out
 
 
 def field(entry: Mapping[str, Any], key: str) -> Any:
@@ -75,7 +80,20 @@ def stamp(entry: Mapping[str, Any], key: str) -> datetime | None:
     value = field(entry, key)
     if not isinstance(value, time.struct_time):
         return None
-    return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (ValueError, OverflowError, OSError):  # feedparser reads "0000-00-00" as the year -1
+        return None
+
+
+def unreadable_dates(entries: list[Any]) -> int:
+    """How many dates the entries carry that cannot be read (each is left out)."""
+    return sum(1 for entry in entries for key in DATE_FIELDS if field(entry, key) and not stamp(entry, f"{key}_parsed"))
+
+
+def note_bad_dates(harvest: Harvest, count: int) -> None:
+    if count:
+        harvest.note(f"{count} unreadable date(s) ignored")
 
 
 def find_doi(entry: Mapping[str, Any]) -> str | None:
@@ -134,13 +152,17 @@ def parse_rss(content: bytes, *, source: str) -> FeedPage:
     parsed = load_feed(content, what=f"source {source}")
     records = [parse_entry(entry, source=source) for entry in parsed.entries]
     kept = [record for record in records if record is not None]
-    return FeedPage(records=kept, skipped=len(records) - len(kept))
+    return FeedPage(records=kept, skipped=len(records) - len(kept), bad_dates=unreadable_dates(parsed.entries))
 
 
 def fetch_feed(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest) -> bytes | None:
     """The feed's bytes, or None when the server says nothing changed (304)."""
     response = fetcher.fetch(
-        settings.url, etag=harvest.etag, last_modified=harvest.last_modified, timeout=settings.timeout_seconds
+        settings.url,
+        etag=harvest.etag,
+        last_modified=harvest.last_modified,
+        timeout=settings.timeout_seconds,
+        deadline=settings.deadline_seconds,
     )
     harvest.remember(response)
     harvest.pages += 1
@@ -155,3 +177,4 @@ def fetch_rss(fetcher: Fetcher, settings: SourceSettings, harvest: Harvest) -> N
     harvest.add(page.records, pages=0)
     if page.skipped:
         harvest.note(f"{page.skipped} item(s) without a title skipped")
+    note_bad_dates(harvest, page.bad_dates)
