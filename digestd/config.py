@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
-from digestd.errors import ConfigError
+from digestd.errors import ConfigError, DigestdError
+from digestd.validation import refusal
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FREQUENCIES = ("daily", "weekly")
@@ -353,11 +354,9 @@ def validate_settings(settings: Settings) -> None:
         _positive(f"sources[{source.name}].timeout_seconds", source.timeout_seconds)
 
 
-def check_timezone(name: str, *, key: str = "timezone") -> ZoneInfo:
-    """The `ZoneInfo` for an IANA name, or a `ConfigError` naming the key."""
+def check_timezone(name: str, *, key: str = "timezone", error: type[DigestdError] = ConfigError) -> ZoneInfo:
+    """The `ZoneInfo` for an IANA name, or an error (a `ConfigError` by default) naming the key."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{key} = {name!r} is not allowed: use an IANA timezone such as Europe/Berlin or UTC"
-        ) from None
+        raise refusal(key, name, "use an IANA timezone such as Europe/Berlin or UTC", error) from None
