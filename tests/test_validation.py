@@ -231,11 +231,50 @@ def test_every_way_in_refuses_the_same_bad_value_alike(
 
 # --- files that `ingest --file` and `subscribers import` read ----------------------------
 
-IMPORT = ["subscribers", "import"]
+GOOD_PAPER = {"id": "2401.00001", "title": "A paper", "abstract": "About optics.", "categories": ["physics.optics"]}
+INGEST, IMPORT = ["ingest", "--file"], ["subscribers", "import"]
 
 # (the command, file name, what it holds, what the command must say); bad rows of a paper
 # file are counted and named, as for any bad row, and nothing is imported.
 BAD_FILES: list[tuple[list[str], str, str, str]] = [
+    (
+        INGEST,
+        "number.jsonl",
+        json.dumps(GOOD_PAPER) + "\n" + json.dumps({**GOOD_PAPER, "id": "2401.00002", "title": 123}),
+        "1 bad row(s), nothing imported: line 2: title 123 is not allowed: expected text",
+    ),
+    (
+        INGEST,
+        "nul.json",
+        json.dumps([GOOD_PAPER, {**GOOD_PAPER, "id": "2401.00002", "title": "A\x00paper"}]),
+        r"line 2: title 'A\x00paper' is not allowed: it contains the control character '\x00'",
+    ),
+    (INGEST, "long-title.jsonl", json.dumps({**GOOD_PAPER, "title": "t" * 1001}), too_long("title", "t" * 1001, 1000)),
+    (
+        INGEST,
+        "long-category.jsonl",
+        json.dumps({**GOOD_PAPER, "categories": ["physics." + "o" * 60]}),
+        "line 1: " + too_long("category", "physics." + "o" * 60, 50),
+    ),
+    (
+        INGEST,
+        "long-doi.jsonl",
+        json.dumps({**GOOD_PAPER, "id": "", "doi": "10.1000/" + "d" * 200}),
+        "line 1: " + too_long("doi", "10.1000/" + "d" * 200, 200),
+    ),
+    (INGEST, "deep.json", "[" * 100_000 + "]" * 100_000, "deep.json: cannot be read, its JSON is nested too deeply"),
+    (
+        INGEST,
+        "deep.jsonl",
+        json.dumps(GOOD_PAPER) + "\n" + '{"title": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "1 bad row(s), nothing imported: line 2: cannot be read, its JSON is nested too deeply",
+    ),
+    (
+        INGEST,
+        "big.csv",
+        "id,title,abstract\n2401.00001,A paper,About optics.\n2401.00002,Big," + "x" * 140_000 + "\n",
+        "big.csv: line 3: a field is longer than 131072 characters (128 KiB), the most a CSV field may hold",
+    ),
     (IMPORT, "deep.json", "[" * 100_000 + "]" * 100_000, "deep.json: cannot be read, its JSON is nested too deeply"),
     (
         IMPORT,
