@@ -189,14 +189,14 @@ schedule = "0 0 1 1 *"
 
 
 def digestd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "test-key", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "k" * 32, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "digestd", *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
 
 
 def start_daemon(config: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "test-key", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "k" * 32, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, "-m", "digestd", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
