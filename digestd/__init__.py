@@ -14,5 +14,5 @@ The packages follow the flow, each importing only from the ones below it (checke
     mail/       pure: a digest in, an email (HTML, text, signed links, DKIM) out
     subscribers the subscriber records and their profiles
     store       the database: engines, migrations, papers
-    schedule, identity, config, models, records, errors   the base every stage shares
+    schedule, identity, config, models, records, validation, errors   the base every stage shares
 """

@@ -1,13 +1,17 @@
 """Settings: defaults < TOML file < `DIGESTD_*` environment < command-line flags.
 
 `load_settings()` is called once at the entry point and the result is passed down.
-Every value is checked here; a wrong one raises `ConfigError` naming the key, the value
-and what is allowed. Secrets (SMTP password, signing key) come only from the
-environment, directly or as a path to a file (`DIGESTD_SMTP_PASSWORD_FILE`).
+Every value is checked here (with the checks of `validation`, as for every input); a
+wrong one raises `ConfigError` naming the key, the value and what is allowed. Secrets
+(SMTP password, signing key) come only from the environment, directly or as a path to a
+file (`DIGESTD_SMTP_PASSWORD_FILE`), and are never shown. An unknown `DIGESTD_*`
+variable close to a known one is logged as a likely typo.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 import tomllib
@@ -19,12 +23,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
-from digestd.errors import ConfigError
+from digestd.errors import ConfigError, DigestdError
+from digestd.validation import (
+    MAX_PAPERS,
+    SOURCE_NAME_MAX,
+    check_flag,
+    check_number,
+    check_text,
+    control_character,
+    refusal,
+    shown,
+)
 
+log = logging.getLogger(__name__)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FREQUENCIES = ("daily", "weekly")
 SOURCE_KINDS = ("arxiv-rss", "arxiv-api", "hf-daily", "rss", "oai-pmh", "file")
 SMTP_SECURITY = ("starttls", "tls", "none")
+# The signing key's HMAC keys are derived with SHA-256; 32 characters of `openssl rand
+# -base64 32` or `secrets.token_urlsafe()` (both give more) carry at least 128 bits, so a
+# key cannot be guessed offline from one signed link, which never expires.
+SECRET_KEY_MIN = 32
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -146,6 +165,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogSettings,
 }
 _SECRETS = {("smtp", "password"): "DIGESTD_SMTP_PASSWORD"}
+_OTHER_VARIABLES = ("DIGESTD_CONFIG", "DIGESTD_SECRET_KEY", "DIGESTD_SECRET_KEY_FILE", "DIGESTD_SMTP_PASSWORD_FILE")
 
 
 def _field_name(key: str) -> str:
@@ -160,22 +180,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     """Turn a TOML or environment value into the type of the default, or say why not."""
     kind = type(default)
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{key} = {value!r} is not allowed: expected true or false")
-    if kind in (int, float):
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} = {value!r} is not allowed: expected a number") from None
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} = {value!r} is not allowed: expected a number")
-        return number
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} = {value!r} is not allowed: expected a string")
-    return value
+        return check_flag(key, value, error=ConfigError)
+    if kind in (int, float):  # no setting takes a negative number, nan or infinity
+        return check_number(key, value, whole=kind is int, minimum=0, error=ConfigError)
+    return check_text(key, value, lines=True, error=ConfigError)
 
 
 def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
@@ -200,7 +208,9 @@ def _build_sources(items: Any) -> tuple[SourceSettings, ...]:
     for index, item in enumerate(items, start=1):
         if not isinstance(item, dict) or not item.get("name"):
             raise ConfigError(f"sources[{index}].name is missing", hint="every [[sources]] table needs a name")
-        name = str(item["name"])
+        name = check_text(f"sources[{index}].name", item["name"], max_length=SOURCE_NAME_MAX, error=ConfigError)
+        if not item.get("kind"):
+            raise ConfigError(f"sources[{name}].kind is missing: use one of {', '.join(SOURCE_KINDS)}")
         kwargs: dict[str, Any] = {}
         for key, value in item.items():
             if key not in known:
@@ -229,30 +239,40 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _env_values(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """`DIGESTD_SMTP_HOST=x` → {"smtp": {"host": "x"}}; unknown names are ignored."""
+    """`DIGESTD_SMTP_HOST=x` → {"smtp": {"host": "x"}}; unknown names are ignored, but one
+    close to a known name (`DIGESTD_SMTP_HOTS`) is logged as a likely typo."""
     result: dict[str, dict[str, str]] = {}
+    known = list(_OTHER_VARIABLES) + [f"{variable}_FILE" for variable in _SECRETS.values()]
     for section, cls in _SECTIONS.items():
         for f in fields(cls):
             key = _key_name(f.name)
-            if (section, key) in _SECRETS:
-                continue
             variable = f"DIGESTD_{section.upper()}_{key.upper()}"
-            if variable in environ:
+            known.append(variable)
+            if variable in environ and (section, key) not in _SECRETS:
                 result.setdefault(section, {})[key] = environ[variable]
+    for variable in sorted(set(environ) - set(known)):
+        if variable.startswith("DIGEST"):  # DIGESTD_SMTP_HOTS, DIGEST_SMTP_HOST; not DIGESTD_TEST_POSTGRES
+            close = difflib.get_close_matches(variable, known, n=1, cutoff=0.8)
+            if close:
+                log.warning("%s is not a digestd setting and is ignored: did you mean %s?", variable, close[0])
     return result
 
 
 def _secret(environ: Mapping[str, str], variable: str) -> str:
-    """A secret from `VARIABLE`, or from the file named by `VARIABLE_FILE`."""
-    if environ.get(variable):
-        return environ[variable]
+    """A secret from `VARIABLE`, or from the file named by `VARIABLE_FILE`; never shown."""
+    value, where = environ.get(variable, ""), variable
     path = environ.get(f"{variable}_FILE")
-    if not path:
-        return ""
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ConfigError(f"{variable}_FILE = {path!r} cannot be read: {error.strerror}") from None
+    if not value and path:
+        where = f"{variable}_FILE = {path!r}"
+        try:
+            value = Path(path).read_bytes().decode("utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"{where} cannot be read: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where} is not a text file", hint="it should hold the secret as one line") from None
+    if control_character(value):  # named, never shown
+        raise ConfigError(f"{where} is not allowed: the secret contains a control character or a line break")
+    return value
 
 
 def load_settings(
@@ -289,10 +309,16 @@ def load_settings(
         built["smtp"] = replace(built["smtp"], password=password)
     if "password" in data.get("smtp", {}):
         raise ConfigError("smtp.password must not be in the config file", hint="set DIGESTD_SMTP_PASSWORD instead")
+    secret_key = _secret(environ, "DIGESTD_SECRET_KEY")
+    if secret_key and len(secret_key) < SECRET_KEY_MIN:
+        raise ConfigError(
+            f"DIGESTD_SECRET_KEY is too short: it needs at least {SECRET_KEY_MIN} characters, it has {len(secret_key)}",
+            hint="e.g. `openssl rand -base64 32`; a short key can be guessed from one signed link",
+        )
     settings = Settings(
         **built,
         sources=_build_sources(data.get("sources", [])),
-        secret_key=_secret(environ, "DIGESTD_SECRET_KEY"),
+        secret_key=secret_key,
         config_path=path,
     )
     validate_settings(settings)
@@ -301,17 +327,11 @@ def load_settings(
 
 def _allowed(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key} = {value!r} is not allowed: use one of {', '.join(allowed)}")
+        raise ConfigError(f"{key} = {shown(value)} is not allowed: use one of {', '.join(allowed)}")
 
 
 def _positive(key: str, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(f"{key} = {value!r} is not allowed: must be greater than 0")
-
-
-def _not_negative(key: str, value: float) -> None:
-    if value < 0:
-        raise ConfigError(f"{key} = {value!r} is not allowed: must be 0 or more")
+    check_number(key, value, above=0, error=ConfigError)
 
 
 def validate_settings(settings: Settings) -> None:
@@ -320,30 +340,29 @@ def validate_settings(settings: Settings) -> None:
     _allowed("digest.default_frequency", digest.default_frequency, FREQUENCIES)
     _allowed("digest.default_day", digest.default_day, WEEKDAYS)
     if not _TIME.match(digest.default_time):
-        raise ConfigError(f"digest.default_time = {digest.default_time!r} is not allowed: use HH:MM, 24-hour")
+        raise ConfigError(f"digest.default_time = {shown(digest.default_time)} is not allowed: use HH:MM, 24-hour")
     check_timezone(digest.default_timezone, key="digest.default_timezone")
-    _positive("digest.max_papers", digest.max_papers)
-    _not_negative("digest.remember_sent_days", digest.remember_sent_days)
+    check_number("digest.max_papers", digest.max_papers, minimum=1, maximum=MAX_PAPERS, error=ConfigError)
     smtp = settings.smtp
     _allowed("smtp.security", smtp.security, SMTP_SECURITY)
-    if not 0 < smtp.port < 65536:
-        raise ConfigError(f"smtp.port = {smtp.port!r} is not allowed: use 1 to 65535")
+    check_number("smtp.port", smtp.port, minimum=1, maximum=65535, error=ConfigError)
     _positive("smtp.connections", smtp.connections)
     _positive("smtp.rate_per_second", smtp.rate_per_second)
     _positive("smtp.timeout_seconds", smtp.timeout_seconds)
     _positive("smtp.lease_seconds", smtp.lease_seconds)
     _positive("smtp.batch_size", smtp.batch_size)
-    _not_negative("smtp.render_processes", smtp.render_processes)
     _positive("ingest.max_response_mb", settings.ingest.max_response_mb)
     _positive("ingest.max_decompressed_mb", settings.ingest.max_decompressed_mb)
+    _positive("web.subscribe_per_ip_per_hour", settings.web.subscribe_per_ip_per_hour)
+    _positive("web.mails_per_address_per_day", settings.web.mails_per_address_per_day)
     _allowed("log.level", settings.log.level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))
     url = settings.database.url
     if url and not url.startswith(("sqlite:///", "postgresql")):
         raise ConfigError(
-            f"database.url = {url!r} is not allowed: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            f"database.url = {shown(url)} is not allowed: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
         )
     if not re.match(r"^https?://", settings.mail.base_url):
-        raise ConfigError(f"mail.base_url = {settings.mail.base_url!r} is not allowed: use an http(s):// URL")
+        raise ConfigError(f"mail.base_url = {shown(settings.mail.base_url)} is not allowed: use an http(s):// URL")
     for source in settings.sources:
         _allowed(f"sources[{source.name}].kind", source.kind, SOURCE_KINDS)
         if source.kind == "file" and not source.path:
@@ -361,11 +380,9 @@ def validate_settings(settings: Settings) -> None:
         _positive(f"sources[{source.name}].max_pages", source.max_pages)
 
 
-def check_timezone(name: str, *, key: str = "timezone") -> ZoneInfo:
-    """The `ZoneInfo` for an IANA name, or a `ConfigError` naming the key."""
+def check_timezone(name: str, *, key: str = "timezone", error: type[DigestdError] = ConfigError) -> ZoneInfo:
+    """The `ZoneInfo` for an IANA name, or an error (a `ConfigError` by default) naming the key."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{key} = {name!r} is not allowed: use an IANA timezone such as Europe/Berlin or UTC"
-        ) from None
+        raise refusal(key, name, "use an IANA timezone such as Europe/Berlin or UTC", error) from None

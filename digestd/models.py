@@ -1,5 +1,6 @@
 """The database tables (SQLModel). Migrations in `migrations/` must agree with these:
-`alembic check` (run by the tests) fails when they drift apart."""
+`alembic check` (run by the tests) fails when they drift apart. Column sizes are the
+limits in `validation`, which every entry point checks before anything is written."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from digestd.validation import (
+    CATEGORY_MAX,
+    DOI_MAX,
+    EMAIL_MAX,
+    NAME_MAX,
+    PAPER_ID_MAX,
+    PROFILE_VALUE_MAX,
+    SOURCE_NAME_MAX,
+    TIMEZONE_MAX,
+)
 
 # Subscriber.status values
 PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED = "pending", "active", "paused", "unsubscribed", "suppressed"
@@ -27,16 +39,16 @@ class Paper(SQLModel, table=True):
 
     __table_args__ = (Index("ix_paper_published", "published"), Index("ix_paper_first_seen", "first_seen"))
 
-    id: str = Field(primary_key=True, max_length=200)
+    id: str = Field(primary_key=True, max_length=PAPER_ID_MAX)
     version: int | None = None
     title: str
     abstract: str
     authors: list[str] = _json_list()
     categories: list[str] = _json_list()
-    primary_category: str | None = Field(default=None, max_length=50)
+    primary_category: str | None = Field(default=None, max_length=CATEGORY_MAX)
     published: date | None = None
     updated: datetime | None = None
-    doi: str | None = Field(default=None, max_length=200)
+    doi: str | None = Field(default=None, max_length=DOI_MAX)
     abs_url: str | None = None
     pdf_url: str | None = None
     sources: list[str] = _json_list()
@@ -51,13 +63,13 @@ class Subscriber(SQLModel, table=True):
     __table_args__ = (Index("ix_subscriber_due", "status", "next_due_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(max_length=320, unique=True)
-    name: str = Field(default="", max_length=200)
+    email: str = Field(max_length=EMAIL_MAX, unique=True)
+    name: str = Field(default="", max_length=NAME_MAX)
     status: str = Field(default=ACTIVE, max_length=20)
     frequency: str = Field(default="weekly", max_length=10)
     send_day: str = Field(default="mon", max_length=3)
     send_time: str = Field(default="08:00", max_length=5)
-    timezone: str = Field(default="UTC", max_length=64)
+    timezone: str = Field(default="UTC", max_length=TIMEZONE_MAX)
     weekdays_only: bool = False
     category_filter: bool = False  # categories: only these (True) or a boost (False)
     max_papers: int = 20
@@ -84,7 +96,7 @@ class ProfileItem(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
     kind: str = Field(max_length=10)
-    value: str = Field(max_length=300)
+    value: str = Field(max_length=PROFILE_VALUE_MAX)
     weight: float = 1.0
 
 
@@ -92,7 +104,7 @@ class Rating(SQLModel, table=True):
     """+1 or -1 for a paper from a subscriber; the latest one counts."""
 
     subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
-    paper_id: str = Field(primary_key=True, max_length=200)
+    paper_id: str = Field(primary_key=True, max_length=PAPER_ID_MAX)
     value: int
     created_at: datetime
 
@@ -132,7 +144,7 @@ class SentPaper(SQLModel, table=True):
     __table_args__ = (Index("ix_sent_paper_sent_at", "sent_at"),)
 
     subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
-    paper_id: str = Field(primary_key=True, max_length=200)
+    paper_id: str = Field(primary_key=True, max_length=PAPER_ID_MAX)
     delivery_id: int | None = None
     sent_at: datetime
 
@@ -150,7 +162,7 @@ class SourceState(SQLModel, table=True):
 
     __tablename__ = "source_state"
 
-    name: str = Field(primary_key=True, max_length=100)
+    name: str = Field(primary_key=True, max_length=SOURCE_NAME_MAX)
     kind: str = Field(default="", max_length=20)
     etag: str | None = None
     last_modified: str | None = None

@@ -22,9 +22,8 @@ from digestd.subscribers import (
     describe,
     list_subscribers,
     load_profile_items,
-    parse_keywords,
-    split_list,
 )
+from digestd.validation import load_json, read_csv, shown
 
 FIELDS = [
     "email",
@@ -50,7 +49,7 @@ MAX_REPORTED = 50
 @dataclass(frozen=True)
 class SubscriberRow:
     line: int
-    values: dict[str, Any]
+    values: dict[Any, Any]  # a CSV row with more cells than the header has a `None` key
 
 
 def read_subscriber_file(path: Path) -> list[SubscriberRow]:
@@ -61,68 +60,30 @@ def read_subscriber_file(path: Path) -> list[SubscriberRow]:
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+        items = load_json(text, what=str(path))
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise InputError(f"{path} must hold a JSON list of objects, one per subscriber")
         return [SubscriberRow(number, item) for number, item in enumerate(items, start=1)]
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "email" not in reader.fieldnames:
+    header, rows = read_csv(text, what=str(path))
+    if "email" not in header:
         raise InputError(f"{path} has no `email` column", hint=f"columns: {', '.join(FIELDS)}")
-    return [SubscriberRow(reader.line_num, dict(row)) for row in reader]
+    return [SubscriberRow(line, dict(row)) for line, row in rows]
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
+def _given(value: Any) -> Any:
+    """None for an empty cell; anything else goes to `check_input` as it is."""
+    return None if value is None or value == "" else value
 
 
-def _number(value: Any, kind: type, name: str) -> Any:
-    if value is None or value == "":
-        return None
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} {value!r} is not a number") from None
-
-
-def _flag(value: Any) -> bool | None:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
-
-
-def _authors(value: Any) -> list[str]:
-    # Names contain commas ("Hinton, Geoffrey"), so a string of authors is split on ";".
-    return split_list(value.split(";")) if isinstance(value, str) else split_list(value or [])
-
-
-def row_to_input(values: dict[str, Any]) -> SubscriberInput:
+def row_to_input(values: dict[Any, Any]) -> SubscriberInput:
+    if None in values:
+        raise InputError("the row has more cells than the header has columns")
     unknown = sorted(set(values) - set(FIELDS) - {"next_due_at"})
     if unknown:
-        raise InputError(f"unknown column {unknown[0]!r}")
-    if not _text(values.get("email")):
+        raise InputError(f"unknown column {shown(unknown[0])}")
+    if not _given(values.get("email")):
         raise InputError("email is missing")
-    given = SubscriberInput(
-        email=str(values["email"]),
-        name=_text(values.get("name")),
-        keywords=values.get("keywords") or None,
-        exclude=values.get("exclude") or None,
-        categories=split_list(values.get("categories")) or None,
-        authors=_authors(values.get("authors")) or None,
-        seeds=split_list(values.get("seeds")) or None,
-        frequency=_text(values.get("frequency")),
-        day=_text(values.get("day")),
-        time=_text(values.get("time")),
-        timezone=_text(values.get("timezone")),
-        weekdays_only=_flag(values.get("weekdays_only")),
-        category_filter=_flag(values.get("category_filter")),
-        max_papers=_number(values.get("max_papers"), int, "max_papers"),
-        min_score=_number(values.get("min_score"), float, "min_score"),
-        status=_text(values.get("status")),
-    )
-    parse_keywords(given.keywords)
+    given = SubscriberInput(email=values["email"], **{f: _given(values.get(f)) for f in FIELDS if f != "email"})
     return check_input(given)
 
 

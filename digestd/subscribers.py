@@ -13,6 +13,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, String, any_, cast, delete, func
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
-from digestd.errors import ConfigError, InputError, NotFoundError
+from digestd.errors import InputError, NotFoundError
 from digestd.identity import normalise_arxiv_id
 from digestd.models import (
     ACTIVE,
@@ -39,26 +40,41 @@ from digestd.models import (
 )
 from digestd.records import Keyword, Profile
 from digestd.schedule import next_due_after
+from digestd.validation import (
+    CATEGORY_MAX,
+    EMAIL_MAX,
+    MAX_PAPERS,
+    NAME_MAX,
+    PROFILE_VALUE_MAX,
+    TIMEZONE_MAX,
+    check_flag,
+    check_items,
+    check_number,
+    check_text,
+    shown,
+)
 
 _CATEGORY = re.compile(r"^[a-z][a-z\-]*(\.[A-Za-z\-]+)?$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_WEIGHT = re.compile(r":\s*-?[\d.]+$")
 
 
 def normalise_email(text: str) -> str:
     """The address in the form we store (lower case, IDNA domain), or `InputError`."""
+    address = check_text("email", text, max_length=EMAIL_MAX).strip()
     try:
-        checked = validate_email(text.strip(), check_deliverability=False)
+        checked = validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InputError(f"email {text.strip()!r} is not a valid address: {error}") from None
+        raise InputError(f"email {shown(address)} is not a valid address: {error}") from None
     return checked.normalized.lower()
 
 
 def check_arxiv_id(text: str) -> str:
     """`2401.01234v2` → `2401.01234`; `arXiv:astro-ph/0601001` → `astro-ph/0601001`; else `InputError`."""
-    found = normalise_arxiv_id(text)
+    found = normalise_arxiv_id(check_text("seed", text))
     if found is None:
         raise InputError(
-            f"seed {text.strip()!r} is not an arXiv id", hint="use a form like 2401.01234 or astro-ph/0601001"
+            f"seed {shown(text.strip())} is not an arXiv id", hint="use a form like 2401.01234 or astro-ph/0601001"
         )
     return found
 
@@ -68,26 +84,21 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()
 
 
-def split_list(text: str | Sequence[str] | None) -> list[str]:
-    """`"a, b ,c"` → `["a", "b", "c"]`; lists pass through, stripped; no empties, no repeats."""
-    if text is None:
-        return []
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    return list(dict.fromkeys(part.strip() for part in parts if part and part.strip()))
-
-
 def parse_keywords(text: str | Sequence[str] | None) -> list[Keyword]:
     """`"graph neural networks:2, diffusion"` → keywords with weights (default 1)."""
     result = []
-    for part in split_list(text):
-        term, _, weight_text = part.rpartition(":") if re.search(r":\s*-?[\d.]+$", part) else (part, "", "")
+    for part in check_items("keyword", text or [], max_length=None):
+        term, _, weight_text = part.rpartition(":") if _WEIGHT.search(part) else (part, "", "")
         try:
             weight = float(weight_text) if weight_text else 1.0
         except ValueError:
-            raise InputError(f"keyword weight in {part!r} is not a number") from None
+            raise InputError(f"keyword weight in {shown(part)} is not a number") from None
         if not 0 < weight <= 10:
-            raise InputError(f"keyword weight in {part!r} is not allowed: use a number above 0, at most 10")
-        result.append(Keyword(term=term.strip().lower(), weight=weight))
+            raise InputError(f"keyword weight in {shown(part)} is not allowed: use a number above 0, at most 10")
+        term = check_text("keyword", term.strip().lower(), max_length=PROFILE_VALUE_MAX)
+        if not term:
+            raise InputError(f"keyword {shown(part)} is not allowed: it has a weight but no words")
+        result.append(Keyword(term=term, weight=weight))
     return result
 
 
@@ -97,15 +108,16 @@ def format_keywords(keywords: Sequence[Keyword]) -> str:
 
 @dataclass
 class SubscriberInput:
-    """What a user may set; `None` means "not given" (keep, or take the default)."""
+    """What a user may set; `None` means "not given" (keep, or take the default). Lists
+    are text (`"a, b"`; authors `"A; B"`, as names have commas) or lists of text."""
 
     email: str
     name: str | None = None
     keywords: str | Sequence[str] | None = None
     exclude: str | Sequence[str] | None = None
-    categories: Sequence[str] | None = None
-    authors: Sequence[str] | None = None
-    seeds: Sequence[str] | None = None
+    categories: str | Sequence[str] | None = None
+    authors: str | Sequence[str] | None = None
+    seeds: str | Sequence[str] | None = None
     frequency: str | None = None
     day: str | None = None
     time: str | None = None
@@ -121,44 +133,72 @@ class SubscriberInput:
 def _check_choice(name: str, value: str | None, allowed: Sequence[str]) -> str | None:
     if value is None:
         return None
-    value = value.strip().lower()
+    value = check_text(name, value).strip().lower()
     if value not in allowed:
-        raise InputError(f"{name} {value!r} is not allowed: use one of {', '.join(allowed)}")
+        raise InputError(f"{name} {shown(value)} is not allowed: use one of {', '.join(allowed)}")
     return value
 
 
+def _check_category(text: str) -> str:
+    category = check_text("category", text, max_length=CATEGORY_MAX)
+    if not _CATEGORY.match(category):
+        raise InputError(f"category {shown(category)} is not an arXiv category", hint="e.g. cs.LG, astro-ph.GA, hep-th")
+    return category
+
+
 def check_input(given: SubscriberInput) -> SubscriberInput:
-    """Validate and normalise every field that is set; raise `InputError` on the first bad one."""
+    """Validate and normalise every field that is set; raise `InputError` on the first bad one.
+
+    Every way in (CLI, web forms, import) comes through here, so a value is refused alike."""
     time_text = given.time
     if time_text is not None:
-        match = _TIME.match(time_text.strip())
+        match = _TIME.match(check_text("time", time_text).strip())
         if not match:
-            raise InputError(f"time {time_text!r} is not allowed: use HH:MM, 24-hour, e.g. 08:00")
+            raise InputError(f"time {shown(time_text)} is not allowed: use HH:MM, 24-hour, e.g. 08:00")
         time_text = f"{int(match.group(1)):02d}:{match.group(2)}"
-    if given.timezone is not None:
-        try:
-            check_timezone(given.timezone.strip())
-        except ConfigError as error:
-            raise InputError(error.message.replace("timezone =", "timezone")) from None
-    categories = split_list(given.categories) if given.categories is not None else None
-    for category in categories or []:
-        if not _CATEGORY.match(category):
-            raise InputError(f"category {category!r} is not an arXiv category", hint="e.g. cs.LG, astro-ph.GA, hep-th")
-    if given.max_papers is not None and not 1 <= given.max_papers <= 200:
-        raise InputError(f"max papers {given.max_papers} is not allowed: use 1 to 200")
+    timezone = None if given.timezone is None else check_text("timezone", given.timezone, max_length=TIMEZONE_MAX)
+    if timezone is not None:
+        check_timezone(timezone.strip(), error=InputError)
+    keywords = None if given.keywords is None else check_items("keyword", given.keywords, max_length=None)
+    parse_keywords(keywords)
+
+    def items(name: str, value: str | Sequence[str] | None, separator: str = ",") -> list[str] | None:
+        return None if value is None else check_items(name, value, max_length=PROFILE_VALUE_MAX, separator=separator)
+
+    categories = items("category", given.categories)
+    exclude = items("excluded word", given.exclude)
+    seeds = items("seed", given.seeds)
     return replace(
         given,
         email=normalise_email(given.email),
-        name=given.name.strip() if given.name is not None else None,
+        keywords=keywords,
+        name=check_text("name", given.name, max_length=NAME_MAX).strip() if given.name is not None else None,
+        exclude=[word.lower() for word in exclude] if exclude is not None else None,
         frequency=_check_choice("frequency", given.frequency, FREQUENCIES),
         day=_check_choice("day", given.day, WEEKDAYS),
         time=time_text,
-        timezone=given.timezone.strip() if given.timezone is not None else None,
-        categories=categories,
-        authors=split_list(given.authors) if given.authors is not None else None,
-        seeds=[check_arxiv_id(seed) for seed in split_list(given.seeds)] if given.seeds is not None else None,
+        timezone=timezone.strip() if timezone is not None else None,
+        categories=[_check_category(category) for category in categories] if categories is not None else None,
+        authors=items("author", given.authors, separator=";"),
+        seeds=list(dict.fromkeys(check_arxiv_id(seed) for seed in seeds)) if seeds is not None else None,
+        weekdays_only=None if given.weekdays_only is None else check_flag("weekdays only", given.weekdays_only),
+        category_filter=None if given.category_filter is None else check_flag("category filter", given.category_filter),
+        max_papers=None
+        if given.max_papers is None
+        else check_number("max papers", given.max_papers, whole=True, minimum=1, maximum=MAX_PAPERS),
+        min_score=None if given.min_score is None else check_number("min score", given.min_score, minimum=0),
         status=_check_choice("status", given.status, SUBSCRIBER_STATUSES),
     )
+
+
+# The parts of a profile a digest is matched on (excluded words only take papers away).
+INTERESTS = (("keywords", KEYWORD), ("categories", CATEGORY), ("authors", AUTHOR), ("seeds", SEED))
+
+
+def check_interests(checked: SubscriberInput) -> None:
+    """A digest needs something to match: a keyword, a category, an author or a seed paper."""
+    if not any(getattr(checked, name) for name, _ in INTERESTS):
+        raise InputError("no interests given: give at least one keyword, category, author or seed paper")
 
 
 # --- reads ------------------------------------------------------------------------------
@@ -286,13 +326,13 @@ def _apply_profile(session: Session, subscriber_id: int, checked: SubscriberInpu
                 ProfileItem(subscriber_id=subscriber_id, kind=KEYWORD, value=keyword.term, weight=keyword.weight)
             )
     for kind, values in (
-        (EXCLUDE, [w.lower() for w in split_list(checked.exclude)] if checked.exclude is not None else None),
+        (EXCLUDE, checked.exclude),
         (CATEGORY, checked.categories),
         (AUTHOR, checked.authors),
         (SEED, checked.seeds),
     ):
         if values is not None:
-            _replace_items(session, subscriber_id, kind, values)
+            _replace_items(session, subscriber_id, kind, list(values))
 
 
 def reschedule(subscriber: Subscriber, now: datetime) -> None:
@@ -310,7 +350,7 @@ def reschedule(subscriber: Subscriber, now: datetime) -> None:
 def add_subscriber(session: Session, given: SubscriberInput, *, defaults: DigestSettings, now: datetime) -> Subscriber:
     """Create a subscriber (active unless `given.status` says otherwise)."""
     checked = check_input(given)
-    parse_keywords(checked.keywords)  # fail before writing anything
+    check_interests(checked)
     if session.scalar(select(Subscriber.id).where(Subscriber.email == checked.email)) is not None:
         raise InputError(
             f"subscriber {checked.email} already exists", hint="use `digestd subscribers edit` to change it"
@@ -345,9 +385,12 @@ def add_subscriber(session: Session, given: SubscriberInput, *, defaults: Digest
 def edit_subscriber(session: Session, given: SubscriberInput, *, now: datetime) -> Subscriber:
     """Change the fields that are set in `given`; the schedule is recomputed if it changed."""
     checked = check_input(given)
-    parse_keywords(checked.keywords)
     subscriber = get_subscriber(session, checked.email)
     assert subscriber.id is not None
+    if any(getattr(checked, name) is not None for name, _ in INTERESTS):
+        stored = load_profile_items(session, [subscriber.id])[subscriber.id]
+        kept: dict[str, Any] = {n: list(_values(stored, k)) for n, k in INTERESTS if getattr(checked, n) is None}
+        check_interests(replace(checked, **kept))
     changes = {
         "name": checked.name,
         "frequency": checked.frequency,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,19 @@ def _postgres_available() -> str | None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database, dropped afterwards."""
+    with _fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """`postgres_url` shared by the tests of one module (a database made once, not per test)."""
+    with _fresh_postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def _fresh_postgres_database() -> Iterator[str]:
     problem = _postgres_available()
     if problem:
         if IN_CI:

@@ -1,7 +1,10 @@
+import logging
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from digestd.cli import cli
 from digestd.config import load_settings
 from digestd.errors import ConfigError
 
@@ -65,10 +68,10 @@ def test_secrets_come_only_from_the_environment(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="smtp.password must not be in the config file"):
         load_settings(write(tmp_path, '[smtp]\npassword = "hunter2"\n'), environ={})
     secret_file = tmp_path / "key"
-    secret_file.write_text("from-a-file\n")
+    secret_file.write_text("a-signing-key-from-a-file-0123456789\n")
     settings = load_settings(None, environ={"DIGESTD_SMTP_PASSWORD": "pw", "DIGESTD_SECRET_KEY_FILE": str(secret_file)})
     assert settings.smtp.password == "pw"
-    assert settings.secret_key == "from-a-file"
+    assert settings.secret_key == "a-signing-key-from-a-file-0123456789"
     assert "pw" not in repr(settings)
 
 
@@ -81,3 +84,76 @@ def test_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[1] / "config.example.toml"
     settings = load_settings(example, environ={})
     assert settings.sources, "the example shows at least one source"
+
+
+BINARY = b"\xff\xfe\x00\x01\x89PNG"
+LONG_NAME = "n" * 101
+
+# (TOML, environment, what load_settings and the CLI must say); {file} is a file of `BINARY`.
+BAD_SETTINGS: list[tuple[str, dict[str, str], str]] = [
+    ("[smtp]\nport = 587.9\n", {}, "smtp.port = 587.9 is not allowed: expected a whole number"),
+    ("", {"DIGESTD_SMTP_PORT": "587.9"}, "smtp.port = 587.9 is not allowed: expected a whole number"),
+    ("[smtp]\nport = 70000\n", {}, "smtp.port = 70000 is not allowed: use 1 to 65535"),
+    (
+        "[web]\nsubscribe_per_ip_per_hour = nan\n",
+        {},
+        "web.subscribe_per_ip_per_hour = nan is not allowed: expected a finite",
+    ),
+    ("", {"DIGESTD_WEB_SUBSCRIBE_PER_IP_PER_HOUR": "nan"}, "web.subscribe_per_ip_per_hour = nan is not allowed"),
+    (
+        "[web]\nmails_per_address_per_day = 0\n",
+        {},
+        "web.mails_per_address_per_day = 0.0 is not allowed: must be greater than 0",
+    ),
+    ("[smtp]\nrate_per_second = inf\n", {}, "smtp.rate_per_second = inf is not allowed: expected a finite number"),
+    ("[smtp]\ntimeout_seconds = -inf\n", {}, "smtp.timeout_seconds = -inf is not allowed: expected a finite number"),
+    ("[smtp]\nretry_for_hours = -1.5\n", {}, "smtp.retry_for_hours = -1.5 is not allowed: must be 0 or more"),
+    ("[digest]\nmin_score = -0.5\n", {}, "digest.min_score = -0.5 is not allowed: must be 0 or more"),
+    ("[digest]\nmax_papers = 2.5\n", {}, "digest.max_papers = 2.5 is not allowed: expected a whole number"),
+    ("[smtp]\nconnections = true\n", {}, "smtp.connections = True is not allowed: expected a number"),
+    (
+        '[mail]\nfrom = "Digest \\u0000<d@example.org>"\n',
+        {},
+        r"mail.from = 'Digest \x00<d@example.org>' is not allowed",
+    ),
+    ('[[sources]]\nname = "news"\nurl = "https://example.org/feed"\n', {}, "sources[news].kind is missing: use one of"),
+    (f'[[sources]]\nname = "{LONG_NAME}"\nkind = "rss"\n', {}, "sources[1].name = 'nnnnnnnnnn"),
+    ("", {"DIGESTD_SECRET_KEY": "k"}, "DIGESTD_SECRET_KEY is too short: it needs at least 32 characters, it has 1"),
+    ("", {"DIGESTD_SECRET_KEY_FILE": "{file}"}, "DIGESTD_SECRET_KEY_FILE = '{file}' is not a text file"),
+    ("", {"DIGESTD_SMTP_PASSWORD_FILE": "{file}"}, "DIGESTD_SMTP_PASSWORD_FILE = '{file}' is not a text file"),
+    (
+        "",
+        {"DIGESTD_SECRET_KEY": "s3cr3t" * 8 + "\x1b"},
+        "DIGESTD_SECRET_KEY is not allowed: the secret contains a control",
+    ),
+]
+
+
+@pytest.mark.parametrize(("toml", "env", "expected"), BAD_SETTINGS)
+def test_impossible_settings_are_refused_with_one_line_naming_the_key(
+    tmp_path: Path, toml: str, env: dict[str, str], expected: str
+) -> None:
+    secret_file = tmp_path / "secret.bin"
+    secret_file.write_bytes(BINARY)
+    environ = {name: value.replace("{file}", str(secret_file)) for name, value in env.items()}
+    expected = expected.replace("{file}", str(secret_file))
+    config = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, environ=environ)
+    assert expected in raised.value.message and "\n" not in raised.value.message
+    assert "s3cr3t" not in raised.value.message  # secrets are named, never shown
+
+    result = CliRunner().invoke(cli, ["--config", str(config), "status"], env=environ)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("hint:")]
+    assert errors == [f"error: {raised.value.message}"]
+
+
+def test_a_mistyped_variable_is_a_warning_naming_the_closest_key(caplog: pytest.LogCaptureFixture) -> None:
+    environ = {"DIGESTD_SMTP_HOTS": "mail.example.org", "DIGESTD_SMTP_PORT": "25", "DIGESTD_TEST_POSTGRES": "x"}
+    with caplog.at_level(logging.WARNING, logger="digestd.config"):
+        settings = load_settings(None, environ=environ)
+    assert settings.smtp.host == "localhost" and settings.smtp.port == 25  # a typo is not an error
+    assert [record.getMessage() for record in caplog.records] == [
+        "DIGESTD_SMTP_HOTS is not a digestd setting and is ignored: did you mean DIGESTD_SMTP_HOST?"
+    ]

@@ -1,7 +1,7 @@
 """Read the profile form (sign-up and manage pages) into a `SubscriberInput`.
 
-Values are kept as typed so a page with an error can show the form again as it was.
-Lengths are capped here; everything else is checked by `subscribers.check_input`.
+Values are kept as typed so a page with an error can show the form again as it was;
+`subscribers.check_input` checks them, as it does for the CLI and imports.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from starlette.datastructures import FormData
 from digestd.config import DigestSettings
 from digestd.errors import InputError
 from digestd.subscribers import SubscriberInput
-
-MAX_LENGTHS = {"email": 320, "name": 200, "keywords": 2000, "exclude": 2000, "seeds": 2000, "timezone": 64}
-MAX_CATEGORIES = 50
 
 
 @dataclass
@@ -47,18 +44,12 @@ def default_form(defaults: DigestSettings) -> ProfileForm:
 
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
-    text = value.strip() if isinstance(value, str) else ""
-    limit = MAX_LENGTHS.get(name, 100)
-    if len(text) > limit:
-        raise InputError(f"{name} is too long: at most {limit} characters")
-    return text
+    return value.strip() if isinstance(value, str) else ""
 
 
 def read_profile_form(form: FormData, *, with_email: bool) -> ProfileForm:
-    """The submitted fields; `InputError` if one is far too long."""
+    """The submitted fields, as text (the request's size is capped by the app)."""
     categories = [value.strip() for value in form.getlist("category") if isinstance(value, str) and value.strip()]
-    if len(categories) > MAX_CATEGORIES:
-        raise InputError(f"too many categories: at most {MAX_CATEGORIES}")
     return ProfileForm(
         email=_text(form, "email") if with_email else "",
         name=_text(form, "name"),
@@ -72,12 +63,6 @@ def read_profile_form(form: FormData, *, with_email: bool) -> ProfileForm:
         timezone=_text(form, "timezone"),
         timezone_chosen=True,
     )
-
-
-def check_interests(form: ProfileForm) -> None:
-    """A digest needs something to match: a keyword, a category or a seed paper."""
-    if not (form.keywords or form.categories or form.seeds):
-        raise InputError("no interests given: enter at least one keyword or choose a category")
 
 
 def to_input(form: ProfileForm, *, email: str, with_seeds: bool) -> SubscriberInput:

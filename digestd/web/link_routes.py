@@ -19,7 +19,7 @@ from digestd.errors import InputError, NotFoundError
 from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token
 from digestd.models import Paper, Subscriber
 from digestd.web.context import CSRF_FIELD, Web
-from digestd.web.forms import check_interests, read_profile_form
+from digestd.web.forms import read_profile_form
 from digestd.web.manage import ACTIONS, ManageView, change_status, load_manage_view, save_profile
 from digestd.web.signup import save_rating, unsubscribe
 
@@ -58,7 +58,6 @@ async def manage(web: Web, request: Request) -> Response:
     try:
         if action == "save":
             form = read_profile_form(data, with_email=False)
-            check_interests(form)
             await web.run_db(lambda s: save_profile(s, sid, form, now=now), immediate=True)
         else:
             await web.run_db(lambda s: change_status(s, sid, action, now=now), immediate=True)

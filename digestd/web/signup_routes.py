@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digestd.errors import InputError
-from digestd.subscribers import check_input, parse_keywords
+from digestd.subscribers import check_input, check_interests
 from digestd.web.context import CSRF_FIELD, Web
-from digestd.web.forms import ProfileForm, check_interests, default_form, read_profile_form, to_input
+from digestd.web.forms import ProfileForm, default_form, read_profile_form, to_input
 from digestd.web.messages import compose_already_subscribed, compose_confirmation
 from digestd.web.signup import SEND_ALREADY_SUBSCRIBED, SEND_CONFIRMATION, SignupOutcome, confirm_signup, start_signup
 from digestd.web.signup import check_confirmation as check_confirmation_link
@@ -75,9 +75,8 @@ async def subscribe(web: Web, request: Request) -> Response:
     form = ProfileForm()
     try:
         form = read_profile_form(data, with_email=True)
-        check_interests(form)
         checked = check_input(to_input(form, email=form.email, with_seeds=False))
-        parse_keywords(checked.keywords)
+        check_interests(checked)
     except InputError as error:
         return show_signup_form(web, request, form, error=error.message)
     if not web.address_limit.allow(checked.email, now.timestamp()):

@@ -112,7 +112,7 @@ def test_wipe_keeps_only_a_hash_and_blocks_re_adding(run, engine) -> None:  # ty
         rows = connection.exec_driver_sql("SELECT email_hash, reason FROM suppression").all()
         assert len(rows) == 1 and "carol" not in rows[0][0] and rows[0][1] == "wiped"
         assert connection.exec_driver_sql("SELECT count(*) FROM profile_item").scalar() == 0
-    fails_cleanly(run("subscribers", "add", "carol@example.org"), "suppression list")
+    fails_cleanly(run("subscribers", "add", "carol@example.org", "--keywords", "optics"), "suppression list")
 
 
 def test_export_then_import_round_trips(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -159,7 +159,11 @@ def test_import_is_all_or_nothing_and_names_every_bad_line(run, tmp_path: Path) 
 
 def test_import_json_reports_rows_by_position(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "subs.json"
-    path.write_text(json.dumps([{"email": "ok@example.org"}, {"email": "x@example.org", "frequency": "hourly"}]))
+    path.write_text(
+        json.dumps(
+            [{"email": "ok@example.org", "keywords": "optics"}, {"email": "x@example.org", "frequency": "hourly"}]
+        )
+    )
     fails_cleanly(run("subscribers", "import", str(path)), "line 2: frequency 'hourly' is not allowed")
 
 
@@ -202,7 +206,7 @@ def test_seeds_import_from_bibtex(run, tmp_path: Path) -> None:  # type: ignore[
 
 
 def test_rate_records_the_latest_rating(run, engine) -> None:  # type: ignore[no-untyped-def]
-    ok(run("subscribers", "add", "ada@example.org"))
+    ok(run("subscribers", "add", "ada@example.org", "--keywords", "optics"))
     assert "rated 2401.00001 up" in ok(run("rate", "ada@example.org", "arXiv:2401.00001v3", "up")).output
     ok(run("rate", "ada@example.org", "2401.00001", "down"))
     with engine.connect() as connection:

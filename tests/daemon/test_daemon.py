@@ -192,7 +192,7 @@ schedule = "0 0 1 1 *"
 
 
 def environment(config: Path) -> dict[str, str]:
-    return {"DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "test-key"}
+    return {"DIGESTD_CONFIG": str(config), "DIGESTD_SECRET_KEY": "k" * 32}
 
 
 def digestd(config: Path, *args: str) -> Result:

@@ -15,7 +15,7 @@ from digestd.subscribers import SubscriberInput, add_subscriber
 
 # The first Monday digest of a weekly subscriber added at T0 is due at 2026-11-30 08:00 UTC.
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-SECRET = "test-secret-key"
+SECRET = "test-secret-key-of-32-characters"
 
 
 def make_papers(count: int, *, seen: datetime) -> list[PaperRecord]:

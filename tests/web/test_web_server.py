@@ -52,7 +52,7 @@ def test_an_unreachable_smtp_server_is_a_delivery_error() -> None:
 def test_one_click_unsubscribe_over_real_http(engine: Engine) -> None:
     with open_session(engine) as session:
         subscriber_id = add_subscriber(
-            session, SubscriberInput(email="ada@example.org"), defaults=DigestSettings(), now=START
+            session, SubscriberInput(email="ada@example.org", keywords="optics"), defaults=DigestSettings(), now=START
         ).id
     assert subscriber_id is not None
 

@@ -21,7 +21,7 @@ from digestd.records import PaperRecord
 from digestd.store import open_session, save_papers
 
 ROOT = Path(__file__).resolve().parents[3]
-SECRET = "test-secret-key"
+SECRET = "test-secret-key-of-32-characters"
 TOPICS = ("graph neural networks", "diffusion models", "quantum error correction")
 
 
