@@ -9,13 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-# Subscriber.status values
-PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED = "pending", "active", "paused", "unsubscribed", "suppressed"
-SUBSCRIBER_STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED)
-
-# ProfileItem.kind values
-KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED = "keyword", "exclude", "category", "author", "seed"
-PROFILE_KINDS = (KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED)
+from digestd.records import ACTIVE
 
 
 def _json_list() -> Any:

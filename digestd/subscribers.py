@@ -22,22 +22,8 @@ from sqlmodel import Session, col, select
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
 from digestd.errors import ConfigError, InputError, NotFoundError
 from digestd.identity import normalise_arxiv_id
-from digestd.models import (
-    ACTIVE,
-    AUTHOR,
-    CATEGORY,
-    EXCLUDE,
-    KEYWORD,
-    SEED,
-    SUBSCRIBER_STATUSES,
-    Delivery,
-    ProfileItem,
-    Rating,
-    SentPaper,
-    Subscriber,
-    Suppression,
-)
-from digestd.records import Keyword, Profile
+from digestd.models import Delivery, ProfileItem, Rating, SentPaper, Subscriber, Suppression
+from digestd.records import ACTIVE, AUTHOR, CATEGORY, EXCLUDE, KEYWORD, SEED, SUBSCRIBER_STATUSES, Keyword, Profile
 from digestd.schedule import next_due_after
 
 _CATEGORY = re.compile(r"^[a-z][a-z\-]*(\.[A-Za-z\-]+)?$")

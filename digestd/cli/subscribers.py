@@ -13,7 +13,7 @@ from digestd import subscriber_files
 from digestd.cli import AppContext, pass_app
 from digestd.errors import InputError
 from digestd.identity import parse_bibtex_ids
-from digestd.models import SUBSCRIBER_STATUSES
+from digestd.records import SUBSCRIBER_STATUSES
 from digestd.store import open_session
 from digestd.subscribers import (
     SubscriberInput,
