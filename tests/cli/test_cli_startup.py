@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # What a bare `import digestd.cli` and any `--help` must not load: seconds of start-up.
 HEAVY = ("numpy", "scipy", "sklearn", "sqlalchemy")
 # What `digestd status` must not load: it needs the database layer, not ranking, the web,
-# mail delivery, the sources or the scheduler.
+# mail delivery, the sources, the scheduler, or the checking of addresses.
 NOT_FOR_STATUS = (
+    "email_validator",
     "numpy",
     "scipy",
     "sklearn",
