@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 
 from digestd.config import Settings
 from digestd.errors import InputError
-from digestd.models import ACTIVE, SEED, Paper, ProfileItem, Rating, Subscriber
-from digestd.records import Digest, PaperRecord, Profile
+from digestd.models import Paper, ProfileItem, Rating, Subscriber
+from digestd.records import ACTIVE, SEED, Digest, PaperRecord, Profile
 from digestd.schedule import Period, period_key, period_length
 from digestd.store import (
     check_migrated,

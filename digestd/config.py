@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import platformdirs
-
 from digestd.errors import ConfigError, DigestdError
 from digestd.validation import (
     MAX_PAPERS,
@@ -49,6 +47,8 @@ _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 def default_data_dir() -> Path:
     """Where digestd keeps its SQLite file when the config names none."""
+    import platformdirs  # here, not at the top: a sixth of what `digestd --help` imports
+
     return Path(platformdirs.user_data_dir("digestd", appauthor=False))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from digestd.records import ACTIVE
 from digestd.validation import (
     CATEGORY_MAX,
     DOI_MAX,
@@ -20,14 +21,6 @@ from digestd.validation import (
     SOURCE_NAME_MAX,
     TIMEZONE_MAX,
 )
-
-# Subscriber.status values
-PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED = "pending", "active", "paused", "unsubscribed", "suppressed"
-SUBSCRIBER_STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED)
-
-# ProfileItem.kind values
-KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED = "keyword", "exclude", "category", "author", "seed"
-PROFILE_KINDS = (KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED)
 
 
 def _json_list() -> Any:

@@ -2,13 +2,23 @@
 
 Sources produce `PaperRecord`s; the store turns subscribers into `Profile`s; the digest
 stage turns papers and profiles into `Digest`s made of `Section`s of `Pick`s; render turns
-a `Digest` into an email. None of these touch the database or the network.
+a `Digest` into an email. None of these touch the database or the network. The values of
+`Subscriber.status` and `ProfileItem.kind` are named here too, so that what must not load
+the database layer (the CLI's options) can use them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+
+# Subscriber.status values
+PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED = "pending", "active", "paused", "unsubscribed", "suppressed"
+SUBSCRIBER_STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED)
+
+# ProfileItem.kind values
+KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED = "keyword", "exclude", "category", "author", "seed"
+PROFILE_KINDS = (KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED)
 
 
 @dataclass(frozen=True, slots=True)

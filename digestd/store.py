@@ -27,8 +27,8 @@ from sqlmodel import Session, col, select
 
 from digestd.errors import StoreError
 from digestd.identity import canonical_id
-from digestd.models import SEED, Paper, ProfileItem, Rating, SentPaper
-from digestd.records import PaperRecord
+from digestd.models import Paper, ProfileItem, Rating, SentPaper
+from digestd.records import SEED, PaperRecord
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, String, any_, cast, delete, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
@@ -23,22 +22,8 @@ from sqlmodel import Session, col, select
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
 from digestd.errors import InputError, NotFoundError
 from digestd.identity import normalise_arxiv_id
-from digestd.models import (
-    ACTIVE,
-    AUTHOR,
-    CATEGORY,
-    EXCLUDE,
-    KEYWORD,
-    SEED,
-    SUBSCRIBER_STATUSES,
-    Delivery,
-    ProfileItem,
-    Rating,
-    SentPaper,
-    Subscriber,
-    Suppression,
-)
-from digestd.records import Keyword, Profile
+from digestd.models import Delivery, ProfileItem, Rating, SentPaper, Subscriber, Suppression
+from digestd.records import ACTIVE, AUTHOR, CATEGORY, EXCLUDE, KEYWORD, SEED, SUBSCRIBER_STATUSES, Keyword, Profile
 from digestd.schedule import next_due_after
 from digestd.validation import (
     CATEGORY_MAX,
@@ -61,6 +46,9 @@ _WEIGHT = re.compile(r":\s*-?[\d.]+$")
 
 def normalise_email(text: str) -> str:
     """The address in the form we store (lower case, IDNA domain), or `InputError`."""
+    # Imported here: `digestd status` and the other readers never need it (0.1 s of start-up).
+    from email_validator import EmailNotValidError, validate_email
+
     address = check_text("email", text, max_length=EMAIL_MAX).strip()
     try:
         checked = validate_email(address, check_deliverability=False)

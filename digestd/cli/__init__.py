@@ -3,22 +3,31 @@
 Settings are loaded once here and passed down in the click context; every
 `DigestdError` is turned into one line (plus a hint) in `main`; `--debug` shows the
 traceback instead.
+
+Each module here imports only click, the standard library and the light base modules
+(config, errors, records, identity, ...) at the top; the stages, the database and asyncio
+are imported inside the commands that use them, so that `digestd --help` answers at once
+(tests/cli/test_cli_startup.py keeps it so; bench/cli_startup.py times it).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import Engine
 
-from digestd import api
 from digestd.config import Settings, load_settings
 from digestd.errors import DigestdError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlmodel import Session
 
 
 @dataclass
@@ -38,9 +47,19 @@ class AppContext:
         return self._settings
 
     def engine(self) -> Engine:
+        from digestd import api
+
         engine = api.open_database(self.settings)
         self._engines.append(engine)
         return engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """`store.open_session` on a new engine: commits on success, rolls back on error."""
+        from digestd.store import open_session
+
+        with open_session(self.engine()) as session:
+            yield session
 
     def close(self) -> None:
         for engine in self._engines:
@@ -110,6 +129,8 @@ def init(app: AppContext) -> None:
     Example:
       digestd --database sqlite:///./digestd.sqlite3 init
     """
+    from digestd import api
+
     before, after = api.init_database(app.settings)
     where = app.settings.database_url
     if before == after:

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from digestd.cli import AppContext, pass_app
-from digestd.demo import run_demo
 
 
 @click.command()
@@ -27,6 +26,8 @@ def demo(app: AppContext, out: Path) -> None:
     Example:
       digestd demo --out /tmp/digestd-demo
     """
+    from digestd.demo import run_demo
+
     click.echo(f"digestd demo: sample papers, three subscribers, database in {out}/", err=True)
     for result in run_demo(out, app.settings, now=app.now()):
         digest = result.digest

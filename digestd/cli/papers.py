@@ -6,16 +6,16 @@ import json
 import time
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import Engine
 
-from digestd import api
 from digestd.cli import AppContext, pass_app
 from digestd.errors import InputError, SourceError
-from digestd.ingest.run import ingest_file, run_sources
-from digestd.mail.render import load_templates, render_email, render_parts
 from digestd.records import Digest
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @click.command()
@@ -51,6 +51,8 @@ def ingest(app: AppContext, sources: tuple[str, ...], files: tuple[Path, ...], f
       digestd ingest --source arxiv-cs-lg
       digestd ingest --file ../shared/data/abstracts.jsonl.gz
     """
+    from digestd.ingest.run import run_sources
+
     engine = app.engine()
     for path in files:
         _ingest_path(app, engine, path)
@@ -80,6 +82,8 @@ def ingest(app: AppContext, sources: tuple[str, ...], files: tuple[Path, ...], f
 
 
 def _ingest_path(app: AppContext, engine: Engine, path: Path) -> None:
+    from digestd.ingest.run import ingest_file
+
     started = time.perf_counter()
     click.echo(f"importing {path} ...", err=True)
     report = ingest_file(engine, path, now=app.now())
@@ -137,6 +141,9 @@ def preview(app: AppContext, email: str, since: str | None, until: str | None, f
     Example:
       digestd preview ada@example.org --since 2026-01-01 --until 2026-01-31 --format json
     """
+    from digestd import api
+    from digestd.mail.render import load_templates, render_email, render_parts
+
     now = app.now()
     digest = api.preview_digest(
         app.engine(), email, now=now, since=_date(since, "--since"), until=_date(until, "--until")

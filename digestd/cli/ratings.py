@@ -6,9 +6,6 @@ import click
 
 from digestd.cli import AppContext, pass_app
 from digestd.identity import normalise_arxiv_id
-from digestd.store import open_session
-from digestd.subscribers import get_subscriber
-from digestd.web.signup import save_rating
 
 
 @click.command()
@@ -24,8 +21,11 @@ def rate(app: AppContext, email: str, paper_id: str, value: str) -> None:
     Example:
       digestd rate ada@example.org 2401.01234 up
     """
+    from digestd.subscribers import get_subscriber
+    from digestd.web.signup import save_rating
+
     paper = normalise_arxiv_id(paper_id) or paper_id.strip()
-    with open_session(app.engine()) as session:
+    with app.session() as session:
         subscriber = get_subscriber(session, email)
         assert subscriber.id is not None
         save_rating(session, subscriber.id, paper, 1 if value == "up" else -1, now=app.now())

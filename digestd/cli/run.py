@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from digestd.cli import AppContext, pass_app
 from digestd.daemon.process import configure_logging, tune_collector
-from digestd.daemon.run import run_daemon
 
 
 @click.command()
@@ -24,6 +21,10 @@ def run(app: AppContext, no_deliver: bool, no_web: bool) -> None:
     Example:
       DIGESTD_SECRET_KEY=... digestd --config /etc/digestd/digestd.toml run
     """
+    import asyncio
+
+    from digestd.daemon.run import run_daemon
+
     settings = app.settings
     configure_logging(settings.log.level, json_lines=settings.log.json)
     tune_collector()

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from digestd.cli import AppContext, pass_app
 from digestd.config import Settings
 from digestd.daemon.process import tune_collector
-from digestd.delivery.send import Job, SendReport, preview_due, send_due
-from digestd.mail.render import EmailBuilder, make_email_builder
 from digestd.mail.tokens import DEV_SECRET_KEY, check_secret_key
+
+if TYPE_CHECKING:
+    from digestd.delivery.send import Job, SendReport
+    from digestd.mail.render import EmailBuilder
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ def _clock() -> datetime:
 
 
 async def _send(app: AppContext, builder: EmailBuilder, emails: Sequence[str], resend_unknown: bool) -> SendReport:
+    import asyncio
+
+    from digestd.delivery.send import send_due
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -86,6 +91,8 @@ def _write(jobs: Sequence[Job], folder: Path) -> None:
 
 
 def _dry_run_builder(settings: Settings) -> EmailBuilder:
+    from digestd.mail.render import make_email_builder
+
     key = settings.secret_key
     if not key:
         click.echo("warning: DIGESTD_SECRET_KEY is not set; links are signed with a development key", err=True)
@@ -120,6 +127,11 @@ def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, res
       digestd send ada@example.org
       digestd send --resend-unknown
     """
+    import asyncio
+
+    from digestd.delivery.send import preview_due
+    from digestd.mail.render import make_email_builder
+
     if dry_run:
         builder = _dry_run_builder(app.settings)
         _write(

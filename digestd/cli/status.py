@@ -6,10 +6,8 @@ import json
 
 import click
 
-from digestd import status as status_report
 from digestd.cli import AppContext, pass_app
 from digestd.daemon.process import daemon_running
-from digestd.delivery.coordination import describe_scheduler_node
 
 
 @click.command()
@@ -22,6 +20,9 @@ def status(app: AppContext, as_json: bool) -> None:
     Example:
       digestd status --json
     """
+    from digestd import status as status_report
+    from digestd.delivery.coordination import describe_scheduler_node
+
     engine = app.engine()
     daemon = daemon_running(app.settings.database_url) or describe_scheduler_node(engine)
     report = status_report.collect_status(engine, now=app.now(), daemon=daemon)

@@ -5,28 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from digestd import subscriber_files
 from digestd.cli import AppContext, pass_app
 from digestd.errors import InputError
 from digestd.identity import parse_bibtex_ids
-from digestd.models import SUBSCRIBER_STATUSES
-from digestd.store import open_session
-from digestd.subscribers import (
-    SubscriberInput,
-    add_seeds,
-    add_subscriber,
-    describe,
-    edit_subscriber,
-    get_subscriber,
-    list_subscribers,
-    load_profile_items,
-    remove_subscriber,
-    wipe_subscriber,
-)
+from digestd.records import SUBSCRIBER_STATUSES
+
+if TYPE_CHECKING:
+    from digestd.subscribers import SubscriberInput
 
 
 def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,6 +50,8 @@ def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _input(email: str, values: dict[str, Any], *, is_edit: bool) -> SubscriberInput:
+    from digestd.subscribers import SubscriberInput
+
     def many(name: str) -> list[str] | None:
         given = list(values[name])
         return given if given or not is_edit else None
@@ -109,7 +100,9 @@ def add(app: AppContext, email: str, **values: Any) -> None:
           --exclude "survey" --category cs.LG --author "Yoshua Bengio" --seed 2401.01234 \\
           --frequency weekly --day mon --time 08:00 --timezone Europe/Berlin --max-papers 15
     """
-    with open_session(app.engine()) as session:
+    from digestd.subscribers import add_subscriber
+
+    with app.session() as session:
         subscriber = add_subscriber(
             session, _input(email, values, is_edit=False), defaults=app.settings.digest, now=app.now()
         )
@@ -130,7 +123,9 @@ def edit(app: AppContext, email: str, **values: Any) -> None:
     Example:
       digestd subscribers edit ada@example.org --keywords "diffusion models" --frequency daily --time 07:30
     """
-    with open_session(app.engine()) as session:
+    from digestd.subscribers import edit_subscriber
+
+    with app.session() as session:
         subscriber = edit_subscriber(session, _input(email, values, is_edit=True), now=app.now())
         address = subscriber.email
     click.echo(f"updated {address}")
@@ -154,7 +149,9 @@ def list_(app: AppContext, status: str | None) -> None:
     Example:
       digestd subscribers list --status active
     """
-    with open_session(app.engine()) as session:
+    from digestd.subscribers import list_subscribers
+
+    with app.session() as session:
         rows = [
             [
                 s.email,
@@ -184,7 +181,9 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     Example:
       digestd subscribers show ada@example.org
     """
-    with open_session(app.engine()) as session:
+    from digestd.subscribers import describe, get_subscriber, load_profile_items
+
+    with app.session() as session:
         subscriber = get_subscriber(session, email)
         assert subscriber.id is not None
         data = describe(subscriber, load_profile_items(session, [subscriber.id])[subscriber.id])
@@ -207,9 +206,11 @@ def remove(app: AppContext, email: str, yes: bool) -> None:
     Example:
       digestd subscribers remove ada@example.org --yes
     """
+    from digestd.subscribers import remove_subscriber
+
     if not yes:
         click.confirm(f"Remove {email} and everything about them?", abort=True)
-    with open_session(app.engine()) as session:
+    with app.session() as session:
         remove_subscriber(session, email)
     click.echo(f"removed {email}")
 
@@ -226,9 +227,11 @@ def wipe(app: AppContext, email: str, yes: bool) -> None:
     Example:
       digestd subscribers wipe ada@example.org --yes
     """
+    from digestd.subscribers import wipe_subscriber
+
     if not yes:
         click.confirm(f"Erase {email} for good?", abort=True)
-    with open_session(app.engine()) as session:
+    with app.session() as session:
         wipe_subscriber(session, email, now=app.now())
     click.echo(f"wiped {email}; a hash of the address stays on the suppression list")
 
@@ -244,8 +247,10 @@ def import_(app: AppContext, path: Path) -> None:
     Example:
       digestd subscribers import subscribers.csv
     """
+    from digestd import subscriber_files
+
     rows = subscriber_files.read_subscriber_file(path)
-    with open_session(app.engine()) as session:
+    with app.session() as session:
         added = subscriber_files.import_subscribers(session, rows, defaults=app.settings.digest, now=app.now())
     click.echo(f"imported {added} subscriber(s) from {path}")
 
@@ -261,8 +266,10 @@ def export(app: AppContext, path: Path | None, fmt: str | None) -> None:
     Example:
       digestd subscribers export backup.json
     """
+    from digestd import subscriber_files
+
     fmt = fmt or ("json" if path and path.suffix == ".json" else "csv")
-    with open_session(app.engine()) as session:
+    with app.session() as session:
         text = subscriber_files.export_subscribers(session, fmt)
     if path is None:
         click.echo(text, nl=False)
@@ -294,6 +301,8 @@ def import_seeds(app: AppContext, email: str, path: Path) -> None:
     Example:
       digestd subscribers seeds import ada@example.org ~/papers/refs.bib
     """
+    from digestd.subscribers import add_seeds
+
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
@@ -301,7 +310,7 @@ def import_seeds(app: AppContext, email: str, path: Path) -> None:
     found = parse_bibtex_ids(text)
     if not found:
         raise InputError(f"{path} cites no arXiv paper", hint="seeds need arXiv ids (eprint = {2401.01234})")
-    with open_session(app.engine()) as session:
+    with app.session() as session:
         added = add_seeds(session, email, found)
     click.echo(f"{len(found)} arXiv id(s) in {path}; {len(added)} new seed(s) for {email}: {', '.join(added) or '-'}")
 

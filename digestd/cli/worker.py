@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import Engine
 
 from digestd.cli import AppContext, pass_app
 from digestd.daemon.process import configure_logging, install_stop_signals, tune_collector
-from digestd.delivery.worker import WorkerState, require_postgresql, run_worker
-from digestd.mail.render import make_email_builder
 from digestd.mail.tokens import check_secret_key
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from digestd.delivery.worker import WorkerState
 
 
 def _clock() -> datetime:
@@ -22,6 +24,11 @@ def _clock() -> datetime:
 
 
 async def _work(app: AppContext, engine: Engine, poll_seconds: float, exit_when_idle: bool) -> WorkerState:
+    import asyncio
+
+    from digestd.delivery.worker import run_worker
+    from digestd.mail.render import make_email_builder
+
     settings = app.settings
     builder = make_email_builder(settings.mail, secret_key=check_secret_key(settings.secret_key))
     stop = asyncio.Event()
@@ -66,6 +73,10 @@ def worker(app: AppContext, poll_seconds: float, exit_when_idle: bool, as_json: 
     Example:
       DIGESTD_SECRET_KEY=... digestd --config /etc/digestd/digestd.toml worker
     """
+    import asyncio
+
+    from digestd.delivery.worker import require_postgresql
+
     settings = app.settings
     engine = app.engine()
     require_postgresql(engine)

@@ -3,7 +3,6 @@ file, logging to stderr (text or JSON lines), and a stop event set by SIGTERM/SI
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import gc
 import json
@@ -15,9 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from digestd.errors import StoreError
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 

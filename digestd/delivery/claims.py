@@ -26,7 +26,8 @@ from digestd.delivery.ledger import (
     insert_or_ignore,
     retry_delay,
 )
-from digestd.models import ACTIVE, SUPPRESSED, Delivery, SentPaper, Subscriber, Suppression
+from digestd.models import Delivery, SentPaper, Subscriber, Suppression
+from digestd.records import ACTIVE, SUPPRESSED
 from digestd.subscribers import email_hash
 
 

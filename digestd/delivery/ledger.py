@@ -27,7 +27,8 @@ from sqlalchemy import Engine, bindparam, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from digestd.models import ACTIVE, Delivery, SentPaper, Subscriber
+from digestd.models import Delivery, SentPaper, Subscriber
+from digestd.records import ACTIVE
 from digestd.schedule import Period, next_due_after, period_key, period_length
 from digestd.store import open_session
 

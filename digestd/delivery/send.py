@@ -40,7 +40,8 @@ from digestd.delivery.ledger import (
 from digestd.delivery.smtp import RETRY, RateLimiter, SmtpConnection, check_security, make_tls_context
 from digestd.errors import DeliveryError
 from digestd.mail.render import EmailBuilder, RenderedEmail
-from digestd.models import ACTIVE, Subscriber
+from digestd.models import Subscriber
+from digestd.records import ACTIVE
 from digestd.store import open_session
 from digestd.subscribers import get_subscriber
 

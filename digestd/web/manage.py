@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from digestd.errors import InputError, NotFoundError
-from digestd.models import ACTIVE, PAUSED, SEED, UNSUBSCRIBED, Paper, Rating, Subscriber
+from digestd.models import Paper, Rating, Subscriber
+from digestd.records import ACTIVE, PAUSED, SEED, UNSUBSCRIBED
 from digestd.subscribers import describe, edit_subscriber, load_profile_items, reschedule
 from digestd.web.forms import ProfileForm, to_input
 from digestd.web.signup import unsubscribe

@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 from digestd.config import DigestSettings
 from digestd.errors import NotFoundError
 from digestd.mail.tokens import TokenError
-from digestd.models import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED, Delivery, ProfileItem, Rating, SentPaper, Subscriber
+from digestd.models import Delivery, ProfileItem, Rating, SentPaper, Subscriber
+from digestd.records import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED
 from digestd.subscribers import SubscriberInput, add_subscriber, check_input, edit_subscriber, is_suppressed, reschedule
 from digestd.web.confirmation import ConfirmToken, check_fresh, new_nonce
 

@@ -20,7 +20,8 @@ from web_support import SECRET, RecordingHandler, RunningWeb, make_settings, sta
 
 from digestd.config import SmtpSettings
 from digestd.mail.tokens import TokenSigner
-from digestd.models import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED, ProfileItem, Subscriber
+from digestd.models import ProfileItem, Subscriber
+from digestd.records import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED
 from digestd.store import open_session
 from digestd.web.mailer import make_smtp_sender
 

@@ -13,7 +13,8 @@ from web_support import SECRET, START, Clock, Outbox, csrf_of, make_settings
 
 from digestd.config import DigestSettings
 from digestd.mail.tokens import TokenSigner
-from digestd.models import ACTIVE, PAUSED, UNSUBSCRIBED, Paper, ProfileItem, Rating, Subscriber
+from digestd.models import Paper, ProfileItem, Rating, Subscriber
+from digestd.records import ACTIVE, PAUSED, UNSUBSCRIBED
 from digestd.store import open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
 from digestd.web.app import create_app

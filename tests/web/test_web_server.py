@@ -17,7 +17,8 @@ from digestd.cli import cli
 from digestd.config import DigestSettings, SmtpSettings
 from digestd.errors import ConfigError, DeliveryError
 from digestd.mail.tokens import TokenSigner
-from digestd.models import UNSUBSCRIBED, Subscriber
+from digestd.models import Subscriber
+from digestd.records import UNSUBSCRIBED
 from digestd.store import open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
 from digestd.web.mailer import make_smtp_sender, send_with_smtp

@@ -11,7 +11,8 @@ from starlette.testclient import TestClient
 from web_support import START, Clock, Outbox, csrf_of, make_settings
 
 from digestd.errors import DeliveryError
-from digestd.models import ACTIVE, PENDING, UNSUBSCRIBED, ProfileItem, Subscriber, Suppression
+from digestd.models import ProfileItem, Subscriber, Suppression
+from digestd.records import ACTIVE, PENDING, UNSUBSCRIBED
 from digestd.store import open_session
 from digestd.subscribers import email_hash
 from digestd.web.app import create_app
