@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime
 from typing import Any
 
@@ -16,6 +17,11 @@ SUBSCRIBER_STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, SUPPRESSED)
 # ProfileItem.kind values
 KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED = "keyword", "exclude", "category", "author", "seed"
 PROFILE_KINDS = (KEYWORD, EXCLUDE, CATEGORY, AUTHOR, SEED)
+
+
+def new_link_key() -> str:
+    """A subscriber's random link key: every link mailed to them is signed with it (128 bits)."""
+    return secrets.token_urlsafe(16)
 
 
 def _json_list() -> Any:
@@ -48,7 +54,9 @@ class Paper(SQLModel, table=True):
 
 
 class Subscriber(SQLModel, table=True):
-    __table_args__ = (Index("ix_subscriber_due", "status", "next_due_at"),)
+    # AUTOINCREMENT: SQLite never gives a new subscriber the id of a deleted one (PostgreSQL's
+    # sequence never does either), so an old link can never name someone else.
+    __table_args__ = (Index("ix_subscriber_due", "status", "next_due_at"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True)
@@ -72,6 +80,10 @@ class Subscriber(SQLModel, table=True):
     confirm_nonce: str | None = Field(default=None, max_length=64)
     confirm_sent_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    # Signs every link mailed to this subscriber (`digestd.mail.tokens`): links die with the row.
+    link_key: str = Field(default_factory=new_link_key, max_length=32)
+    # Unsubscribe links mailed before link keys existed (digestd 0006) work until then.
+    legacy_links_until: datetime | None = None
 
 
 class ProfileItem(SQLModel, table=True):

@@ -216,6 +216,7 @@ def make_profile(
         min_score=subscriber.min_score,
         already_sent=sent,
         category_filter=subscriber.category_filter,
+        link_key=subscriber.link_key,
     )
 
 

@@ -12,6 +12,7 @@ import logging
 from functools import partial
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -56,7 +57,7 @@ async def send_signup_mail(web: Web, outcome: SignupOutcome) -> None:
         link = web.link("confirm", web.confirms.sign(outcome.confirm))
         message = compose_confirmation(web.pages, mail, to=outcome.email, link=link, now=now)
     elif outcome.action == SEND_ALREADY_SUBSCRIBED and outcome.subscriber_id is not None:
-        manage = web.link("manage", web.links.sign_manage(outcome.subscriber_id))
+        manage = web.link("manage", web.links.sign_manage(outcome.subscriber_id, outcome.link_key))
         message = compose_already_subscribed(web.pages, mail, to=outcome.email, manage_link=manage, now=now)
     else:
         log.info("sign-up: no mail for a suppressed address")
@@ -104,10 +105,15 @@ async def confirm(web: Web, request: Request) -> Response:
         return web.csrf_failed(request)
     token = web.confirms.verify(request.path_params["token"])
     now = web.now()
-    subscriber_id = await web.run_db(lambda s: confirm_signup(s, token, now=now).id, immediate=True)
-    assert subscriber_id is not None
+
+    def activate(session: Session) -> tuple[int, str]:
+        subscriber = confirm_signup(session, token, now=now)
+        assert subscriber.id is not None
+        return subscriber.id, subscriber.link_key
+
+    subscriber_id, link_key = await web.run_db(activate, immediate=True)
     log.info("sign-up: subscriber %s confirmed", subscriber_id)
-    manage_url = web.link("manage", web.links.sign_manage(subscriber_id))
+    manage_url = web.link("manage", web.links.sign_manage(subscriber_id, link_key))
     return web.page(request, "confirmed.html", manage_url=manage_url)
 
 

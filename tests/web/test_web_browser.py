@@ -129,9 +129,9 @@ def test_subscribe_confirm_manage_and_leave_in_a_browser(
     assert page.locator("#status").inner_text() == "paused"
     assert load(engine)[0].status == PAUSED  # type: ignore[union-attr]
 
-    subscriber_id = load(engine)[0].id  # type: ignore[union-attr]
-    assert subscriber_id is not None
-    page.goto(f"{web.base_url}/unsubscribe/{TokenSigner(SECRET).sign_unsubscribe(subscriber_id)}")
+    found = load(engine)[0]
+    assert found is not None and found.id is not None
+    page.goto(f"{web.base_url}/unsubscribe/{TokenSigner(SECRET).sign_unsubscribe(found.id, found.link_key)}")
     assert load(engine)[0].status == PAUSED  # type: ignore[union-attr]  # the page alone changes nothing
     page.get_by_role("button", name="Unsubscribe").click()
     assert page.locator("h1").inner_text() == "You are unsubscribed"
