@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import socket
 import threading
@@ -53,6 +56,14 @@ class Outbox:
         match = re.search(rf"https?://[^/\s]+(/{kind}/\S+)", body)
         assert match, body
         return match.group(1)
+
+
+def old_token(secret: str, kind: str, subscriber_id: int) -> str:
+    """A token as digestd signed them before link keys (revision 0005 and older)."""
+    key = hashlib.sha256(b"digestd-token-v1|" + secret.encode()).digest()
+    payload = f"{kind}\x1f{subscriber_id}".encode()
+    signature = hmac.digest(key, payload, "sha256")[:16]
+    return ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in (payload, signature))
 
 
 def csrf_of(client: TestClient, path: str = "/") -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 
 import pytest
+from web_support import old_token
 
 from digestd.errors import ConfigError
 from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token, TokenError, TokenSigner, check_secret_key
@@ -46,15 +45,6 @@ def test_a_token_of_another_kind_is_refused() -> None:
         signer.verify(signer.sign_manage(7, KEY), link_key=KEY, kind=RATE)
     with pytest.raises(TokenError, match="not rate"):
         signer.claimed_subscriber(signer.sign_manage(7, KEY), kind=RATE)
-
-
-def old_token(secret: str, kind: str, subscriber_id: int) -> str:
-    """A token as digestd signed them before link keys (revision 0005 and older)."""
-    key = hashlib.sha256(b"digestd-token-v1|" + secret.encode()).digest()
-    payload = f"{kind}\x1f{subscriber_id}".encode()
-    signature = hmac.digest(key, payload, "sha256")[:16]
-    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
-    return f"{encode(payload)}.{encode(signature)}"
 
 
 def test_tokens_from_before_link_keys_pass_only_when_asked() -> None:

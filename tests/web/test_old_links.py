@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from email import message_from_bytes, policy
 
 import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import col
 from starlette.testclient import TestClient
-from web_support import SECRET, START, Clock, Outbox, make_settings
+from web_support import SECRET, START, Clock, Outbox, make_settings, old_token
 
 from digestd.api import preview_digest
 from digestd.config import DigestSettings
 from digestd.demo import SAMPLE_PAPERS
 from digestd.ingest.run import ingest_file
 from digestd.mail.render import make_email_builder
-from digestd.models import ACTIVE, KEYWORD, PENDING, ProfileItem, Subscriber
+from digestd.models import ACTIVE, KEYWORD, PENDING, UNSUBSCRIBED, ProfileItem, Subscriber
 from digestd.store import make_engine, migrate, open_session
 from digestd.subscribers import SubscriberInput, add_subscriber, remove_subscriber, wipe_subscriber
 from digestd.web.app import create_app
@@ -106,3 +107,19 @@ def test_a_link_is_bound_to_the_record_it_was_made_for(engine: Engine) -> None:
         assert page.status_code == 400 and "carol" not in page.text, kind
     fresh = links_in_a_digest(engine, "carol@example.org")
     assert client.get(fresh["manage"]).status_code == 200
+
+
+def test_unsubscribe_links_mailed_before_the_upgrade_work_for_30_days_manage_links_not(engine: Engine) -> None:
+    ada, bob = add(engine, "ada@example.org"), add(engine, "bob@example.org")
+    with open_session(engine) as session:  # what migration 0006 sets on the subscribers it finds
+        session.execute(update(Subscriber).values(legacy_links_until=START + timedelta(days=30)))
+    clock = Clock()
+    client = TestClient(create_app(make_settings(), engine, send_message=Outbox(), now=clock), follow_redirects=False)
+    assert client.get(f"/manage/{old_token(SECRET, 'manage', ada)}").status_code == 400
+    one_click = {"List-Unsubscribe": "One-Click"}
+    assert client.post(f"/unsubscribe/{old_token(SECRET, 'unsubscribe', ada)}", data=one_click).status_code == 200
+    clock.advance(days=30)
+    assert client.post(f"/unsubscribe/{old_token(SECRET, 'unsubscribe', bob)}", data=one_click).status_code == 400
+    with open_session(engine) as session:
+        assert session.get(Subscriber, ada).status == UNSUBSCRIBED  # type: ignore[union-attr]
+        assert session.get(Subscriber, bob).status == ACTIVE  # type: ignore[union-attr]
