@@ -18,7 +18,7 @@ from digestd.mail.tokens import TokenSigner
 from digestd.store import open_session
 from digestd.web.confirmation import ConfirmSigner
 from digestd.web.csrf import FIELD_NAME, CsrfGuard, cookie_header, origin_of
-from digestd.web.limits import RateLimiter
+from digestd.web.limits import RateLimiter, client_key
 from digestd.web.mailer import SendMessage
 from digestd.web.pages import Pages
 
@@ -51,7 +51,8 @@ class Web:
         return f"{self.settings.mail.base_url.rstrip('/')}/{kind}/{token}"
 
     def client_address(self, request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+        """What sign-ups are limited by: the client's address, or its IPv6 /64."""
+        return client_key(request.client.host if request.client else "unknown")
 
     def csrf_ok(self, request: Request, form_value: object) -> bool:
         """The form was posted from our own pages, with the field made for its one CSRF cookie."""
