@@ -157,6 +157,23 @@ class Suppression(SQLModel, table=True):
     created_at: datetime
 
 
+class SignupRequest(SQLModel, table=True):
+    """A sign-up from the web form, queued: the web's sender records it and mails the
+    confirmation, so the form's answer neither waits for the mail nor depends on the address."""
+
+    __tablename__ = "signup_request"
+    __table_args__ = (Index("ix_signup_request_due", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, index=True)  # so `wipe` can delete a queued one
+    form: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime
+    next_attempt_at: datetime
+    claimed_until: datetime | None = None  # a sender is on it until then
+    attempts: int = 0
+    last_error: str | None = None
+
+
 class SourceState(SQLModel, table=True):
     """Per source: HTTP validators, cursor, and what happened on the last runs."""
 

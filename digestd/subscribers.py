@@ -34,6 +34,7 @@ from digestd.models import (
     ProfileItem,
     Rating,
     SentPaper,
+    SignupRequest,
     Subscriber,
     Suppression,
 )
@@ -386,6 +387,7 @@ def wipe_subscriber(session: Session, email: str, *, now: datetime) -> None:
     """Remove everything about a subscriber, keeping only a hash so they are never re-added by mistake."""
     address = normalise_email(email)
     remove_subscriber(session, address)
+    session.execute(delete(SignupRequest).where(col(SignupRequest.email) == address))  # a queued web sign-up
     if not is_suppressed(session, address):
         session.add(Suppression(email_hash=email_hash(address), reason="wiped", created_at=now))
     session.flush()

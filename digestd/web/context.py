@@ -37,6 +37,7 @@ class Web:
     address_limit: RateLimiter
     send_message: SendMessage
     now: Callable[[], datetime]
+    wake_sender: Callable[[], None] = lambda: None  # a sign-up was queued (`signup_queue`)
 
     async def run_db(self, work: Callable[[Session], T], *, immediate: bool = False) -> T:
         """Run `work` in one transaction, in a worker thread (the database driver blocks)."""

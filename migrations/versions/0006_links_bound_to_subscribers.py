@@ -1,4 +1,5 @@
-"""links bound to their subscriber: ids never reused (SQLite AUTOINCREMENT), a link key per subscriber
+"""links bound to their subscriber: ids never reused (SQLite AUTOINCREMENT), a link key per
+subscriber; the web's sign-up queue
 
 Revision ID: 0006
 Revises: 0005
@@ -52,8 +53,25 @@ def upgrade() -> None:
     ) as batch_op:
         batch_op.alter_column("link_key", existing_type=sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False)
 
+    op.create_table(
+        "signup_request",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+        sa.Column("form", sa.JSON(), nullable=False),
+        sa.Column("received_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("next_attempt_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("claimed_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("signup_request") as batch_op:
+        batch_op.create_index("ix_signup_request_due", ["next_attempt_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_signup_request_email"), ["email"], unique=False)
+
 
 def downgrade() -> None:
+    op.drop_table("signup_request")
     with op.batch_alter_table("subscriber", recreate="auto") as batch_op:
         batch_op.drop_column("legacy_links_until")
         batch_op.drop_column("link_key")

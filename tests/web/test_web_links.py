@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 from starlette.testclient import TestClient
-from web_support import SECRET, START, Clock, Outbox, csrf_of, make_settings
+from web_support import SECRET, START, Clock, Outbox, csrf_of, make_settings, post_signup
 
 from digestd.config import DigestSettings
 from digestd.mail.tokens import TokenSigner
@@ -211,7 +211,7 @@ def test_sign_up_confirm_rate_and_leave_on_postgresql(postgres_url: str, clock: 
     with TestClient(app, follow_redirects=False) as client:
         data = {"csrf": csrf_of(client), "email": "pg@example.org", "keywords": "graphs", "frequency": "daily",
                 "day": "mon", "time": "08:00", "timezone": "UTC"}  # fmt: skip
-        assert client.post("/subscribe", data=data).status_code == 200
+        assert post_signup(client, data).status_code == 200
         confirm = outbox.last_link("confirm")
         assert client.post(confirm, data={"csrf": csrf_of(client)}).status_code == 200
         with open_session(engine) as session:
