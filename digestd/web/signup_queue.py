@@ -5,8 +5,8 @@ So the answer to the form is the same page after the same work (one INSERT) what
 address is: new, already subscribed or suppressed, and whether the mail server is quick,
 slow or down. The queue is a table (`signup_request`): a mail server that refuses is
 retried (`RETRY_SECONDS`, then every 10 minutes) for up to `GIVE_UP_AFTER`, after which
-the sign-up is dropped with an ERROR in the log; a stopping web process finishes the mail
-in flight and keeps the rest for the next start (nothing is lost). Several web processes
+the sign-up is dropped with an ERROR in the log (as is one the checks now refuse); a
+stopping web process finishes the mail in flight and keeps the rest for the next start. Several web processes
 on one PostgreSQL database share the queue: a sender claims a row for `CLAIM_SECONDS`, so
 only one handles it, and a row whose sender died is taken again after that.
 """
@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from digestd.errors import DeliveryError
+from digestd.errors import DeliveryError, InputError
 from digestd.models import SignupRequest
 from digestd.subscribers import SubscriberInput
 from digestd.web.context import Web
@@ -71,6 +71,10 @@ def claim_next(session: Session, *, now: datetime) -> Claimed | None:
             assert row.id is not None
             return Claimed(row.id, SubscriberInput(**row.form), row.received_at, row.attempts + 1)
     return None
+
+
+def _forget(session: Session, request_id: int) -> None:
+    session.execute(delete(SignupRequest).where(col(SignupRequest.id) == request_id))
 
 
 def seconds_until_due(session: Session, *, now: datetime) -> float | None:
@@ -126,13 +130,17 @@ class SignupSender:
             if message is not None:
                 await self.web.send_message(message)
                 log.info("sign-up: %s mail sent to subscriber %s", outcome.action, outcome.subscriber_id)
+        except InputError as error:  # the form does not pass (stricter checks since it was queued): never will
+            log.error("web: a queued sign-up was refused and dropped: %s", error.message)
+            await self.web.run_db(lambda s: _forget(s, claimed.id))
+            return
         except Exception as error:  # a refusing mail server, or anything else: retry, never drop silently
             if not isinstance(error, DeliveryError):
                 log.exception("web: a queued sign-up failed")
             failure = error
             await self.web.run_db(lambda s: self._retry_later(s, claimed, failure), immediate=True)
             return
-        await self.web.run_db(lambda s: s.execute(delete(SignupRequest).where(col(SignupRequest.id) == claimed.id)))
+        await self.web.run_db(lambda s: _forget(s, claimed.id))
 
     async def _record(self, form: SubscriberInput) -> SignupOutcome:
         defaults, now = self.web.settings.digest, self.web.now()
@@ -159,7 +167,7 @@ class SignupSender:
             log.error(
                 "web: gave up mailing a sign-up after %d attempts over %s: %s", claimed.attempts, GIVE_UP_AFTER, reason
             )
-            session.execute(delete(SignupRequest).where(col(SignupRequest.id) == claimed.id))
+            _forget(session, claimed.id)
             return
         delay = self.retry_seconds[min(claimed.attempts, len(self.retry_seconds)) - 1]
         log.warning("web: sign-up mail failed (attempt %d), retrying in %g s: %s", claimed.attempts, delay, reason)

@@ -148,3 +148,17 @@ def test_wipe_deletes_a_queued_sign_up(engine: Engine) -> None:
         wipe_subscriber(session, "Ada@example.org", now=START)
     with open_session(engine) as session:
         assert [row.email for row in session.scalars(select(SignupRequest))] == ["bob@example.org"]
+
+
+def test_a_queued_sign_up_the_checks_refuse_is_dropped_loudly_and_the_next_one_mailed(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with open_session(engine) as session:
+        queue_signup(session, SubscriberInput(email="bad@example.org", keywords="x", timezone="Mars/Olympus"))
+        queue_signup(session, check_input(SubscriberInput(email="ada@example.org", keywords="graphs")))
+    outbox = Outbox()
+    with TestClient(create_app(make_settings(), engine, send_message=outbox, now=Clock())):
+        (message,) = outbox.wait_for(1)
+        queue_done(engine)
+    assert message["To"] == "ada@example.org"
+    assert "a queued sign-up was refused and dropped: timezone 'Mars/Olympus'" in caplog.text
