@@ -4,6 +4,7 @@ limits in `validation`, which every entry point checks before anything is writte
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime
 from typing import Any
 
@@ -21,6 +22,11 @@ from digestd.validation import (
     SOURCE_NAME_MAX,
     TIMEZONE_MAX,
 )
+
+
+def new_link_key() -> str:
+    """A subscriber's random link key: every link mailed to them is signed with it (128 bits)."""
+    return secrets.token_urlsafe(16)
 
 
 def _json_list() -> Any:
@@ -53,7 +59,9 @@ class Paper(SQLModel, table=True):
 
 
 class Subscriber(SQLModel, table=True):
-    __table_args__ = (Index("ix_subscriber_due", "status", "next_due_at"),)
+    # AUTOINCREMENT: SQLite never gives a new subscriber the id of a deleted one (PostgreSQL's
+    # sequence never does either), so an old link can never name someone else.
+    __table_args__ = (Index("ix_subscriber_due", "status", "next_due_at"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=EMAIL_MAX, unique=True)
@@ -77,6 +85,10 @@ class Subscriber(SQLModel, table=True):
     confirm_nonce: str | None = Field(default=None, max_length=64)
     confirm_sent_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    # Signs every link mailed to this subscriber (`digestd.mail.tokens`): links die with the row.
+    link_key: str = Field(default_factory=new_link_key, max_length=32)
+    # Unsubscribe links mailed before link keys existed (digestd 0006) work until then.
+    legacy_links_until: datetime | None = None
 
 
 class ProfileItem(SQLModel, table=True):
@@ -148,6 +160,23 @@ class Suppression(SQLModel, table=True):
     email_hash: str = Field(primary_key=True, max_length=64)
     reason: str = Field(max_length=50)
     created_at: datetime
+
+
+class SignupRequest(SQLModel, table=True):
+    """A sign-up from the web form, queued: the web's sender records it and mails the
+    confirmation, so the form's answer neither waits for the mail nor depends on the address."""
+
+    __tablename__ = "signup_request"
+    __table_args__ = (Index("ix_signup_request_due", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, index=True)  # so `wipe` can delete a queued one
+    form: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime
+    next_attempt_at: datetime
+    claimed_until: datetime | None = None  # a sender is on it until then
+    attempts: int = 0
+    last_error: str | None = None
 
 
 class SourceState(SQLModel, table=True):

@@ -77,6 +77,7 @@ class Profile:
     min_score: float = 0.0
     already_sent: frozenset[str] = frozenset()  # paper ids mailed before
     category_filter: bool = False  # True: only papers in `categories`; False: they get a boost
+    link_key: str = ""  # signs the links in their emails (`mail.tokens`); from the subscriber's row
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
 from digestd.errors import InputError, NotFoundError
 from digestd.identity import normalise_arxiv_id
-from digestd.models import Delivery, ProfileItem, Rating, SentPaper, Subscriber, Suppression
+from digestd.models import Delivery, ProfileItem, Rating, SentPaper, SignupRequest, Subscriber, Suppression
 from digestd.records import ACTIVE, AUTHOR, CATEGORY, EXCLUDE, KEYWORD, SEED, SUBSCRIBER_STATUSES, Keyword, Profile
 from digestd.schedule import next_due_after
 from digestd.validation import (
@@ -244,6 +244,7 @@ def make_profile(
         min_score=subscriber.min_score,
         already_sent=sent,
         category_filter=subscriber.category_filter,
+        link_key=subscriber.link_key,
     )
 
 
@@ -416,6 +417,7 @@ def wipe_subscriber(session: Session, email: str, *, now: datetime) -> None:
     """Remove everything about a subscriber, keeping only a hash so they are never re-added by mistake."""
     address = normalise_email(email)
     remove_subscriber(session, address)
+    session.execute(delete(SignupRequest).where(col(SignupRequest.email) == address))  # a queued web sign-up
     if not is_suppressed(session, address):
         session.add(Suppression(email_hash=email_hash(address), reason="wiped", created_at=now))
     session.flush()

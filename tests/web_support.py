@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -50,11 +54,49 @@ class Outbox:
     async def __call__(self, message: EmailMessage) -> None:
         self.messages.append(message)
 
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[EmailMessage]:
+        """The messages once at least `count` arrived (the app's sender mails after the answer)."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            assert time.monotonic() < deadline, f"only {len(self.messages)} message(s) arrived"
+            time.sleep(0.02)
+        return self.messages
+
     def last_link(self, kind: str) -> str:
         body = self.messages[-1].get_content()
         match = re.search(rf"https?://[^/\s]+(/{kind}/\S+)", body)
         assert match, body
         return match.group(1)
+
+
+def queue_done(engine: Any, timeout: float = 60.0) -> None:
+    """Wait until the app's sign-up sender has handled every queued sign-up."""
+    from sqlalchemy import func, select
+
+    from digestd.models import SignupRequest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as connection:
+            if not connection.scalar(select(func.count()).select_from(SignupRequest)):
+                return
+        assert time.monotonic() < deadline, "the queued sign-ups were not handled"
+        time.sleep(0.02)
+
+
+def post_signup(client: TestClient, data: dict[str, Any]) -> Any:
+    """POST the sign-up form, then wait until the app's sender has handled it."""
+    response = client.post("/subscribe", data=data)
+    queue_done(client.app.state.web.engine)  # type: ignore[attr-defined]
+    return response
+
+
+def old_token(secret: str, kind: str, subscriber_id: int) -> str:
+    """A token as digestd signed them before link keys (revision 0005 and older)."""
+    key = hashlib.sha256(b"digestd-token-v1|" + secret.encode()).digest()
+    payload = f"{kind}\x1f{subscriber_id}".encode()
+    signature = hmac.digest(key, payload, "sha256")[:16]
+    return ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in (payload, signature))
 
 
 def csrf_of(client: TestClient, path: str = "/") -> str:

@@ -88,15 +88,16 @@ class DigestRenderer:
             view = self._views[key] = make_paper_view(paper, limit)
         return view
 
-    def links(self, subscriber_id: int) -> dict[str, str]:
+    def links(self, profile: Profile) -> dict[str, str]:
         base = self.mail.base_url.rstrip("/")
+        sid, key = profile.subscriber_id, profile.link_key
         return {
-            "manage_url": f"{base}/manage/{self.signer.sign_manage(subscriber_id)}",
-            "unsubscribe_url": f"{base}/unsubscribe/{self.signer.sign_unsubscribe(subscriber_id)}",
+            "manage_url": f"{base}/manage/{self.signer.sign_manage(sid, key)}",
+            "unsubscribe_url": f"{base}/unsubscribe/{self.signer.sign_unsubscribe(sid, key)}",
         }
 
     def context(self, digest: Digest, *, period: str, limit: int, notes: tuple[str, ...] = ()) -> dict[str, Any]:
-        sid = digest.profile.subscriber_id
+        sid, key = digest.profile.subscriber_id, digest.profile.link_key
         base = self.mail.base_url.rstrip("/")
         shown = [pick for section in digest.sections for pick in section.picks]
         ranks = {id(pick): number for number, pick in enumerate(shown, start=1)}
@@ -110,8 +111,8 @@ class DigestRenderer:
                         paper=paper,
                         number=f"{ranks[id(pick)]:>2}.",
                         reasons="; ".join(pick.reasons),
-                        rate_up_url=f"{base}/rate/{self.signer.sign_rate(sid, paper.id, 1)}",
-                        rate_down_url=f"{base}/rate/{self.signer.sign_rate(sid, paper.id, -1)}",
+                        rate_up_url=f"{base}/rate/{self.signer.sign_rate(sid, key, paper.id, 1)}",
+                        rate_down_url=f"{base}/rate/{self.signer.sign_rate(sid, key, paper.id, -1)}",
                     )
                 )
             sections.append(SectionView(section.label, picks))
@@ -128,7 +129,7 @@ class DigestRenderer:
             "name": digest.profile.name,
             "list_name": self.list_name,
             "base_url": base,
-            **self.links(sid),
+            **self.links(digest.profile),
         }
 
     def render_parts(self, digest: Digest, *, period: str) -> tuple[str, str, Digest]:
@@ -220,7 +221,7 @@ class EmailBuilder:
         text, html, digest = self.renderer.render_parts(digest, period=period)
         subject = subject_for(digest, period)
         mid = message_id(profile.subscriber_id, period, self.domain)
-        token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id)
+        token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id, profile.link_key)
         url = clean_header(f"{self.mail.base_url.rstrip('/')}/unsubscribe/{token}")
         headers = [
             encode_header("From", format_address(self.sender_name, self.sender)),
@@ -247,7 +248,7 @@ def sample_digest(now: datetime) -> Digest:
     """A small digest to try the templates on at start-up."""
     paper = PaperRecord(id="2401.00001", title="A sample", abstract="Sample text.", authors=("Ada Lovelace",))
     pick = Pick(paper=paper, score=1.0, reasons=("matched: sample",), section="Sample")
-    profile = Profile(subscriber_id=1, email="sample@example.org", name="Sample")
+    profile = Profile(subscriber_id=1, email="sample@example.org", name="Sample", link_key="sample")
     return Digest(profile, now, now, (Section("Sample", (pick,)),), candidates=1, generated_at=now)
 
 

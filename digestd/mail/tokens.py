@@ -2,10 +2,21 @@
 
 A token is `<payload>.<signature>`, both base64url without padding. The payload is
 `kind`, the subscriber id and, for `rate`, the value (+1/-1) and the paper id, joined by
-U+001F. The signature is the first 16 bytes of HMAC-SHA256 over the payload, with a key
-derived from `DIGESTD_SECRET_KEY`; `verify` compares it in constant time. Tokens do not
-expire: an unsubscribe link in a year-old email must still work (RFC 8058). Changing the
-secret key invalidates every link already mailed.
+U+001F. The signature is the first 16 bytes of HMAC-SHA256 over the payload and the
+subscriber's link key (a random value stored with the subscriber, `models.Subscriber.link_key`),
+with a key derived from `DIGESTD_SECRET_KEY`; `verify` compares it in constant time.
+
+So a token is good only for the record it was made for: when the subscriber is removed or
+wiped, the key goes with the row and every link mailed to them dies, even if the id were
+ever given to someone else. Tokens do not expire otherwise: an unsubscribe link in a
+year-old email must still work (RFC 8058). Changing the secret key invalidates every link
+already mailed. Verifying needs the link key, so it takes two steps: `claimed_subscriber`
+reads which subscriber a token names (unverified), the caller loads that subscriber's key,
+and `verify` checks the signature with it.
+
+Tokens from before link keys (signed over the payload alone) are accepted only by
+`verify(..., accept_legacy=True)`, which the web allows for unsubscribe links only, for a
+while after the upgrade (see `web.links`).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 from digestd.errors import ConfigError, InputError
@@ -23,6 +35,8 @@ TOKEN_KINDS = (UNSUBSCRIBE, MANAGE, RATE)
 # Used by --dry-run and previews when DIGESTD_SECRET_KEY is unset; never for real mail.
 DEV_SECRET_KEY = "digestd-development-key-not-secret"
 _SEPARATOR = "\x1f"
+_ID = re.compile(r"[0-9]{1,10}")
+MAX_SUBSCRIBER_ID = 2**31 - 1  # PostgreSQL's integer
 _SIGNATURE_BYTES = 16
 
 
@@ -60,52 +74,74 @@ def check_secret_key(secret_key: str) -> str:
 
 
 class TokenSigner:
-    """Signs and verifies tokens with one secret key ."""
+    """Signs and verifies tokens with one secret key."""
 
     def __init__(self, secret_key: str) -> None:
-        self._key = hashlib.sha256(b"digestd-token-v1|" + secret_key.encode()).digest()
+        self._key = hashlib.sha256(b"digestd-token-v2|" + secret_key.encode()).digest()
+        self._legacy_key = hashlib.sha256(b"digestd-token-v1|" + secret_key.encode()).digest()
 
-    def _signature(self, payload: bytes) -> bytes:
-        return hmac.digest(self._key, payload, "sha256")[:_SIGNATURE_BYTES]
+    def _signature(self, payload: bytes, link_key: str) -> bytes:
+        # The link key is base64url (no U+001F) and comes last, so the message is unambiguous.
+        message = payload + b"\x1f" + link_key.encode()
+        return hmac.digest(self._key, message, "sha256")[:_SIGNATURE_BYTES]
 
-    def sign(self, token: Token) -> str:
+    def sign(self, token: Token, link_key: str) -> str:
         parts = [token.kind, str(token.subscriber_id)]
         if token.kind == RATE:
             if token.paper_id is None or token.value not in (1, -1):
                 raise ValueError("a rate token needs a paper id and a value of +1 or -1")
             parts += [str(token.value), token.paper_id]
         payload = _SEPARATOR.join(parts).encode()
-        return f"{_b64encode(payload)}.{_b64encode(self._signature(payload))}"
+        return f"{_b64encode(payload)}.{_b64encode(self._signature(payload, link_key))}"
 
-    def verify(self, text: str, *, kind: str | None = None) -> Token:
-        """The token `text` carries, or `TokenError` if it was not signed with this key."""
-        encoded, _, signature = text.strip().partition(".")
-        try:
-            payload, given = _b64decode(encoded), _b64decode(signature)
-        except (ValueError, TypeError):
-            raise TokenError("the link is damaged", hint="copy the whole link from the email") from None
-        if not hmac.compare_digest(self._signature(payload), given):
-            raise TokenError("the link is not valid", hint="it may be damaged, or from an older key")
-        token = _parse_payload(payload.decode("utf-8", "replace"))
-        if kind is not None and token.kind != kind:
-            raise TokenError(f"the link is for {token.kind}, not {kind}")
-        return token
+    def claimed_subscriber(self, text: str, *, kind: str | None = None) -> int:
+        """The subscriber id `text` names, NOT verified: only to look up the link key."""
+        return _parse_payload(_split(text)[0].decode("utf-8", "replace"), kind).subscriber_id
 
-    def sign_unsubscribe(self, subscriber_id: int) -> str:
-        return self.sign(Token(UNSUBSCRIBE, subscriber_id))
+    def verify(self, text: str, *, link_key: str, kind: str | None = None, accept_legacy: bool = False) -> Token:
+        """The token `text` carries, or `TokenError` unless this key signed it for `link_key`
+        (or, with `accept_legacy`, signed it the old way, without a link key)."""
+        payload, given = _split(text)
+        token = _parse_payload(payload.decode("utf-8", "replace"), kind)
+        if hmac.compare_digest(self._signature(payload, link_key), given):
+            return token
+        legacy = hmac.digest(self._legacy_key, payload, "sha256")[:_SIGNATURE_BYTES]
+        if accept_legacy and hmac.compare_digest(legacy, given):
+            return token
+        raise TokenError("the link is not valid", hint="it may be damaged, old, or for a subscription that ended")
 
-    def sign_manage(self, subscriber_id: int) -> str:
-        return self.sign(Token(MANAGE, subscriber_id))
+    def sign_unsubscribe(self, subscriber_id: int, link_key: str) -> str:
+        return self.sign(Token(UNSUBSCRIBE, subscriber_id), link_key)
 
-    def sign_rate(self, subscriber_id: int, paper_id: str, value: int) -> str:
-        return self.sign(Token(RATE, subscriber_id, paper_id=paper_id, value=value))
+    def sign_manage(self, subscriber_id: int, link_key: str) -> str:
+        return self.sign(Token(MANAGE, subscriber_id), link_key)
+
+    def sign_rate(self, subscriber_id: int, link_key: str, paper_id: str, value: int) -> str:
+        return self.sign(Token(RATE, subscriber_id, paper_id=paper_id, value=value), link_key)
 
 
-def _parse_payload(payload: str) -> Token:
+def _split(text: str) -> tuple[bytes, bytes]:
+    encoded, _, signature = text.strip().partition(".")
+    try:
+        return _b64decode(encoded), _b64decode(signature)
+    except (ValueError, TypeError):
+        raise TokenError("the link is damaged", hint="copy the whole link from the email") from None
+
+
+def _parse_payload(payload: str, kind: str | None) -> Token:
+    token = _read_payload(payload)
+    if kind is not None and token.kind != kind:
+        raise TokenError(f"the link is for {token.kind}, not {kind}")
+    return token
+
+
+def _read_payload(payload: str) -> Token:
     parts = payload.split(_SEPARATOR, 3)
     try:
-        kind, subscriber_id = parts[0], int(parts[1])
-        if kind == RATE and len(parts) == 4:
+        kind, subscriber_id = parts[0], int(parts[1]) if _ID.fullmatch(parts[1]) else 0
+        if not 0 < subscriber_id <= MAX_SUBSCRIBER_ID:  # an id the database cannot even look up
+            raise ValueError(parts[1])
+        if kind == RATE and len(parts) == 4 and parts[2] in ("1", "-1"):
             return Token(kind, subscriber_id, paper_id=parts[3], value=int(parts[2]))
         if kind in (UNSUBSCRIBE, MANAGE) and len(parts) == 2:
             return Token(kind, subscriber_id)

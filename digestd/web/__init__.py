@@ -3,7 +3,8 @@
     server         uvicorn on the configured address, alone (`digestd web`) or in the daemon
     app            the Starlette app: routes, error pages, security headers
     signup_routes  sign-up with double opt-in; link_routes: manage, one-click unsubscribe, ratings
-    signup         the core behind them: start and confirm a sign-up, rate, unsubscribe, purge
+    signup         the core behind them: start and confirm a sign-up, check a link, rate, unsubscribe, purge
+    signup_queue   the form only queues a sign-up; a sender in the web process records and mails it
     confirmation   the signed, expiring confirmation links
     forms, manage  form parsing and the manage page's view
     pages, messages, mailer   page templates, the web's emails and how they are sent

@@ -9,8 +9,10 @@ Every response carries a strict Content-Security-Policy and `Referrer-Policy: no
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -32,6 +34,7 @@ from digestd.web.limits import RateLimiter
 from digestd.web.link_routes import link_routes
 from digestd.web.mailer import SendMessage
 from digestd.web.pages import Pages, list_timezones, make_environment, shipped_web_dir
+from digestd.web.signup_queue import RETRY_SECONDS, SignupSender
 from digestd.web.signup_routes import signup_routes
 
 log = logging.getLogger(__name__)
@@ -160,16 +163,35 @@ def _error_handlers(web: Web) -> dict[object, Callable[..., object]]:
 
 
 def create_app(
-    settings: Settings, engine: Engine, *, send_message: SendMessage, now: Callable[[], datetime] = _utc_now
+    settings: Settings,
+    engine: Engine,
+    *,
+    send_message: SendMessage,
+    now: Callable[[], datetime] = _utc_now,
+    retry_seconds: Sequence[float] = RETRY_SECONDS,
 ) -> Starlette:
-    """The ASGI app: sign-up, confirm, manage, unsubscribe and rate pages, plus `/static`."""
+    """The ASGI app: sign-up, confirm, manage, unsubscribe and rate pages, plus `/static`.
+    While it runs (its lifespan), a `SignupSender` mails the queued sign-ups."""
     web = make_web(settings, engine, send_message=send_message, now=now)
+    sender = SignupSender(web, retry_seconds=retry_seconds)
+    web.wake_sender = sender.wake
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        sending = asyncio.create_task(sender.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()  # the mail in flight is finished, the rest kept for the next start
+            await sending
+
     routes = [
         *signup_routes(web),
         *link_routes(web),
         Mount("/static", StaticFiles(directory=shipped_web_dir() / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers=_error_handlers(web))  # type: ignore[arg-type]
+    app = Starlette(routes=routes, exception_handlers=_error_handlers(web), lifespan=lifespan)  # type: ignore[arg-type]
     app.add_middleware(SecurityHeaders)
     app.state.web = web
     return app

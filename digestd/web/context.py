@@ -17,8 +17,8 @@ from digestd.config import Settings
 from digestd.mail.tokens import TokenSigner
 from digestd.store import open_session
 from digestd.web.confirmation import ConfirmSigner
-from digestd.web.csrf import COOKIE_NAME, FIELD_NAME, CsrfGuard
-from digestd.web.limits import RateLimiter
+from digestd.web.csrf import FIELD_NAME, CsrfGuard, cookie_header, origin_of
+from digestd.web.limits import RateLimiter, client_key
 from digestd.web.mailer import SendMessage
 from digestd.web.pages import Pages
 
@@ -37,6 +37,7 @@ class Web:
     address_limit: RateLimiter
     send_message: SendMessage
     now: Callable[[], datetime]
+    wake_sender: Callable[[], None] = lambda: None  # a sign-up was queued (`signup_queue`)
 
     async def run_db(self, work: Callable[[Session], T], *, immediate: bool = False) -> T:
         """Run `work` in one transaction, in a worker thread (the database driver blocks)."""
@@ -51,11 +52,16 @@ class Web:
         return f"{self.settings.mail.base_url.rstrip('/')}/{kind}/{token}"
 
     def client_address(self, request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+        """What sign-ups are limited by: the client's address, or its IPv6 /64."""
+        return client_key(request.client.host if request.client else "unknown")
 
     def csrf_ok(self, request: Request, form_value: object) -> bool:
+        """The form was posted from our own pages, with the field made for its one CSRF cookie."""
         value = form_value if isinstance(form_value, str) else None
-        return self.csrf.check(request.cookies.get(COOKIE_NAME), value)
+        own_origins = {origin_of(self.settings.mail.base_url), origin_of(str(request.base_url))}
+        if not self.csrf.from_own_pages(request.headers, own_origins):
+            return False
+        return self.csrf.check(cookie_header(request.headers), value)
 
     def page(self, request: Request, template: str, *, status: int = 200, **context: object) -> Response:
         return self.pages.render(request, template, status=status, **context)

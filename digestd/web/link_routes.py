@@ -1,8 +1,10 @@
 """The links in every digest: `/manage/<token>`, `/unsubscribe/<token>`, `/rate/<token>`.
 
-Tokens come from `digestd.mail.tokens` (signed, no expiry). GET never changes anything; the
-forms POST back to the same URL. `POST /unsubscribe/<token>` is RFC 8058 one-click: body
-`List-Unsubscribe=One-Click`, no cookie or CSRF field, answers 200 without a redirect.
+Tokens come from `digestd.mail.tokens` (signed with the subscriber's link key, no expiry)
+and are checked by `signup.check_link`. GET never changes anything; the forms POST back to
+the same URL. `POST /unsubscribe/<token>` is RFC 8058 one-click: body
+`List-Unsubscribe=One-Click`, no cookie or CSRF field, answers 200 without a redirect and
+without any other link.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from digestd.errors import InputError, NotFoundError
-from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token
+from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token, TokenError
 from digestd.models import Paper, Subscriber
 from digestd.web.context import CSRF_FIELD, Web
-from digestd.web.forms import read_profile_form
+from digestd.web.forms import ProfileForm, read_profile_form
 from digestd.web.manage import ACTIONS, ManageView, change_status, load_manage_view, save_profile
-from digestd.web.signup import save_rating, unsubscribe
+from digestd.web.signup import check_link, save_rating, unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -41,61 +43,86 @@ def _manage_page(web: Web, request: Request, view: ManageView, *, error: str | N
     )
 
 
+def _load_view(session: Session, web: Web, text: str) -> ManageView:
+    token = check_link(session, web.links, text, kind=MANAGE, now=web.now())
+    return load_manage_view(session, token.subscriber_id)
+
+
 async def manage_page(web: Web, request: Request) -> Response:
-    token = web.links.verify(request.path_params["token"], kind=MANAGE)
-    view = await web.run_db(lambda s: load_manage_view(s, token.subscriber_id))
-    return _manage_page(web, request, view)
+    text = request.path_params["token"]
+    return _manage_page(web, request, await web.run_db(lambda s: _load_view(s, web, text)))
 
 
 async def manage(web: Web, request: Request) -> Response:
     data = await request.form(max_files=0, max_fields=200)
     if not web.csrf_ok(request, data.get(CSRF_FIELD)):
         return web.csrf_failed(request)
-    token = web.links.verify(request.path_params["token"], kind=MANAGE)
-    action, now, sid = str(data.get("action", "")), web.now(), token.subscriber_id
+    text, now = request.path_params["token"], web.now()
+    action = str(data.get("action", ""))
     if action not in ACTIONS:
         raise InputError("unknown action", hint="use the buttons on the page")
-    try:
-        if action == "save":
-            form = read_profile_form(data, with_email=False)
-            await web.run_db(lambda s: save_profile(s, sid, form, now=now), immediate=True)
+
+    def act(session: Session, form: ProfileForm | None) -> int:
+        sid = check_link(session, web.links, text, kind=MANAGE, now=now).subscriber_id
+        if form is not None:
+            save_profile(session, sid, form, now=now)
         else:
-            await web.run_db(lambda s: change_status(s, sid, action, now=now), immediate=True)
+            change_status(session, sid, action, now=now)
+        return sid
+
+    try:
+        form = read_profile_form(data, with_email=False) if action == "save" else None
+        sid = await web.run_db(lambda s: act(s, form), immediate=True)
+    except TokenError:  # a bad link is its own page, not a form error
+        raise
     except InputError as error:
-        view = await web.run_db(lambda s: load_manage_view(s, sid))
+        view = await web.run_db(lambda s: _load_view(s, web, text))
         return _manage_page(web, request, view, error=error.message)
     log.info("manage: subscriber %s did %s", sid, action)
-    return RedirectResponse(f"/manage/{web.links.sign_manage(sid)}?done={action}", status_code=303)
+    return RedirectResponse(f"/manage/{text}?done={action}", status_code=303)
+
+
+def _unsubscribe(session: Session, web: Web, text: str, *, change: bool) -> bool:
+    """Check an unsubscribe link (and with `change`, unsubscribe); False if its subscriber is gone."""
+    now = web.now()
+    try:
+        token = check_link(session, web.links, text, kind=UNSUBSCRIBE, now=now)
+    except NotFoundError:
+        return False
+    if change:
+        unsubscribe(session, token.subscriber_id, now=now)
+        log.info("unsubscribe: subscriber %s", token.subscriber_id)
+    return True
 
 
 async def unsubscribe_page(web: Web, request: Request) -> Response:
-    web.links.verify(request.path_params["token"], kind=UNSUBSCRIBE)
-    return web.page(request, "unsubscribe.html")
+    text = request.path_params["token"]
+    if await web.run_db(lambda s: _unsubscribe(s, web, text, change=False)):
+        return web.page(request, "unsubscribe.html")
+    return web.page(request, "unsubscribed.html")  # nothing left to stop
 
 
 async def unsubscribe_now(web: Web, request: Request) -> Response:
+    """RFC 8058 one-click. The answer links nowhere: the token in a List-Unsubscribe header
+    is posted by mail providers and may be seen by more eyes than the digest itself."""
     data = await request.form(max_files=0, max_fields=10)
     if data.get("List-Unsubscribe") != "One-Click":
         raise InputError("this request is not a one-click unsubscribe", hint="use the button on the page")
-    token = web.links.verify(request.path_params["token"], kind=UNSUBSCRIBE)
-    now = web.now()
-    known = await web.run_db(lambda s: unsubscribe(s, token.subscriber_id, now=now), immediate=True)
-    log.info("unsubscribe: subscriber %s (%s)", token.subscriber_id, "done" if known else "unknown")
-    manage_url = web.link("manage", web.links.sign_manage(token.subscriber_id)) if known else None
-    return web.page(request, "unsubscribed.html", manage_url=manage_url)
+    text = request.path_params["token"]
+    await web.run_db(lambda s: _unsubscribe(s, web, text, change=True), immediate=True)
+    return web.page(request, "unsubscribed.html")
 
 
-def _load_rating_target(session: Session, token: Token) -> str | None:
-    """The paper's title (None if we do not have it); `NotFoundError` if the subscriber is gone."""
-    if session.get(Subscriber, token.subscriber_id) is None:
-        raise NotFoundError("there is no subscription for this link")
+def _load_rating_target(session: Session, web: Web, text: str) -> tuple[Token, str | None]:
+    """The rate link's token and the paper's title (None if we do not have it)."""
+    token = check_link(session, web.links, text, kind=RATE, now=web.now())
     paper = session.get(Paper, token.paper_id)
-    return paper.title if paper else None
+    return token, paper.title if paper else None
 
 
 async def rate_page(web: Web, request: Request) -> Response:
-    token = web.links.verify(request.path_params["token"], kind=RATE)
-    title = await web.run_db(lambda s: _load_rating_target(s, token))
+    text = request.path_params["token"]
+    token, title = await web.run_db(lambda s: _load_rating_target(s, web, text))
     return web.page(request, "rate.html", token=token, title=title, uses_forms=True)
 
 
@@ -103,18 +130,19 @@ async def rate(web: Web, request: Request) -> Response:
     data = await request.form(max_files=0, max_fields=10)
     if not web.csrf_ok(request, data.get(CSRF_FIELD)):
         return web.csrf_failed(request)
-    token = web.links.verify(request.path_params["token"], kind=RATE)
-    assert token.paper_id is not None and token.value is not None
-    paper_id, value, now = token.paper_id, token.value, web.now()
+    text, now = request.path_params["token"], web.now()
 
-    def record(session: Session) -> str | None:
-        title = _load_rating_target(session, token)
-        save_rating(session, token.subscriber_id, paper_id, value, now=now)
-        return title
+    def record(session: Session) -> tuple[Token, str | None, str]:
+        token, title = _load_rating_target(session, web, text)
+        assert token.paper_id is not None and token.value is not None
+        save_rating(session, token.subscriber_id, token.paper_id, token.value, now=now)
+        subscriber = session.get(Subscriber, token.subscriber_id)
+        assert subscriber is not None
+        return token, title, subscriber.link_key
 
-    title = await web.run_db(record, immediate=True)
-    log.info("rate: subscriber %s rated a paper %+d", token.subscriber_id, value)
-    manage_url = web.link("manage", web.links.sign_manage(token.subscriber_id))
+    token, title, link_key = await web.run_db(record, immediate=True)
+    log.info("rate: subscriber %s rated a paper %+d", token.subscriber_id, token.value or 0)
+    manage_url = web.link("manage", web.links.sign_manage(token.subscriber_id, link_key))
     return web.page(request, "rated.html", token=token, title=title, manage_url=manage_url)
 
 

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse
 from digestd.config import FREQUENCIES, WEEKDAYS, MailSettings
 from digestd.errors import RenderError
 from digestd.mail.render import templates_dir
-from digestd.web.csrf import COOKIE_NAME, FIELD_NAME, CsrfGuard
+from digestd.web.csrf import FIELD_NAME, CsrfGuard, cookie_header
 
 DAY_NAMES = dict(
     zip(WEEKDAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"), strict=True)
@@ -69,7 +69,7 @@ class Pages:
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
         """An HTML page; pages with forms get `csrf_field` and the cookie behind it."""
-        cookie = self.csrf.usable_cookie(request.cookies.get(COOKIE_NAME))
+        cookie = self.csrf.usable_cookie(cookie_header(request.headers))
         fresh = cookie is None
         cookie = cookie or self.csrf.new_cookie_value()
         html = self.env.get_template(template).render(
@@ -84,7 +84,7 @@ class Pages:
         response = HTMLResponse(html, status_code=status)
         if fresh and context.get("uses_forms", False):
             response.set_cookie(
-                COOKIE_NAME, cookie, httponly=True, samesite="lax", secure=self.csrf.secure_cookie, path="/"
+                self.csrf.cookie_name, cookie, httponly=True, samesite="lax", secure=self.csrf.secure_cookie, path="/"
             )
         response.headers["Cache-Control"] = "no-store"
         return response

@@ -75,7 +75,7 @@ async def serve_web(
         forwarded_allow_ips=settings.web.forwarded_allow_ips,
         access_log=False,
         log_config=None,
-        lifespan="off",
+        lifespan="on",  # the app's sign-up sender runs in it
         server_header=False,
         timeout_graceful_shutdown=10,
     )

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from digestd.config import DigestSettings
 from digestd.errors import NotFoundError
-from digestd.mail.tokens import TokenError
+from digestd.mail.tokens import UNSUBSCRIBE, Token, TokenError, TokenSigner
 from digestd.models import Delivery, ProfileItem, Rating, SentPaper, Subscriber
 from digestd.records import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED
 from digestd.subscribers import SubscriberInput, add_subscriber, check_input, edit_subscriber, is_suppressed, reschedule
@@ -37,6 +37,7 @@ class SignupOutcome:
     email: str
     subscriber_id: int | None = None
     confirm: ConfirmToken | None = None  # for SEND_CONFIRMATION
+    link_key: str = ""  # for SEND_ALREADY_SUBSCRIBED: signs the manage link
 
 
 def _find(session: Session, email: str) -> Subscriber | None:
@@ -64,7 +65,7 @@ def start_signup(session: Session, given: SubscriberInput, *, defaults: DigestSe
     if subscriber is None:
         subscriber = add_subscriber(session, checked, defaults=defaults, now=now)
     elif subscriber.status in (ACTIVE, PAUSED):
-        return SignupOutcome(SEND_ALREADY_SUBSCRIBED, subscriber.email, subscriber.id)
+        return SignupOutcome(SEND_ALREADY_SUBSCRIBED, subscriber.email, subscriber.id, link_key=subscriber.link_key)
     elif subscriber.status in (PENDING, UNSUBSCRIBED):
         subscriber = edit_subscriber(session, checked, now=now)
     else:
@@ -72,6 +73,19 @@ def start_signup(session: Session, given: SubscriberInput, *, defaults: DigestSe
     outcome = _ask_confirmation(subscriber, now)
     session.flush()
     return outcome
+
+
+def check_link(session: Session, signer: TokenSigner, text: str, *, kind: str, now: datetime) -> Token:
+    """The token of a link from a digest, verified with its subscriber's link key;
+    `NotFoundError` when that subscriber no longer exists, `TokenError` when it was not
+    made for them. Links mailed before link keys existed pass only to unsubscribe, and only
+    until the subscriber's `legacy_links_until`."""
+    subscriber = session.get(Subscriber, signer.claimed_subscriber(text, kind=kind))
+    if subscriber is None:
+        raise NotFoundError("there is no subscription for this link", hint="it may have been deleted")
+    until = subscriber.legacy_links_until
+    legacy = kind == UNSUBSCRIBE and until is not None and now < until
+    return signer.verify(text, link_key=subscriber.link_key, kind=kind, accept_legacy=legacy)
 
 
 def check_confirmation(session: Session, token: ConfirmToken, *, now: datetime) -> Subscriber:

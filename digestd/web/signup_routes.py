@@ -1,7 +1,8 @@
 """`/` (the sign-up form), `/subscribe` and `/confirm/<token>`: double opt-in.
 
-`POST /subscribe` always ends on the same "check your inbox" page, whether the address
-is new, pending, already subscribed or suppressed; only the email differs. `GET
+`POST /subscribe` always ends on the same "check your inbox" page after the same work,
+whether the address is new, pending, already subscribed or suppressed: it only queues the
+form (`signup_queue`), and the sender records it and mails after the answer has gone. `GET
 /confirm/<token>` shows a button and changes nothing (mail scanners fetch links); the
 button's POST activates the subscription.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,9 +21,9 @@ from digestd.errors import InputError
 from digestd.subscribers import check_input, check_interests
 from digestd.web.context import CSRF_FIELD, Web
 from digestd.web.forms import ProfileForm, default_form, read_profile_form, to_input
-from digestd.web.messages import compose_already_subscribed, compose_confirmation
-from digestd.web.signup import SEND_ALREADY_SUBSCRIBED, SEND_CONFIRMATION, SignupOutcome, confirm_signup, start_signup
 from digestd.web.signup import check_confirmation as check_confirmation_link
+from digestd.web.signup import confirm_signup
+from digestd.web.signup_queue import queue_signup
 
 log = logging.getLogger(__name__)
 MAX_FIELDS = 200
@@ -49,22 +50,6 @@ async def signup_page(web: Web, request: Request) -> Response:
     return show_signup_form(web, request, default_form(web.settings.digest))
 
 
-async def send_signup_mail(web: Web, outcome: SignupOutcome) -> None:
-    """Mail what `start_signup` asked for (nothing for suppressed addresses)."""
-    mail, now = web.settings.mail, web.now()
-    if outcome.action == SEND_CONFIRMATION and outcome.confirm is not None:
-        link = web.link("confirm", web.confirms.sign(outcome.confirm))
-        message = compose_confirmation(web.pages, mail, to=outcome.email, link=link, now=now)
-    elif outcome.action == SEND_ALREADY_SUBSCRIBED and outcome.subscriber_id is not None:
-        manage = web.link("manage", web.links.sign_manage(outcome.subscriber_id))
-        message = compose_already_subscribed(web.pages, mail, to=outcome.email, manage_link=manage, now=now)
-    else:
-        log.info("sign-up: no mail for a suppressed address")
-        return
-    await web.send_message(message)
-    log.info("sign-up: %s mail sent to subscriber %s", outcome.action, outcome.subscriber_id)
-
-
 async def subscribe(web: Web, request: Request) -> Response:
     data = await request.form(max_files=0, max_fields=MAX_FIELDS)
     if not web.csrf_ok(request, data.get(CSRF_FIELD)):
@@ -81,13 +66,9 @@ async def subscribe(web: Web, request: Request) -> Response:
         return show_signup_form(web, request, form, error=error.message)
     if not web.address_limit.allow(checked.email, now.timestamp()):
         return rate_limited(web, request)
-    defaults = web.settings.digest
-    try:
-        outcome = await web.run_db(lambda s: start_signup(s, checked, defaults=defaults, now=now), immediate=True)
-    except IntegrityError:  # a parallel sign-up for the same address won the race: go again
-        outcome = await web.run_db(lambda s: start_signup(s, checked, defaults=defaults, now=now), immediate=True)
-    await send_signup_mail(web, outcome)
-    return web.page(request, "check_inbox.html", email=outcome.email)
+    await web.run_db(lambda s: queue_signup(s, checked))  # the sender does the rest, after we answer
+    web.wake_sender()
+    return web.page(request, "check_inbox.html", email=checked.email)
 
 
 async def confirm_page(web: Web, request: Request) -> Response:
@@ -103,10 +84,15 @@ async def confirm(web: Web, request: Request) -> Response:
         return web.csrf_failed(request)
     token = web.confirms.verify(request.path_params["token"])
     now = web.now()
-    subscriber_id = await web.run_db(lambda s: confirm_signup(s, token, now=now).id, immediate=True)
-    assert subscriber_id is not None
+
+    def activate(session: Session) -> tuple[int, str]:
+        subscriber = confirm_signup(session, token, now=now)
+        assert subscriber.id is not None
+        return subscriber.id, subscriber.link_key
+
+    subscriber_id, link_key = await web.run_db(activate, immediate=True)
     log.info("sign-up: subscriber %s confirmed", subscriber_id)
-    manage_url = web.link("manage", web.links.sign_manage(subscriber_id))
+    manage_url = web.link("manage", web.links.sign_manage(subscriber_id, link_key))
     return web.page(request, "confirmed.html", manage_url=manage_url)
 
 

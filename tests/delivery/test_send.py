@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from seeds import DUE, make_settings, seed_database
 from sinks import Sink
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 from sqlmodel import col, select
 
 from digestd.config import MailSettings, Settings
@@ -260,6 +260,9 @@ def test_render_processes_send_the_same_messages_as_rendering_here(
     other = make_engine(f"sqlite:///{tmp_path / 'other.sqlite3'}")
     migrate(other)
     seed_database(other, subscribers=12)
+    with open_session(engine) as session, open_session(other) as copy:  # the same link keys, so the same links
+        for email, key in session.execute(select(Subscriber.email, Subscriber.link_key)):
+            copy.execute(update(Subscriber).where(col(Subscriber.email) == email).values(link_key=key))
     pooled: Sink = start_sink()
     with caplog.at_level(logging.DEBUG, logger="digestd.delivery.batches"):
         report = run_send(other, make_settings(pooled, batch_size=5, render_processes=1))

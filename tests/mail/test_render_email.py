@@ -34,7 +34,7 @@ NOW = datetime(2026, 11, 30, 8, 0, 5, tzinfo=UTC)
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 MAIL = MailSettings(from_="Paper Digest <digest@example.org>", base_url="https://digest.example.org")
 SECRET = "golden-secret"
-PROFILE = Profile(subscriber_id=42, email="ada@example.org", name="Ada Lovelace")
+PROFILE = Profile(subscriber_id=42, email="ada@example.org", name="Ada Lovelace", link_key="golden-link-key")
 
 
 def paper(
@@ -128,13 +128,13 @@ def test_structure_and_headers() -> None:
     assert urls[0].startswith("https://digest.example.org/unsubscribe/") and urls[1].startswith(
         "mailto:unsubscribe@example.org"
     )
-    token = TokenSigner(SECRET).verify(urls[0].rsplit("/", 1)[1], kind="unsubscribe")
+    token = TokenSigner(SECRET).verify(urls[0].rsplit("/", 1)[1], link_key="golden-link-key", kind="unsubscribe")
     assert token.subscriber_id == 42
     assert built.paper_ids == ("2611.00001", "doi:10.1000/xyz", "2611.00002")
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert 'style="' in html and "prefers-color-scheme: dark" in html and 'name="viewport"' in html
     rate = re.findall(r"https://digest.example.org/rate/([\w.-]+)", html)
-    assert TokenSigner(SECRET).verify(rate[0], kind="rate").paper_id == "2611.00001"
+    assert TokenSigner(SECRET).verify(rate[0], link_key="golden-link-key", kind="rate").paper_id == "2611.00001"
 
 
 def test_message_id_is_deterministic_per_subscriber_and_period() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
-from web_support import SECRET, RecordingHandler, RunningWeb, make_settings, start_smtp_sink
+from web_support import SECRET, RecordingHandler, RunningWeb, make_settings, queue_done, start_smtp_sink
 
 from digestd.config import SmtpSettings
 from digestd.mail.tokens import TokenSigner
@@ -100,6 +100,7 @@ def test_subscribe_confirm_manage_and_leave_in_a_browser(
     page.get_by_label("Time of day").fill("07:30")
     page.get_by_role("button", name="Subscribe").click()
     assert page.locator("h1").inner_text() == "Check your inbox"
+    queue_done(engine)  # the sign-up is recorded after the answer
     subscriber, items = load(engine)
     assert subscriber is not None and subscriber.status == PENDING
     assert (subscriber.timezone, subscriber.frequency, subscriber.send_time) == ("Europe/Berlin", "daily", "07:30")
@@ -130,9 +131,9 @@ def test_subscribe_confirm_manage_and_leave_in_a_browser(
     assert page.locator("#status").inner_text() == "paused"
     assert load(engine)[0].status == PAUSED  # type: ignore[union-attr]
 
-    subscriber_id = load(engine)[0].id  # type: ignore[union-attr]
-    assert subscriber_id is not None
-    page.goto(f"{web.base_url}/unsubscribe/{TokenSigner(SECRET).sign_unsubscribe(subscriber_id)}")
+    found = load(engine)[0]
+    assert found is not None and found.id is not None
+    page.goto(f"{web.base_url}/unsubscribe/{TokenSigner(SECRET).sign_unsubscribe(found.id, found.link_key)}")
     assert load(engine)[0].status == PAUSED  # type: ignore[union-attr]  # the page alone changes nothing
     page.get_by_role("button", name="Unsubscribe").click()
     assert page.locator("h1").inner_text() == "You are unsubscribed"
@@ -154,6 +155,7 @@ def test_the_form_works_without_javascript(browser: Any, web: RunningWeb, engine
     page.get_by_label("stat.ML").check()
     page.get_by_role("button", name="Subscribe").click()
     assert page.locator("h1").inner_text() == "Check your inbox"
+    queue_done(engine)
     subscriber, _ = load(engine, "bob@example.org")
     assert subscriber is not None and subscriber.timezone == "UTC" and subscriber.status == PENDING
     width = page.evaluate("document.documentElement.scrollWidth")

@@ -52,16 +52,17 @@ def test_an_unreachable_smtp_server_is_a_delivery_error() -> None:
 
 def test_one_click_unsubscribe_over_real_http(engine: Engine) -> None:
     with open_session(engine) as session:
-        subscriber_id = add_subscriber(
+        added = add_subscriber(
             session, SubscriberInput(email="ada@example.org", keywords="optics"), defaults=DigestSettings(), now=START
-        ).id
+        )
+        subscriber_id, link_key = added.id, added.link_key
     assert subscriber_id is not None
 
     async def no_mail(message: EmailMessage) -> None:
         raise AssertionError("no mail expected")
 
     with RunningWeb(make_settings, engine, no_mail) as web:
-        url = f"{web.base_url}/unsubscribe/{TokenSigner(SECRET).sign_unsubscribe(subscriber_id)}"
+        url = f"{web.base_url}/unsubscribe/{TokenSigner(SECRET).sign_unsubscribe(subscriber_id, link_key)}"
         response = httpx.post(url, data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
         assert response.status_code == 200 and "set-cookie" not in response.headers
         assert "server" not in response.headers
