@@ -236,6 +236,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except ValueError:  # Python reads integers of at most 4,300 digits
+        raise ConfigError(f"config file {path} cannot be read: a number in it has too many digits") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
 
 
 def _env_values(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

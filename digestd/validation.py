@@ -34,9 +34,10 @@ PROFILE_ITEMS_MAX = 100  # keywords (or categories, authors...) in one profile
 MAX_PAPERS = 200  # papers in one digest
 CSV_FIELD_MAX = csv.field_size_limit()  # 131,072 characters: Python's csv refuses longer fields
 
-# C0 and C1 control characters and lone surrogates (which no database can store as text).
+# C0 and C1 control characters, and lone surrogates (text no database can store); then the
+# same but for the white space that `str.split()` collapses (tab, line and page breaks).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_BUT_WHITESPACE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")  # str.split's
+_CONTROL_BUT_WHITESPACE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")
 _SHOWN_CHARACTERS = 40
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -48,7 +49,8 @@ def shown(value: object) -> str:
             return repr(value)
         return f"{value[:_SHOWN_CHARACTERS] + '…'!r} ({len(value)} characters)"
     if value is None or isinstance(value, bool | int | float):
-        return repr(value)
+        text = repr(value)
+        return text if len(text) <= _SHOWN_CHARACTERS else f"{text[:_SHOWN_CHARACTERS]}… ({len(text)} digits)"
     if isinstance(value, list | tuple):
         return "a list"
     return "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
@@ -171,6 +173,8 @@ def load_json(text: str, *, what: str, error: type[DigestdError] = InputError) -
         return json.loads(text)
     except json.JSONDecodeError as problem:
         raise error(f"{what}: not valid JSON ({problem.msg} at line {problem.lineno})") from None
+    except ValueError:  # Python reads integers of at most 4,300 digits
+        raise error(f"{what}: cannot be read, a number in it has too many digits") from None
     except RecursionError:
         raise error(f"{what}: cannot be read, its JSON is nested too deeply") from None
 

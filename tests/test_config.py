@@ -94,6 +94,7 @@ BAD_SETTINGS: list[tuple[str, dict[str, str], str]] = [
     ("[smtp]\nport = 587.9\n", {}, "smtp.port = 587.9 is not allowed: expected a whole number"),
     ("", {"DIGESTD_SMTP_PORT": "587.9"}, "smtp.port = 587.9 is not allowed: expected a whole number"),
     ("[smtp]\nport = 70000\n", {}, "smtp.port = 70000 is not allowed: use 1 to 65535"),
+    ("[smtp]\nport = " + "9" * 5000 + "\n", {}, "cannot be read: a number in it has too many digits"),
     (
         "[web]\nsubscribe_per_ip_per_hour = nan\n",
         {},
@@ -157,3 +158,8 @@ def test_a_mistyped_variable_is_a_warning_naming_the_closest_key(caplog: pytest.
     assert [record.getMessage() for record in caplog.records] == [
         "DIGESTD_SMTP_HOTS is not a digestd setting and is ignored: did you mean DIGESTD_SMTP_HOST?"
     ]
+
+
+def test_a_config_path_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} cannot be read: Is a directory"):
+        load_settings(tmp_path, environ={})

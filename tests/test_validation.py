@@ -275,6 +275,12 @@ BAD_FILES: list[tuple[list[str], str, str, str]] = [
         "id,title,abstract\n2401.00001,A paper,About optics.\n2401.00002,Big," + "x" * 140_000 + "\n",
         "big.csv: line 3: a field is longer than 131072 characters (128 KiB), the most a CSV field may hold",
     ),
+    (
+        INGEST,
+        "digits.jsonl",
+        json.dumps(GOOD_PAPER)[:-1] + ', "popularity": ' + "9" * 5000 + "}",
+        "1 bad row(s), nothing imported: line 1: cannot be read, a number in it has too many digits",
+    ),
     (IMPORT, "deep.json", "[" * 100_000 + "]" * 100_000, "deep.json: cannot be read, its JSON is nested too deeply"),
     (
         IMPORT,
@@ -284,6 +290,12 @@ BAD_FILES: list[tuple[list[str], str, str, str]] = [
     ),
     (IMPORT, "wide.csv", f"email,keywords\n{NEW},optics,extra\n", "the row has more cells than the header has columns"),
     (IMPORT, "nested.json", json.dumps([{"email": NEW, "keywords": [["optics"]]}]), "keyword a list is not allowed"),
+    (
+        IMPORT,
+        "digits.json",
+        f'[{{"email": "{NEW}", "max_papers": {"9" * 5000}}}]',
+        "a number in it has too many digits",
+    ),
 ]
 
 
