@@ -7,7 +7,9 @@ failure is recorded in `SourceState` (a readable one-line message, when, how man
 in a row, and when to try again) and never stops the other sources.
 
 Only http(s) links are kept (`web_link`), here, for every source and file: a
-`javascript:` or `data:` link never reaches a digest; each one dropped is counted.
+`javascript:` or `data:` link never reaches a digest; each one dropped is counted. An
+entry whose text holds a control character (a NUL in a JSON feed: PostgreSQL cannot store
+it, and no reader wants it) is dropped and counted, and the rest of its feed is saved.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from digestd.ingest.sources.rss import fetch_rss
 from digestd.models import SourceState
 from digestd.records import PaperRecord
 from digestd.store import open_session, save_papers
+from digestd.validation import control_character
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,24 @@ def keep_web_links(records: list[PaperRecord]) -> tuple[list[PaperRecord], str |
         unchanged = (abs_url, pdf_url) == (record.abs_url, record.pdf_url)
         kept.append(record if unchanged else replace(record, abs_url=abs_url, pdf_url=pdf_url))
     return kept, (f"{dropped} link(s) other than http(s) dropped" if dropped else None)
+
+
+def keep_storable(records: list[PaperRecord]) -> tuple[list[PaperRecord], str | None]:
+    """The records whose text every database can store, and a note counting the others."""
+    kept = [record for record in records if not _has_control_character(record)]
+    dropped = len(records) - len(kept)
+    if not dropped:
+        return records, None
+    entries = "1 entry" if dropped == 1 else f"{dropped} entries"
+    return kept, f"{entries} dropped: a control character in their text"
+
+
+def _has_control_character(record: PaperRecord) -> bool:
+    """White space of any kind is fine (the sources fold it); NUL and the like are not."""
+    texts = (record.id, record.title, record.abstract, record.doi, record.primary_category, record.ai_summary)
+    lists = (record.authors, record.categories, record.ai_keywords)
+    every = [text for text in texts if text] + [text for items in lists for text in items]
+    return any(control_character(text, lines=True) for text in every)
 
 
 def ingest_file(engine: Engine, path: Path, *, now: datetime) -> IngestReport:
@@ -187,8 +208,10 @@ def run_source(
     try:
         collect_harvest(fetcher, source, harvest, now=now)
         harvest.records, links_note = keep_web_links(harvest.records)
-        if links_note:
-            harvest.note(links_note)
+        harvest.records, storable_note = keep_storable(harvest.records)
+        for note in (links_note, storable_note):
+            if note:
+                harvest.note(note)
         with open_session(engine, immediate=True) as session:
             new, updated = save_papers(session, harvest.records, now=now)
             _record_success(session, source, harvest, now=now, new=new, updated=updated)
