@@ -45,12 +45,14 @@ _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 def normalise_email(text: str) -> str:
-    """The address in the form we store (lower case, IDNA domain), or `InputError`."""
+    """The address in the form we store, or `InputError`: lower case, the domain in its
+    ASCII (IDNA) form (`ascii@bücher.example` → `ascii@xn--bcher-kva.example`), which every
+    relay takes. A non-ASCII local part (`zoë@`) stays: it is sent with SMTPUTF8."""
     try:
         checked = validate_email(text.strip(), check_deliverability=False)
     except EmailNotValidError as error:
         raise InputError(f"email {text.strip()!r} is not a valid address: {error}") from None
-    return checked.normalized.lower()
+    return f"{checked.local_part}@{checked.ascii_domain}".lower()
 
 
 def check_arxiv_id(text: str) -> str:
