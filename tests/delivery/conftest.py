@@ -53,6 +53,7 @@ def start_sink(test_ca: trustme.CA, tmp_path: Path) -> Iterator[Callable[..., Si
         port = free_port()
         controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="localhost", **options)
         controller.start()
+        handler.controller = controller
         controllers.append(controller)
         return Sink("127.0.0.1", port, handler, str(ca_file))
 
