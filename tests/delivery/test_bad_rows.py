@@ -244,3 +244,26 @@ def test_a_dry_run_names_the_row_that_would_fail_and_writes_the_others(
     assert result.exit_code == 0, result.output
     assert "broken\\r\\nRCPT TO:<victim@example.net>' is not a valid address" in result.output
     assert sorted(path.name.split("-")[0] for path in (tmp_path / "outbox").iterdir()) == sorted(good + [bad[0]])
+
+
+def test_values_sqlite_cannot_read_back_fail_their_row_alone(engine: Engine, start_sink: Any) -> None:
+    """SQLite keeps whatever was written into a column (a text in a date or a number
+    column, by another tool or a bad restore): that subscriber cannot be loaded or ranked."""
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=6)
+    unreadable, unrankable = emails[1], emails[4]
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE subscriber SET created_at = 'last tuesday' WHERE email = :e"), {"e": unreadable}
+        )
+        subscriber = "(SELECT id FROM subscriber WHERE email = :e)"
+        connection.execute(
+            text(f"UPDATE profile_item SET weight = 'heavy' WHERE subscriber_id = {subscriber}"), {"e": unrankable}
+        )
+    report = run_send(engine, make_settings(sink, batch_size=3))
+    assert (report.sent, report.failed) == (4, 2)
+    assert received(sink) == Counter(e for e in emails if e not in (unreadable, unrankable))
+    why = reasons(engine)
+    assert statuses(engine)[unreadable] == statuses(engine)[unrankable] == PERM_FAILED
+    assert "cannot build this message: ValueError" in why[unreadable], why
+    assert "cannot build this message: TypeError" in why[unrankable], why
