@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from digestd.errors import StoreError
+from digestd.store import PRIVATE_FILE_MODE
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def hold_daemon_lock(database_url: str) -> Iterator[None]:
         yield
         return
     path = database.with_name(database.name + ".lock")
-    handle: IO[str] = path.open("a+")
+    handle: IO[str] = open(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE), "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
