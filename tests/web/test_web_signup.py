@@ -264,3 +264,9 @@ def test_a_mail_failure_is_a_503_page(engine: Engine, clock: Clock) -> None:
 def test_an_oversized_post_is_refused(client: TestClient, engine: Engine) -> None:
     page = client.post("/subscribe", data=form(client, keywords="x" * 70_000))
     assert page.status_code == 413 and subscriber(engine) is None
+
+
+def test_a_non_ascii_domain_signs_up_in_its_ascii_form(client: TestClient, engine: Engine, outbox: Outbox) -> None:
+    assert client.post("/subscribe", data=form(client, email="Ascii@Bücher.Example.com")).status_code == 200
+    assert subscriber(engine, "ascii@xn--bcher-kva.example.com") is not None
+    assert outbox.messages[-1]["To"] == "ascii@xn--bcher-kva.example.com"
