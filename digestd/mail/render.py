@@ -39,13 +39,22 @@ from digestd.mail.message import (
     unsubscribe_mailto,
 )
 from digestd.mail.paper_view import PaperView, format_day, make_paper_view
-from digestd.mail.templates import Templates, load_templates, template_error, templates_dir
+from digestd.mail.templates import (
+    Sandbox,
+    SandboxedLoader,
+    Templates,
+    load_templates,
+    template_error,
+    templates_dir,
+)
 from digestd.mail.tokens import DEV_SECRET_KEY, TokenSigner
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 __all__ = [
     "DigestRenderer",
     "EmailBuilder",
+    "Sandbox",
+    "SandboxedLoader",
     "Templates",
     "load_templates",
     "render_email",

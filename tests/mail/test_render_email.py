@@ -423,3 +423,25 @@ def test_a_stored_value_that_is_not_an_address_is_refused(stored: str) -> None:
 def test_a_non_ascii_sender_address_fails_at_start_up() -> None:
     with pytest.raises(ConfigError, match="must be ASCII"):
         make_email_builder(replace(MAIL, from_="Digest <digest@bücher.example.com>"), secret_key=SECRET)
+
+
+ESCAPES = [
+    "{{ cycler.__init__.__globals__.os.system('touch MARKER') }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{% if digest.is_empty %}{{ lipsum.__globals__['os'].system('touch MARKER') }}{% endif %}",  # never on the sample
+    "{{ (cycler|attr('__in' ~ 'it__')).__call__ }}",  # spelled at run time: the sandbox refuses it then
+]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_a_template_reaching_for_python_internals_fails_at_start_up_and_runs_nothing(
+    tmp_path: Path, escape: str
+) -> None:
+    """Templates run sandboxed: no `__class__`, `__globals__`, ... so no way to `os`."""
+    folder = tmp_path / "templates"
+    shutil.copytree(templates_dir(MAIL), folder)
+    marker = tmp_path / "ran"
+    (folder / "digest.txt").write_text((folder / "digest.txt").read_text() + escape.replace("MARKER", str(marker)))
+    with pytest.raises(RenderError, match=r"digest\.txt.*(unsafe|not available to templates)"):
+        make_email_builder(replace(MAIL, templates_dir=str(folder)), secret_key=SECRET)
+    assert not marker.exists()

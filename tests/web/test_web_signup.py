@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -10,7 +12,7 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 from web_support import START, Clock, Outbox, csrf_of, make_settings
 
-from digestd.errors import DeliveryError
+from digestd.errors import DeliveryError, RenderError
 from digestd.models import ACTIVE, PENDING, UNSUBSCRIBED, ProfileItem, Subscriber, Suppression
 from digestd.store import open_session
 from digestd.subscribers import email_hash
@@ -270,3 +272,12 @@ def test_a_non_ascii_domain_signs_up_in_its_ascii_form(client: TestClient, engin
     assert client.post("/subscribe", data=form(client, email="Ascii@Bücher.Example.com")).status_code == 200
     assert subscriber(engine, "ascii@xn--bcher-kva.example.com") is not None
     assert outbox.messages[-1]["To"] == "ascii@xn--bcher-kva.example.com"
+
+
+def test_a_web_template_reaching_for_python_internals_fails_at_start_up(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "index.html").write_text("{{ cycler.__init__.__globals__.os.popen('id').read() }}")
+    settings = make_settings()
+    settings = replace(settings, mail=replace(settings.mail, templates_dir=str(tmp_path)))
+    with pytest.raises(RenderError, match=r"index\.html, line 1: '__\w+__' is not available to templates"):
+        create_app(settings, engine, send_message=Outbox())
