@@ -15,6 +15,7 @@ import re
 import shutil
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,29 @@ def test_values_sqlite_cannot_read_back_fail_their_row_alone(engine: Engine, sta
     assert statuses(engine)[unreadable] == statuses(engine)[unrankable] == PERM_FAILED
     assert "cannot build this message: ValueError" in why[unreadable], why
     assert "cannot build this message: TypeError" in why[unrankable], why
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_schedule_that_cannot_be_planned_fails_alone(
+    database: str, request: pytest.FixtureRequest, start_sink: Any
+) -> None:
+    """A timezone that a tzdata update removed (US/Pacific-New went in 2020), or a send time
+    written by hand into the database: that subscriber's digest is recorded as failed, with
+    the reason, and planned again a day later; the others are planned and mailed."""
+    engine: Engine = request.getfixturevalue("engine" if database == "sqlite" else "pg")
+    sink: Sink = start_sink()
+    emails = seed_database(engine, subscribers=5)
+    with open_session(engine) as session:
+        session.execute(update(Subscriber).where(col(Subscriber.email) == emails[1]).values(timezone="US/Pacific-New"))
+        session.execute(update(Subscriber).where(col(Subscriber.email) == emails[3]).values(send_time="8 am"))
+    report = run_send(engine, make_settings(sink))
+    assert (report.planned, report.sent) == (5, 3)
+    assert received(sink) == Counter([emails[0], emails[2], emails[4]])
+    ledger, why = statuses(engine), reasons(engine)
+    assert (ledger[emails[1]], ledger[emails[3]]) == (PERM_FAILED, PERM_FAILED)
+    assert "cannot plan this digest" in why[emails[1]] and "US/Pacific-New" in why[emails[1]]
+    assert "cannot plan this digest" in why[emails[3]] and "ValueError" in why[emails[3]]
+    assert f"{emails[1]} (2026-11-30): perm_failed" in status_output(engine)
+    assert run_send(engine, make_settings(sink), now=LATER.replace(hour=12)).planned == 0
+    with open_session(engine) as session:
+        assert get_subscriber(session, emails[1]).next_due_at == LATER + timedelta(days=1)
