@@ -66,7 +66,15 @@ def check_arxiv_id(text: str) -> str:
 
 
 def email_hash(email: str) -> str:
-    """What the suppression list keeps instead of the address."""
+    """What the suppression list keeps instead of the address: a hash of it with its domain
+    in Unicode, as addresses were stored before their domains were stored in ASCII, so that
+    suppressions recorded then still hold (`ascii@xn--bcher-kva.example` hashes as
+    `ascii@bücher.example`)."""
+    if "xn--" in email:
+        try:
+            email = validate_email(email, check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            pass
     return hashlib.sha256(email.encode()).hexdigest()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import hashlib
 import logging
 import re
 import shutil
@@ -34,9 +35,10 @@ from digestd.daemon.scheduler import DaemonJobs
 from digestd.delivery.ledger import PENDING, PERM_FAILED, SENT, UNKNOWN
 from digestd.delivery.send import plan_due
 from digestd.delivery.worker import run_worker
+from digestd.errors import InputError
 from digestd.mail.render import make_email_builder
 from digestd.mail.templates import templates_dir
-from digestd.models import Subscriber
+from digestd.models import Subscriber, Suppression
 from digestd.store import open_session
 from digestd.subscribers import SubscriberInput, add_subscriber, get_subscriber
 
@@ -294,3 +296,19 @@ def test_a_schedule_that_cannot_be_planned_fails_alone(
     assert run_send(engine, make_settings(sink), now=LATER.replace(hour=12)).planned == 0
     with open_session(engine) as session:
         assert get_subscriber(session, emails[1]).next_due_at == LATER + timedelta(days=1)
+
+
+def test_suppressions_recorded_before_domains_were_stored_in_ascii_still_hold(engine: Engine, start_sink: Any) -> None:
+    """The suppression list keeps hashes of addresses as they were stored then (domain in
+    Unicode): a wiped `@bücher` address is still refused, a bounced one still not mailed."""
+    sink: Sink = start_sink()
+    old_hash = hashlib.sha256(BUCHER.encode()).hexdigest()
+    add(engine, "bounced@bücher.example.com")
+    with open_session(engine) as session:
+        session.add(Suppression(email_hash=old_hash, reason="wiped", created_at=T0))
+        bounced = hashlib.sha256(b"bounced@b\xc3\xbccher.example.com").hexdigest()
+        session.add(Suppression(email_hash=bounced, reason="550 5.1.1", created_at=T0))
+    with pytest.raises(InputError, match="suppression list"), open_session(engine) as session:
+        add_subscriber(session, SubscriberInput(email=BUCHER, keywords="x"), defaults=Settings().digest, now=T0)
+    report = run_send(engine, make_settings(sink), emails=["bounced@xn--bcher-kva.example.com"])
+    assert (report.sent, report.skipped, sink.handler.messages) == (0, 1, [])
