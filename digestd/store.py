@@ -9,6 +9,7 @@ Queries are keyword-only functions that take a session.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -97,16 +98,31 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+PRIVATE_FILE_MODE = 0o600  # the database holds subscribers' addresses and interests
+
+
+def create_private(path: Path) -> None:
+    """Create `path` empty and readable by its owner only, unless it exists: whatever the
+    process umask, as SQLite would create it 0644. An empty file is an empty database, and
+    SQLite gives its `-wal` and `-shm` files the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; for SQLite the file's folder is created if missing."""
+    """An engine for `url`; for SQLite the file's folder is created if missing, and the
+    file itself (0600)."""
     if url.startswith("sqlite"):
         check_sqlite(has_json=sqlite_has_json())
     path = _sqlite_path(url)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)
         except OSError as error:
-            raise StoreError(f"cannot create the database folder {path.parent}: {error.strerror}") from None
+            raise StoreError(f"cannot create the database {path}: {error.strerror}") from None
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         _configure_sqlite(engine)
         return engine

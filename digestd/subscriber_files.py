@@ -1,10 +1,12 @@
-"""Subscriber files: `export` writes CSV or JSON, `import` reads the same, all or nothing."""
+"""Subscriber files: `export` writes CSV or JSON, `import` reads the same, all or nothing.
+CSV cells that a spreadsheet would run as formulas are written defused (`defuse_cell`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +46,20 @@ FIELDS = [
     "min_score",
 ]
 MAX_REPORTED = 50
+# A spreadsheet runs a CSV cell that starts with one of = + - @ (or tab, CR) as a formula
+# ("CSV injection"). Such a cell is exported after a `'` (OWASP's advice), and so is one
+# that already starts with quotes before such a character, so that import, which takes
+# one `'` off a cell that starts with quotes before it, gets every value back exactly.
+_FORMULA_START = re.compile(r"'*[=+\-@\t\r]")
+_DEFUSED = re.compile(r"'+[=+\-@\t\r]")
+
+
+def defuse_cell(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and _FORMULA_START.match(value) else value
+
+
+def restore_cell(value: Any) -> Any:
+    return value[1:] if isinstance(value, str) and _DEFUSED.match(value) else value
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,7 @@ def read_subscriber_file(path: Path) -> list[SubscriberRow]:
     header, rows = read_csv(text, what=str(path))
     if "email" not in header:
         raise InputError(f"{path} has no `email` column", hint=f"columns: {', '.join(FIELDS)}")
-    return [SubscriberRow(line, dict(row)) for line, row in rows]
+    return [SubscriberRow(line, {k: restore_cell(v) for k, v in row.items()}) for line, row in rows]
 
 
 def _given(value: Any) -> Any:
@@ -127,5 +143,5 @@ def export_subscribers(session: Session, fmt: str) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: defuse_cell(value) for name, value in row.items()} for row in rows)
     return buffer.getvalue()

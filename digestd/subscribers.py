@@ -45,7 +45,9 @@ _WEIGHT = re.compile(r":\s*-?[\d.]+$")
 
 
 def normalise_email(text: str) -> str:
-    """The address in the form we store (lower case, IDNA domain), or `InputError`."""
+    """The address in the form we store, or `InputError`: lower case, the domain in its
+    ASCII (IDNA) form (`ascii@bücher.example` → `ascii@xn--bcher-kva.example`), which every
+    relay takes. A non-ASCII local part (`zoë@`) stays: it is sent with SMTPUTF8."""
     # Imported here: `digestd status` and the other readers never need it (0.1 s of start-up).
     from email_validator import EmailNotValidError, validate_email
 
@@ -54,7 +56,7 @@ def normalise_email(text: str) -> str:
         checked = validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:
         raise InputError(f"email {shown(address)} is not a valid address: {error}") from None
-    return checked.normalized.lower()
+    return f"{checked.local_part}@{checked.ascii_domain}".lower()
 
 
 def check_arxiv_id(text: str) -> str:
@@ -68,7 +70,17 @@ def check_arxiv_id(text: str) -> str:
 
 
 def email_hash(email: str) -> str:
-    """What the suppression list keeps instead of the address."""
+    """What the suppression list keeps instead of the address: a hash of it with its domain
+    in Unicode, as addresses were stored before their domains were stored in ASCII, so that
+    suppressions recorded then still hold (`ascii@xn--bcher-kva.example` hashes as
+    `ascii@bücher.example`)."""
+    if "xn--" in email:
+        from email_validator import EmailNotValidError, validate_email  # only for such domains
+
+        try:
+            email = validate_email(email, check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            pass
     return hashlib.sha256(email.encode()).hexdigest()
 
 

@@ -1,4 +1,7 @@
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,36 @@ def test_an_sqlite_too_old_is_refused_with_what_to_do(
 
 def test_this_python_s_sqlite_is_new_enough() -> None:
     check_sqlite(sqlite3.sqlite_version_info, has_json=sqlite_has_json())
+
+
+def test_a_new_sqlite_database_and_its_companion_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """`digestd init` in a process with umask 022 (files 0644 by default); then the WAL
+    files of an open connection and the daemon's lock file: all 0600."""
+    database = tmp_path / "data" / "digestd.sqlite3"
+    url = f"sqlite:///{database}"
+    script = f"""
+import os
+from digestd.cli import cli
+from digestd.daemon.process import hold_daemon_lock
+from digestd.store import make_engine
+
+cli(["--database", {url!r}, "init"], standalone_mode=False)
+engine = make_engine({url!r})
+with hold_daemon_lock({url!r}), engine.connect() as connection:
+    connection.exec_driver_sql("SELECT count(*) FROM paper").all()
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        print("mode", suffix or "database", oct(os.stat({str(database)!r} + suffix).st_mode & 0o777))
+"""
+    root = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        umask=0o022,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": root},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    modes = dict(line.split()[1:] for line in result.stdout.splitlines() if line.startswith("mode "))
+    assert modes == {"database": "0o600", "-wal": "0o600", "-shm": "0o600", ".lock": "0o600"}

@@ -15,6 +15,7 @@ import click
 from digestd.cli import AppContext, pass_app
 from digestd.config import Settings
 from digestd.daemon.process import tune_collector
+from digestd.errors import ConfigError
 from digestd.mail.tokens import DEV_SECRET_KEY, check_secret_key
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ def _clock() -> datetime:
     return datetime.now(UTC)
 
 
-async def _send(app: AppContext, builder: EmailBuilder, emails: Sequence[str], resend_unknown: bool) -> SendReport:
+async def _send(
+    app: AppContext, builder: EmailBuilder, emails: Sequence[str], resend_unknown: bool, report: SendReport
+) -> SendReport:
     import asyncio
 
     from digestd.delivery.send import send_due
@@ -68,6 +71,7 @@ async def _send(app: AppContext, builder: EmailBuilder, emails: Sequence[str], r
             emails=emails,
             resend_unknown=resend_unknown,
             progress=bar,
+            report=report,
         )
     finally:
         bar.close()
@@ -80,6 +84,9 @@ def _write(jobs: Sequence[Job], folder: Path) -> None:
     written = 0
     for job in jobs:
         claim = job.claim
+        if job.failure:
+            click.echo(f"{claim.email}: would fail: {job.failure}")
+            continue
         if job.email is None:
             click.echo(f"{claim.email}: nothing matched; would be skipped (mail.send_empty is off)")
             continue
@@ -129,7 +136,7 @@ def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, res
     """
     import asyncio
 
-    from digestd.delivery.send import preview_due
+    from digestd.delivery.send import SendReport, preview_due
     from digestd.mail.render import make_email_builder
 
     if dry_run:
@@ -141,11 +148,21 @@ def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, res
         return
     builder = make_email_builder(app.settings.mail, secret_key=check_secret_key(app.settings.secret_key))
     tune_collector()
-    report = asyncio.run(_send(app, builder, emails, resend_unknown))
-    click.echo(
-        f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, "
-        f"unknown {report.unknown}, skipped {report.skipped} ({report.planned} newly planned)"
-    )
+    report = SendReport()
+    try:
+        asyncio.run(_send(app, builder, emails, resend_unknown, report))
+    except ConfigError:
+        raise  # refused before anything was planned or sent
+    except Exception:
+        _summarise(report)  # what went out before the error, which the CLI prints next
+        raise
+    _summarise(report)
+
+
+def _summarise(report: SendReport) -> None:
+    click.echo(report.summary())
+    if report.failed:
+        click.echo("hint: `digestd status` shows why deliveries failed", err=True)
     if report.unknown:
         click.echo("hint: see `digestd status`; re-send those with `digestd send --resend-unknown`", err=True)
 

@@ -42,8 +42,10 @@ def hold_daemon_lock(database_url: str) -> Iterator[None]:
     if database is None:
         yield
         return
+    from digestd.store import PRIVATE_FILE_MODE  # here: `digestd --help` imports this module, not SQLAlchemy
+
     path = database.with_name(database.name + ".lock")
-    handle: IO[str] = path.open("a+")
+    handle: IO[str] = open(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE), "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

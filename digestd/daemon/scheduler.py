@@ -33,7 +33,7 @@ from sqlmodel import select
 from digestd.config import Settings
 from digestd.delivery.coordination import SchedulerLock
 from digestd.delivery.ledger import forget_sent_papers
-from digestd.delivery.send import plan_due, send_due
+from digestd.delivery.send import SendReport, plan_due, send_due
 from digestd.errors import ConfigError, DigestdError
 from digestd.ingest.run import make_fetcher, run_sources
 from digestd.ingest.sources.fetch import Fetcher
@@ -107,14 +107,15 @@ class DaemonJobs:
         if self.stop.is_set() or not self._leads("tick"):
             return
         self._track()
+        report = SendReport()
         try:
             if not self.deliver:
                 planned = await asyncio.to_thread(plan_due, self.engine, now=self.clock())
                 log.info("tick: %d planned (delivery left to workers)", planned)
                 return
-            report = await send_due(self.engine, self.settings, self.builder, clock=self.clock, stop=self.stop)
+            await send_due(self.engine, self.settings, self.builder, clock=self.clock, stop=self.stop, report=report)
         except DigestdError as error:
-            log.error("tick: delivery stopped: %s", error.message)
+            log.error("tick: delivery stopped: %s (before that: %s)", error.message, report.summary())
             return
         log.info(
             "tick: %d planned, %d sent, %d retrying, %d failed, %d unknown, %d skipped",

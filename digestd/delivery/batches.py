@@ -4,6 +4,12 @@ Claims are grouped by period, so subscribers who share a period share one window
 candidates and the window of a period are kept for the whole run (`PeriodCache`): a run
 of 10,000 subscribers in 100-claim batches vectorises the papers once, not 100 times.
 
+Whatever goes wrong with one row's data (a bad value in the database, a template that
+fails on that subscriber, an address that cannot be written) fails that row alone: its
+`Job` carries the reason, the sender records it `perm_failed`, and the rest of the batch
+goes on. A batch that fails is built again one row at a time to find the row at fault.
+Trouble that is not a row's (the database, memory) still stops the batch.
+
 `RenderPool` does the same in other processes (`smtp.render_processes`), so that the
 process holding the SMTP connections spends its time sending: ranking and rendering cost
 about as much CPU per message as the SMTP exchange itself.
@@ -18,35 +24,40 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
 
 from digestd import api
 from digestd.config import Settings
 from digestd.delivery.claims import Claim
-from digestd.errors import DigestdError, RenderError
+from digestd.errors import DigestdError, RenderError, StoreError
 from digestd.mail.render import EmailBuilder, RenderedEmail, make_email_builder
 from digestd.models import Subscriber
-from digestd.records import PaperRecord, Profile
+from digestd.records import Digest, PaperRecord, Profile
 from digestd.store import make_engine, open_session
 from digestd.subscribers import load_profiles
 
 log = logging.getLogger(__name__)
 
 PeriodKey = tuple[datetime, datetime]
+T = TypeVar("T")
+R = TypeVar("R")
+_REASON_LIMIT = 500  # characters of a row's failure kept in the ledger (and shown by `status`)
 
 
 @dataclass(frozen=True)
 class Job:
     claim: Claim
-    email: RenderedEmail | None  # None: nothing matched, and empty digests are not sent
+    email: RenderedEmail | None  # None: nothing matched and empty digests are not sent, or `failure`
+    failure: str = ""  # why this row's message cannot be built: it fails alone
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,35 @@ class PeriodBatch:
 
     claims: list[Claim]
     profiles: list[Profile]
+    failed: list[Job] = field(default_factory=list)  # claims whose data could not be loaded
+
+
+def row_failure(error: Exception) -> str | None:
+    """Why one row's message cannot be built, or None when `error` is not that row's doing
+    (the database is unreachable or locked, memory ran out): then it is raised, the batch
+    stops and its claims go back."""
+    if isinstance(error, SQLAlchemyError | StoreError | MemoryError):
+        return None
+    what = error.message if isinstance(error, DigestdError) else f"{type(error).__name__}: {error}"
+    return f"cannot build this message: {what}"[:_REASON_LIMIT]
+
+
+def each_alone(items: Sequence[T], build: Callable[[Sequence[T]], Sequence[R]]) -> list[R | str]:
+    """`build(items)`: one result per item. If one item's data makes it fail, each item is
+    built alone, so that only the items that fail alone fail: their result is the reason."""
+    try:
+        return list(build(items))
+    except Exception as error:
+        reason = row_failure(error)
+        if reason is None:
+            raise
+        if len(items) == 1:
+            log.debug("%s", reason, exc_info=True)
+            return [reason]
+    results: list[R | str] = []
+    for item in items:
+        results.extend(each_alone([item], build))
+    return results
 
 
 @dataclass
@@ -93,28 +133,64 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
             if (start, end) not in cache.papers:
                 cache.papers[(start, end)] = api.load_candidates(session, start=start, end=end)
                 cache.paper_ids[(start, end)] = frozenset(paper.id for paper in cache.papers[(start, end)])
-            ids = [c.subscriber_id for c in members]
-            subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
-            among = cache.paper_ids[(start, end)]
-            profiles = load_profiles(session, [subscribers[i] for i in ids], sent_among=among)
-            loaded.append(PeriodBatch(members, profiles))
+            loaded.append(_load_period(session, members, sent_among=cache.paper_ids[(start, end)]))
     return loaded
+
+
+def _load_period(session: Session, claims: Sequence[Claim], *, sent_among: frozenset[str]) -> PeriodBatch:
+    """The profiles of claims that share a period; a claim whose rows cannot be loaded fails alone."""
+
+    def load(some: Sequence[Claim]) -> list[Profile]:
+        ids = [c.subscriber_id for c in some]
+        subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
+        return load_profiles(session, [subscribers[i] for i in ids], sent_among=sent_among)
+
+    batch = PeriodBatch([], [])
+    for claim, profile in zip(claims, each_alone(claims, load), strict=True):
+        if isinstance(profile, str):
+            batch.failed.append(Job(claim, None, profile))
+        else:
+            batch.claims.append(claim)
+            batch.profiles.append(profile)
+    return batch
 
 
 def build_jobs(
     builder: EmailBuilder, loaded: Sequence[PeriodBatch], cache: PeriodCache, *, now: datetime, send_empty: bool
 ) -> list[Job]:
     """Rank and render the loaded batch (no database, no network)."""
-    from digestd.ranking.digest import build_digests  # here: scikit-learn is slow to import
-
     jobs = []
     for batch in loaded:
-        window = cache.window(batch)
-        start, end = batch.claims[0].period_start, batch.claims[0].period_end
-        digests = build_digests(window, batch.profiles, period_start=start, period_end=end, now=now)
-        for claim, digest in zip(batch.claims, digests, strict=True):
-            empty = digest.is_empty and not send_empty
-            jobs.append(Job(claim, None if empty else builder.build(digest, period=claim.period, now=now)))
+        jobs.extend(batch.failed)
+        if batch.claims:  # the window holds the period's papers, shared by every row: not one row's fault
+            jobs.extend(_build_period(builder, batch, cache.window(batch), now=now, send_empty=send_empty))
+    return jobs
+
+
+def _build_period(
+    builder: EmailBuilder, batch: PeriodBatch, window: Any, *, now: datetime, send_empty: bool
+) -> list[Job]:
+    """Rank and render the claims of one period; a row that cannot be ranked or rendered fails alone."""
+    from digestd.ranking.digest import build_digests  # here: scikit-learn is slow to import
+
+    start, end = batch.claims[0].period_start, batch.claims[0].period_end
+
+    def rank(profiles: Sequence[Profile]) -> list[Digest]:
+        return build_digests(window, profiles, period_start=start, period_end=end, now=now)
+
+    def render(pairs: Sequence[tuple[Claim, Digest]]) -> list[RenderedEmail]:
+        return [builder.build(digest, period=claim.period, now=now) for claim, digest in pairs]
+
+    jobs, to_render = [], []
+    for claim, digest in zip(batch.claims, each_alone(batch.profiles, rank), strict=True):
+        if isinstance(digest, str):
+            jobs.append(Job(claim, None, digest))
+        elif digest.is_empty and not send_empty:
+            jobs.append(Job(claim, None))
+        else:
+            to_render.append((claim, digest))
+    for (claim, _), email in zip(to_render, each_alone(to_render, render), strict=True):
+        jobs.append(Job(claim, None, email) if isinstance(email, str) else Job(claim, email))
     return jobs
 
 

@@ -16,6 +16,7 @@ A lease that runs out on `claimed` (nothing was sent) goes back to `pending`.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 import uuid
@@ -36,6 +37,7 @@ PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
 TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
 DELIVERY_STATUSES = (PENDING, CLAIMED, SENDING, SENT, TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED)
 _CHUNK = 500
+log = logging.getLogger(__name__)
 
 
 class Schedule(Protocol):
@@ -173,19 +175,41 @@ def plan_deliveries(session: Session, *, now: datetime, subscribers: Sequence[Sc
             weekdays_only=weekdays_only,
         )
 
+    failed: list[dict[str, Any]] = []
     for subscriber in subscribers:
         assert subscriber.id is not None
-        periods[subscriber.id] = plan_period(subscriber, now, previous_end=previous.get(subscriber.id), forced=forced)
-        if subscriber.next_due_at is None or subscriber.next_due_at <= now:
-            schedule = (subscriber.frequency, subscriber.send_day, subscriber.send_time, subscriber.timezone)
-            moved.append({"b_id": subscriber.id, "b_next": next_due(*schedule, subscriber.weekdays_only)})
+        previous_end = previous.get(subscriber.id)
+        due = subscriber.next_due_at is None or subscriber.next_due_at <= now
+        try:
+            periods[subscriber.id] = plan_period(subscriber, now, previous_end=previous_end, forced=forced)
+            if due:
+                schedule = (subscriber.frequency, subscriber.send_day, subscriber.send_time, subscriber.timezone)
+                moved.append({"b_id": subscriber.id, "b_next": next_due(*schedule, subscriber.weekdays_only)})
+        except Exception as error:  # planning is pure: a value in this subscriber's row it cannot use
+            reason = f"cannot plan this digest: {type(error).__name__}: {error}; fix it with `digestd subscribers edit`"
+            log.warning("subscriber %s: %s", subscriber.id, reason)
+            periods[subscriber.id] = Period(min(previous_end or now, now), now, period_key(now, "UTC"))
+            failed.append({"b_id": subscriber.id, "b_period": periods[subscriber.id].key, "b_error": reason[:500]})
+            if due:  # tried again a day later, so that the ledger says so once a day, not once a tick
+                moved.append({"b_id": subscriber.id, "b_next": now + timedelta(days=1)})
     added = _insert_ignoring_duplicates(session, periods, now)
+    if failed:
+        _fail_planned(session, failed, now)
     if moved:  # one executemany, not a unit-of-work flush of every subscriber object
         table = Subscriber.__table__  # type: ignore[attr-defined]
         statement = update(table).where(table.c.id == bindparam("b_id")).values(next_due_at=bindparam("b_next"))
         session.execute(statement, moved)
         session.expire_all()
     return added
+
+
+def _fail_planned(session: Session, rows: list[dict[str, Any]], now: datetime) -> None:
+    """The rows just planned for subscribers whose schedule could not be computed are
+    `perm_failed` with the reason (shown by `status`), never claimed."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    planned = (table.c.subscriber_id == bindparam("b_id"), table.c.period == bindparam("b_period"))
+    statement = update(table).where(*planned, table.c.status == PENDING, table.c.created_at == now)
+    session.execute(statement.values(status=PERM_FAILED, last_error=bindparam("b_error"), updated_at=now), rows)
 
 
 def make_worker_id() -> str:

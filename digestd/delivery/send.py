@@ -70,6 +70,12 @@ class SendReport:
     skipped: int = 0
     errors: list[DeliveryError] = field(default_factory=list)
 
+    def summary(self) -> str:
+        return (
+            f"sent {self.sent}, retrying {self.retrying}, failed {self.failed}, "
+            f"unknown {self.unknown}, skipped {self.skipped} ({self.planned} newly planned)"
+        )
+
     def add(self, status: str) -> None:
         name = {SENT: "sent", TEMP_FAILED: "retrying", PERM_FAILED: "failed", UNKNOWN: "unknown"}.get(status, "skipped")
         setattr(self, name, getattr(self, name) + 1)
@@ -246,9 +252,15 @@ class Sender:
         )
 
     async def queue_jobs(self, jobs: list[Job], queue: asyncio.Queue[Job | None]) -> None:
-        """Queue the emails for the connections; a digest with nothing in it is finished as skipped."""
+        """Queue the emails for the connections; a digest with nothing in it is finished as
+        skipped, one that could not be built as failed (the others go on)."""
         for job in jobs:
-            if job.email is None:
+            if job.failure:
+                log.warning(
+                    "delivery %s to subscriber %s: %s", job.claim.delivery_id, job.claim.subscriber_id, job.failure
+                )
+                self._finish(job, Result(PERM_FAILED, job.failure))
+            elif job.email is None:
                 self._finish(job, Result(SKIPPED, NOTHING_MATCHED))
             else:
                 await queue.put(job)
@@ -315,9 +327,11 @@ async def send_due(
     emails: Sequence[str] = (),
     resend_unknown: bool = False,
     progress: Progress | None = None,
+    report: SendReport | None = None,
 ) -> SendReport:
     """Plan and deliver everything due (or the named subscribers' digests) until nothing
-    is left to claim, or `stop` is set. Raises `DeliveryError` if the server cannot be used."""
+    is left to claim, or `stop` is set. Raises `DeliveryError` if the server cannot be used;
+    `report` (if given) then still says what was sent before."""
     check_security(settings.smtp)
     tls = make_tls_context(settings.smtp)
     planned = plan_due(engine, now=clock(), emails=emails)
@@ -325,7 +339,9 @@ async def send_due(
     if emails:
         with open_session(engine) as session:
             ids = [s.id for s in choose_subscribers(session, now=clock(), emails=emails) if s.id is not None]
-    sender = Sender(engine, settings, builder, clock, stop, ids, resend_unknown, progress)
+    sender = Sender(
+        engine, settings, builder, clock, stop, ids, resend_unknown, progress, report=report or SendReport()
+    )
     sender.report.planned = planned
     with open_session(engine) as session:
         claimable = count_claimable(session, now=clock(), subscriber_ids=ids, resend_unknown=resend_unknown)

@@ -13,6 +13,7 @@ adds a CA to the system ones). A reply classifies the attempt:
                                            (550/551/553, or 5.1.x / 5.2.1) the address is suppressed
     connection lost before DATA          → retry (nothing was handed over)
     connection lost or timeout in DATA   → unknown (the server may have taken it)
+    a non-ASCII local part (`zoë@`)      → sent with SMTPUTF8; perm_failed if the server does not offer it
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 RETRY = "retry"  # not a ledger state: the connection dropped before DATA; safe to try again
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})")
 _SUPPRESS_CODES = (550, 551, 553)
+NO_SMTPUTF8 = (
+    "the address has non-ASCII characters before the @, and the SMTP server does not offer SMTPUTF8 to carry them"
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -102,6 +106,7 @@ class SmtpConnection:
         self.settings, self.tls = settings, tls
         self.smtp: aiosmtplib.SMTP | None = None
         self.eight_bit = False  # the server offers 8BITMIME (known once connected)
+        self.smtputf8 = False  # the server offers SMTPUTF8 (known once connected)
 
     @property
     def connected(self) -> bool:
@@ -144,7 +149,8 @@ class SmtpConnection:
             ) from None
         self.smtp = smtp
         self.eight_bit = smtp.supports_extension("8bitmime")
-        log.debug("connected to %s:%s (8BITMIME: %s)", s.host, s.port, self.eight_bit)
+        self.smtputf8 = smtp.supports_extension("smtputf8")
+        log.debug("connected to %s:%s (8BITMIME: %s, SMTPUTF8: %s)", s.host, s.port, self.eight_bit, self.smtputf8)
 
     async def _start_tls(self, smtp: aiosmtplib.SMTP) -> None:
         await smtp.ehlo()
@@ -187,12 +193,16 @@ class SmtpConnection:
         assert self.smtp is not None
         if email.eight_bit and not self.eight_bit:
             return Result(TEMP_FAILED, "the SMTP server no longer offers 8BITMIME; the next run renders 7-bit")
+        if email.smtputf8 and not self.smtputf8:
+            return Result(PERM_FAILED, NO_SMTPUTF8)
+        options = ["BODY=8BITMIME"] * email.eight_bit + ["SMTPUTF8"] * email.smtputf8
+        encoding = "utf-8" if email.smtputf8 else "ascii"
         phase = "MAIL"
         try:
             async with asyncio.timeout(self.settings.timeout_seconds):
-                await self.smtp.mail(email.sender, options=["BODY=8BITMIME"] if email.eight_bit else None)
+                await self.smtp.mail(email.sender, options=options or None, encoding=encoding)
                 phase = "RCPT"
-                await self.smtp.rcpt(email.recipient)
+                await self.smtp.rcpt(email.recipient, encoding=encoding)
                 phase = "DATA"
                 reply = await self.smtp.data(email.data)
             return Result(SENT, f"{reply.code} {' '.join(reply.message.split())}")

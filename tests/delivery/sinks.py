@@ -26,13 +26,15 @@ class Received:
 @dataclass
 class SinkHandler:
     """Records accepted messages. `rules[(COMMAND, recipient)]` is a list of replies used one
-    per attempt ("drop" at DATA closes the connection before the reply)."""
+    per attempt ("drop" at DATA closes the connection before the reply; "drop and refuse"
+    also stops listening, so that reconnecting fails)."""
 
     messages: list[Received] = field(default_factory=list)
     dropped: list[Received] = field(default_factory=list)
     rules: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     delay: float = 0.0
     eight_bit: bool = True  # offer 8BITMIME in the EHLO reply (aiosmtpd does by default)
+    controller: Any = None  # the aiosmtpd Controller serving this handler
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -66,9 +68,11 @@ class SinkHandler:
         options = list(envelope.mail_options)
         received = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, time.time(), options)
         reply = self._rule("DATA", envelope.rcpt_tos[0])
-        if reply == "drop":
+        if reply in ("drop", "drop and refuse"):
             self.dropped.append(received)
             server.transport.close()
+            if reply == "drop and refuse":
+                self.controller.server.close()
             return "250 never seen"
         if reply:
             return reply

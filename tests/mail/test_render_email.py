@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from digestd.config import MailSettings
-from digestd.errors import ConfigError, RenderError
+from digestd.errors import ConfigError, InputError, RenderError
 from digestd.mail.message import build_mime
 from digestd.mail.paper_view import shorten_authors, trim_abstract
 from digestd.mail.render import HTML_LIMIT, SHORTENED_NOTE, make_email_builder
@@ -387,3 +387,61 @@ def test_templates_with_preformatted_text_keep_their_lines(tmp_path: Path) -> No
     assert b"<pre>one\r\ntwo</pre>" in data
     html_part = parse(data).get_body(("html",))
     assert html_part is not None and len(html_part.get_content().splitlines()) > 60
+
+
+def test_a_non_ascii_local_part_is_written_as_utf8_and_still_verifies(tmp_path: Path) -> None:
+    """RFC 6532: with SMTPUTF8 the address is written as it is; the name is still encoded."""
+    mail, public = dkim_mail(tmp_path)
+    profile = replace(PROFILE, email="zoë@inbox.example.com", name='Zoë "Z" Müller')
+    built = make_email_builder(mail, secret_key=SECRET).build(
+        replace(golden_digest(), profile=profile), period="2026-11-30", now=NOW
+    )
+    assert (built.recipient, built.smtputf8) == ("zoë@inbox.example.com", True)
+    assert re.search(rb"\r\nTo: =\?utf-8\?b\?[^?]+\?= <zo\xc3\xab@inbox.example.com>\r\n", built.data)
+    parsed = email.message_from_string(built.data.decode(), policy=email.policy.default)
+    assert parsed["To"].addresses[0].display_name == 'Zoë "Z" Müller'
+    record = b"v=DKIM1; k=rsa; p=" + __import__("base64").b64encode(public)
+    assert dkim.verify(built.data, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_a_domain_stored_in_unicode_goes_out_in_its_ascii_form() -> None:
+    profile = replace(PROFILE, email="ascii@bücher.example.com", name="Ascii")
+    built = make_email_builder(MAIL, secret_key=SECRET).build(
+        replace(golden_digest(), profile=profile), period="2026-11-30", now=NOW
+    )
+    assert (built.recipient, built.smtputf8) == ("ascii@xn--bcher-kva.example.com", False)
+    assert b"To: Ascii <ascii@xn--bcher-kva.example.com>\r\n" in built.data and built.data.isascii()
+
+
+@pytest.mark.parametrize("stored", ["no-at-sign.example.org", "a@b.example.org\r\nRCPT TO:<c@d.example>", "a b@c.org"])
+def test_a_stored_value_that_is_not_an_address_is_refused(stored: str) -> None:
+    builder = make_email_builder(MAIL, secret_key=SECRET)
+    with pytest.raises(InputError, match="is not a valid address"):
+        builder.build(replace(golden_digest(), profile=replace(PROFILE, email=stored)), period="2026-11-30", now=NOW)
+
+
+def test_a_non_ascii_sender_address_fails_at_start_up() -> None:
+    with pytest.raises(ConfigError, match="must be ASCII"):
+        make_email_builder(replace(MAIL, from_="Digest <digest@bücher.example.com>"), secret_key=SECRET)
+
+
+ESCAPES = [
+    "{{ cycler.__init__.__globals__.os.system('touch MARKER') }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{% if digest.is_empty %}{{ lipsum.__globals__['os'].system('touch MARKER') }}{% endif %}",  # never on the sample
+    "{{ (cycler|attr('__in' ~ 'it__')).__call__ }}",  # spelled at run time: the sandbox refuses it then
+]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_a_template_reaching_for_python_internals_fails_at_start_up_and_runs_nothing(
+    tmp_path: Path, escape: str
+) -> None:
+    """Templates run sandboxed: no `__class__`, `__globals__`, ... so no way to `os`."""
+    folder = tmp_path / "templates"
+    shutil.copytree(templates_dir(MAIL), folder)
+    marker = tmp_path / "ran"
+    (folder / "digest.txt").write_text((folder / "digest.txt").read_text() + escape.replace("MARKER", str(marker)))
+    with pytest.raises(RenderError, match=r"digest\.txt.*(unsafe|not available to templates)"):
+        make_email_builder(replace(MAIL, templates_dir=str(folder)), secret_key=SECRET)
+    assert not marker.exists()

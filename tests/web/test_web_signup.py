@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -10,6 +12,7 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 from web_support import START, Clock, Outbox, csrf_of, make_settings, post_signup
 
+from digestd.errors import RenderError
 from digestd.models import ProfileItem, Subscriber, Suppression
 from digestd.records import ACTIVE, PENDING, UNSUBSCRIBED
 from digestd.store import open_session
@@ -254,3 +257,18 @@ def test_the_confirmation_mail_carries_nothing_the_requester_typed(client: TestC
 def test_an_oversized_post_is_refused(client: TestClient, engine: Engine) -> None:
     page = post_signup(client, form(client, keywords="x" * 70_000))
     assert page.status_code == 413 and subscriber(engine) is None
+
+
+def test_a_non_ascii_domain_signs_up_in_its_ascii_form(client: TestClient, engine: Engine, outbox: Outbox) -> None:
+    assert post_signup(client, form(client, email="Ascii@Bücher.Example.com")).status_code == 200
+    assert subscriber(engine, "ascii@xn--bcher-kva.example.com") is not None
+    assert outbox.messages[-1]["To"] == "ascii@xn--bcher-kva.example.com"
+
+
+def test_a_web_template_reaching_for_python_internals_fails_at_start_up(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "index.html").write_text("{{ cycler.__init__.__globals__.os.popen('id').read() }}")
+    settings = make_settings()
+    settings = replace(settings, mail=replace(settings.mail, templates_dir=str(tmp_path)))
+    with pytest.raises(RenderError, match=r"index\.html, line 1: '__\w+__' is not available to templates"):
+        create_app(settings, engine, send_message=Outbox())
