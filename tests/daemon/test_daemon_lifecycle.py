@@ -1,4 +1,5 @@
-"""`digestd run` around its edges: the single-daemon lock."""
+"""`digestd run` around its edges: SIGTERM while a message is inside DATA (and a send still
+running when the stop's grace ends), start-up behind a slow feed, the single-daemon lock."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import signal
 import subprocess
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from delivery.sinks import SinkHandler
-from feed_server import FeedServer
+from feed_server import FeedServer, Reply, Request
 from sqlalchemy import Engine
-from test_daemon import digestd, prepare, serving, start_daemon, wait_for
+from test_daemon import add, digestd, prepare, serving, start_daemon, todays_feed, wait_for
 
 from digestd.config import MailSettings, Settings, SmtpSettings
 from digestd.daemon.scheduler import Clock, DaemonJobs, utc_now
@@ -87,6 +91,67 @@ def errors_logged(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if " ERROR " in line or "Traceback" in line]
 
 
+def test_sigterm_inside_data_lets_the_message_finish_and_records_it_sent(
+    tmp_path: Path, relay: HoldingSink, server: FeedServer
+) -> None:
+    relay.delay = 8.0  # the relay holds its 250 for 8 s after the message's last byte
+    config = prepare(tmp_path, relay, server)
+    config.write_text(config.read_text().replace("timeout_seconds = 5", "timeout_seconds = 30"))
+    daemon = start_daemon(config)
+    try:
+        assert relay.in_data.wait(60), "the digest reached DATA"
+    finally:
+        stderr, _ = stop(daemon)
+    assert daemon.returncode == 0, stderr
+    assert errors_logged(stderr) == [], stderr
+    assert [m.recipients for m in relay.messages] == [["ada@example.org"]]
+    assert ledger(tmp_path) == [("sent",)], stderr
+    status = digestd(config, "status")
+    assert "1 sent" in status.stdout and "resend-unknown" not in status.stdout + status.stderr
+
+
+def test_a_slow_feed_delays_neither_the_web_pages_nor_deliveries_and_sigterm_ends_it(
+    tmp_path: Path, relay: HoldingSink, server: FeedServer
+) -> None:
+    release = threading.Event()
+    body = todays_feed(datetime.now(UTC))
+
+    def answer(request: Request) -> Reply:
+        if len(server.hits(FEED_PATH)) > 1:  # the first fetch is `digestd ingest`'s; the daemon's hangs
+            release.wait(120)
+        return Reply(body)
+
+    config = prepare(tmp_path, relay, server)
+    server.route(FEED_PATH, answer)
+    # a long per-read timeout: the fetch hangs as long as the server does, like a feed that drips
+    config.write_text(config.read_text() + "timeout_seconds = 300\n")
+    ingested = digestd(config, "ingest")
+    assert ingested.returncode == 0, ingested.stderr
+    engine = make_engine(f"sqlite:///{tmp_path / 'digestd.sqlite3'}")
+    with engine.begin() as connection:  # as if the daemon had been down at the source's run time
+        connection.exec_driver_sql("UPDATE source_state SET last_run_at = NULL")
+    engine.dispose()
+    bind = tomllib.loads(config.read_text())["web"]["bind"]
+    daemon = start_daemon(config)
+    try:
+        assert wait_for(lambda: len(server.hits(FEED_PATH)) == 2, 60), "the daemon started its catch-up ingest"
+        assert wait_for(lambda: len(relay.messages) == 1, 60), "the digest went out while the feed hung"
+        page = httpx.get(f"http://{bind}/", timeout=30, trust_env=False)  # loopback: never through a proxy
+        assert page.status_code == 200 and "<form" in page.text
+        assert server.in_flight == 1, "the feed was still hanging"
+    finally:
+        stderr, seconds = stop(daemon)
+        release.set()
+    assert daemon.returncode == 0, stderr
+    assert seconds < 30, f"SIGTERM took {seconds:.1f} s"
+    assert "ingest arxiv-cs-lg: cut off by the stop" in stderr
+    assert errors_logged(stderr) == [], stderr
+    engine = make_engine(f"sqlite:///{tmp_path / 'digestd.sqlite3'}")
+    with engine.connect() as connection:  # the interrupted run is missed again: caught up on the next start
+        assert connection.exec_driver_sql("SELECT last_run_at FROM source_state").scalar() is None
+    engine.dispose()
+
+
 def test_a_second_daemon_through_a_symlink_to_the_database_refuses(
     tmp_path: Path, relay: HoldingSink, server: FeedServer
 ) -> None:
@@ -108,3 +173,41 @@ def test_a_second_daemon_through_a_symlink_to_the_database_refuses(
     finally:
         stderr, _ = stop(first)
     assert first.returncode == 0, stderr
+
+
+@pytest.mark.parametrize(
+    ("hold_at", "status", "reason"),
+    [
+        ("DATA", "unknown", "cut off by the stop during DATA; the message may have arrived"),
+        ("RCPT", "temp_failed", "cut off by the stop before DATA; not sent"),
+    ],
+)
+def test_a_send_still_running_when_the_grace_ends_records_what_is_known(
+    engine: Engine, relay: HoldingSink, hold_at: str, status: str, reason: str
+) -> None:
+    """The relay holds its answer past the stop's grace: the tick is cancelled, and the row
+    says whether the message may have arrived (it never stays `sending`)."""
+    add(engine, datetime.now(UTC) - timedelta(days=2), frequency="daily")  # due since yesterday
+    if hold_at == "DATA":
+        relay.delay = 30.0
+    else:
+        relay.rcpt_delay = 30.0
+    settings = relay.settings(send_empty=True)
+    stop = asyncio.Event()
+    jobs = daemon_jobs(engine, settings, stop)
+    holding = relay.in_data if hold_at == "DATA" else relay.in_rcpt
+
+    async def tick_then_stop() -> None:
+        tick = asyncio.create_task(jobs.tick())
+        while not holding.is_set():
+            assert not tick.done(), "the tick ended before the relay held its answer"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await jobs.wait_for_running(0.5)
+        with pytest.raises(asyncio.CancelledError):
+            await tick
+
+    asyncio.run(tick_then_stop())
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT status, last_error FROM delivery").all()
+    assert [tuple(row) for row in rows] == [(status, reason)]
