@@ -35,6 +35,7 @@ from digestd.errors import DigestdError, RenderError
 from digestd.mail.render import EmailBuilder, RenderedEmail, make_email_builder
 from digestd.models import Subscriber
 from digestd.records import PaperRecord, Profile
+from digestd.schedule import local_day
 from digestd.store import make_engine, open_session
 from digestd.subscribers import load_profiles
 
@@ -55,6 +56,7 @@ class PeriodBatch:
 
     claims: list[Claim]
     profiles: list[Profile]
+    days: list[str]  # each digest's date: where its subscriber lives, the day its period ends (it is sent)
 
 
 @dataclass
@@ -97,7 +99,8 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
             subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
             among = cache.paper_ids[(start, end)]
             profiles = load_profiles(session, [subscribers[i] for i in ids], sent_among=among)
-            loaded.append(PeriodBatch(members, profiles))
+            days = [local_day(c.period_end, subscribers[c.subscriber_id].timezone) for c in members]
+            loaded.append(PeriodBatch(members, profiles, days))
     return loaded
 
 
@@ -112,9 +115,9 @@ def build_jobs(
         window = cache.window(batch)
         start, end = batch.claims[0].period_start, batch.claims[0].period_end
         digests = build_digests(window, batch.profiles, period_start=start, period_end=end, now=now)
-        for claim, digest in zip(batch.claims, digests, strict=True):
+        for claim, digest, day in zip(batch.claims, digests, batch.days, strict=True):
             empty = digest.is_empty and not send_empty
-            jobs.append(Job(claim, None if empty else builder.build(digest, period=claim.period, now=now)))
+            jobs.append(Job(claim, None if empty else builder.build(digest, period=claim.period, day=day, now=now)))
     return jobs
 
 

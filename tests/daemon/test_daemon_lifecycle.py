@@ -1,9 +1,11 @@
 """`digestd run` around its edges: SIGTERM while a message is inside DATA (and a send still
-running when the stop's grace ends), start-up behind a slow feed, the single-daemon lock."""
+running when the stop's grace ends), start-up behind a slow feed, the single-daemon lock,
+and the date of a catch-up digest."""
 
 from __future__ import annotations
 
 import asyncio
+import email
 import signal
 import subprocess
 import threading
@@ -211,3 +213,18 @@ def test_a_send_still_running_when_the_grace_ends_records_what_is_known(
     with engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT status, last_error FROM delivery").all()
     assert [tuple(row) for row in rows] == [(status, reason)]
+
+
+def test_a_catch_up_digest_is_dated_by_the_day_it_is_sent(engine: Engine, relay: HoldingSink) -> None:
+    """Daily at 08:00 in Berlin, first due on Mon 2 Nov; the daemon was down until Thu 5 Nov
+    23:30 UTC (00:30 on Fri 6 Nov in Berlin): one digest, dated the 6th, not the 2nd."""
+    add(engine, datetime(2026, 11, 1, 12, tzinfo=UTC), frequency="daily", time="08:00", timezone="Europe/Berlin")
+    back = datetime(2026, 11, 5, 23, 30, tzinfo=UTC)
+    settings = relay.settings(send_empty=True)
+    jobs = daemon_jobs(engine, settings, asyncio.Event(), clock=lambda: back)
+    asyncio.run(jobs.tick())
+    [message] = [email.message_from_bytes(received.data) for received in relay.messages]
+    assert message["Subject"] == "Your paper digest for 6 Nov 2026: nothing new matched"
+    assert "Your paper digest, 6 Nov 2026" in message.get_payload(0).get_payload(decode=True).decode()
+    with engine.connect() as connection:  # the ledger keeps the period it was planned for
+        assert connection.exec_driver_sql("SELECT period FROM delivery").scalar() == "2026-11-02"
