@@ -80,4 +80,9 @@ def period_length(frequency: str) -> timedelta:
 
 def period_key(due: datetime, timezone: str) -> str:
     """The ledger's period name: the local date the digest is due, e.g. `2026-11-30`."""
-    return due.astimezone(ZoneInfo(timezone)).date().isoformat()
+    return local_day(due, timezone)
+
+
+def local_day(at: datetime, timezone: str) -> str:
+    """The date at `at` in `timezone`, e.g. `2026-11-30`."""
+    return at.astimezone(ZoneInfo(timezone)).date().isoformat()

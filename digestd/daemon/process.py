@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
 from digestd.errors import StoreError
 
 if TYPE_CHECKING:
@@ -25,10 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def sqlite_file(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
+    """The real file behind a SQLite URL (symlinks and relative paths resolved, so every
+    way of naming one file meets the same lock), or None (PostgreSQL, in-memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    path = url.removeprefix("sqlite:///")
-    return None if path in ("", ":memory:") else Path(path)
+    return Path(os.path.realpath(parsed.database))
 
 
 @contextmanager

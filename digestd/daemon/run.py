@@ -32,8 +32,12 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
         )
         if engine.dialect.name == "postgresql":
             jobs.lock = SchedulerLock(engine)
-        scheduler = build_scheduler(jobs)
-        await jobs.catch_up_ingest()
+        scheduler = build_scheduler(jobs, catch_up=jobs.plan_catch_up())
+        # The web pages and the tick start at once; the catch-up ingest runs beside them as jobs.
+        web_task = None
+        if sock is not None:
+            sender = make_smtp_sender(settings.smtp)
+            web_task = asyncio.create_task(serve_web(settings, engine, send_message=sender, stop_event=stop, sock=sock))
         scheduler.start()
         log.info(
             "digestd running: %d source(s), delivery %s, web %s",
@@ -41,15 +45,15 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
             "on" if deliver else "off (workers deliver)",
             settings.web.bind if web else "off",
         )
-        web_task = None
-        if sock is not None:
-            sender = make_smtp_sender(settings.smtp)
-            web_task = asyncio.create_task(serve_web(settings, engine, send_message=sender, stop_event=stop, sock=sock))
         try:
             await stop.wait()
         finally:
-            scheduler.shutdown(wait=False)
+            # No job starts after the stop and the running ones finish (a message in DATA
+            # gets its answer and is recorded) before the scheduler shuts down: APScheduler's
+            # asyncio executor cancels the jobs still running when it shuts down.
+            scheduler.pause()
             await jobs.wait_for_running(STOP_GRACE_SECONDS)
+            scheduler.shutdown(wait=False)
             if web_task is not None:
                 await web_task
             if jobs.lock is not None:

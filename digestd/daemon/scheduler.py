@@ -1,6 +1,7 @@
 """`digestd run`: APScheduler wiring only. The jobs are functions of the other modules.
 
-- one ingest job per source, on the source's cron line (UTC);
+- one ingest job per source, on the source's cron line (UTC); a source whose last
+  scheduled run was missed (or that never ran) runs at once as well: the catch-up;
 - a planning tick every minute: plans the subscribers whose `next_due_at` has passed and
   delivers what is claimable (no job per subscriber; after downtime the planner makes one
   catch-up digest per subscriber, never one per missed period);
@@ -8,25 +9,36 @@
   `digest.remember_sent_days`;
 - the web pages, in the same event loop.
 
+The web pages and the tick start at once; the catch-up runs as jobs beside them. The first
+tick waits for it (at most `CATCH_UP_WAIT_SECONDS`), so a digest after downtime has the
+papers the daemon missed, and a slow feed holds back no digest longer than that.
+
 On PostgreSQL several daemons may run: the jobs above run only on the node holding the
 scheduler advisory lock (`coordination.SchedulerLock`); the others serve the web pages
 and take over when that node's connection goes away.
 
-SIGTERM/SIGINT stop the scheduler, let in-flight sends finish (bounded by
-`STOP_GRACE_SECONDS`), stop the web server, and return.
+SIGTERM/SIGINT: no job starts any more, no new claims are made, messages in flight finish
+and are recorded (bounded by `STOP_GRACE_SECONDS`), then the scheduler shuts down. An
+ingest job does not hold up the stop (`run_unless_stopped`): a source run saves all or
+nothing, and the next start catches up one that was cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, ParamSpec, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import undefined
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -45,7 +57,10 @@ from digestd.web.signup import purge_unconfirmed
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-STOP_GRACE_SECONDS = 60.0
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+STOP_GRACE_SECONDS = 60.0  # within the systemd unit's TimeoutStopSec=90
+CATCH_UP_WAIT_SECONDS = 20.0
 TICK_SECONDS = 60
 
 
@@ -68,6 +83,9 @@ class DaemonJobs:
     # One fetcher for every source job of the process, so the per-host spacing (arXiv: 3 s,
     # one connection) holds across sources; made at the first ingest. It keeps no connection open.
     fetcher: Fetcher | None = None
+    catching_up: set[str] = field(default_factory=set)  # sources whose catch-up run has not ended
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)  # set when `catching_up` empties
+    catch_up_wait: float = CATCH_UP_WAIT_SECONDS
 
     def _leads(self, job: str) -> bool:
         """True when this node may run `job` now (always, without a lock)."""
@@ -87,15 +105,21 @@ class DaemonJobs:
             task.add_done_callback(self.running.discard)
 
     async def ingest(self, name: str) -> None:
-        """Run one source (in a thread: fetching blocks) and log one line."""
-        if not self._leads(f"ingest {name}"):
+        """Run one source (in a thread: fetching blocks) and log one line; a stop cuts it off."""
+        try:
+            if self.stop.is_set() or not self._leads(f"ingest {name}"):
+                return
+            self._track()
+            if self.fetcher is None:
+                self.fetcher = make_fetcher(self.settings.ingest)
+            reports = await run_unless_stopped(
+                self.stop, run_sources, self.engine, self.settings, names=[name], now=self.clock(), fetcher=self.fetcher
+            )
+        finally:
+            self._caught_up_with(name)
+        if reports is None:
+            log.info("ingest %s: cut off by the stop (a run saves all or nothing; the next start catches up)", name)
             return
-        self._track()
-        if self.fetcher is None:
-            self.fetcher = make_fetcher(self.settings.ingest)
-        reports = await asyncio.to_thread(
-            run_sources, self.engine, self.settings, names=[name], now=self.clock(), fetcher=self.fetcher
-        )
         for report in reports:
             outcome = f"failed: {report.error}" if report.error else "ok"
             log.info(
@@ -107,6 +131,9 @@ class DaemonJobs:
         if self.stop.is_set() or not self._leads("tick"):
             return
         self._track()
+        await self._wait_for_catch_up()
+        if self.stop.is_set():
+            return
         report = SendReport()
         try:
             if not self.deliver:
@@ -142,31 +169,92 @@ class DaemonJobs:
             )
             log.info("purge: %d record(s) of papers sent more than %d days ago deleted", forgotten, days)
 
-    async def catch_up_ingest(self) -> None:
-        """Run, now, each source whose last scheduled run was missed (or that never ran),
-        so a daemon that was down at 01:30 does not wait a day for the papers."""
-        if not self._leads("catch-up ingest"):
-            return
+    def plan_catch_up(self) -> set[str]:
+        """The sources whose last scheduled run was missed (or that never ran): they run at
+        start, so a daemon that was down at 01:30 does not wait a day for the papers."""
         with open_session(self.engine) as session:
             last_runs = {state.name: state.last_run_at for state in session.scalars(select(SourceState))}
         now = self.clock()
         for source in self.settings.sources:
             last = last_runs.get(source.name)
             trigger = cron_trigger(source.schedule, source=source.name)
-            due = last is None or (trigger.get_next_fire_time(None, last) or now) <= now
-            if due and not self.stop.is_set():
+            if last is None or (trigger.get_next_fire_time(None, last) or now) <= now:
                 log.info("ingest %s: catching up a missed run", source.name)
-                await self.ingest(source.name)
+                self.catching_up.add(source.name)
+        return set(self.catching_up)
+
+    def _caught_up_with(self, name: str) -> None:
+        self.catching_up.discard(name)
+        if not self.catching_up:
+            self.caught_up.set()
+
+    async def _wait_for_catch_up(self) -> None:
+        """Until the catch-up ingest has ended, at most `catch_up_wait` seconds, or the stop."""
+        if not self.catching_up:
+            return
+        log.info("tick: waiting up to %.0f s for the catch-up ingest", self.catch_up_wait)
+        waits = {asyncio.ensure_future(self.caught_up.wait()), asyncio.ensure_future(self.stop.wait())}
+        try:
+            await asyncio.wait(waits, timeout=self.catch_up_wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self.catching_up and not self.stop.is_set():
+            log.info("tick: not waiting any longer for the catch-up of %s", ", ".join(sorted(self.catching_up)))
+            self.catching_up.clear()  # later ticks do not wait either
 
     async def wait_for_running(self, grace_seconds: float) -> None:
         """Let in-flight jobs finish; after `grace_seconds`, cancel what is left."""
-        others = {task for task in self.running if task is not asyncio.current_task()}
-        if not others:
+        deadline = asyncio.get_running_loop().time() + grace_seconds
+        await asyncio.sleep(0)  # a job handed to the loop just before the stop has started (and is tracked)
+        while others := {task for task in self.running if task is not asyncio.current_task()}:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("%d job(s) still running after %.0f s: cancelling them", len(others), grace_seconds)
+                for task in others:
+                    task.cancel()
+                return
+            log.info("waiting up to %.0f s for %d running job(s)", left, len(others))
+            await asyncio.wait(others, timeout=left)
+
+
+async def run_unless_stopped(
+    stop: asyncio.Event, work: Callable[Params, Result], /, *args: Params.args, **kwargs: Params.kwargs
+) -> Result | None:
+    """`work(*args, **kwargs)` in a thread; its result, or None as soon as `stop` is set.
+
+    For blocking work a stop must not wait for (a fetch from a server that hangs or drips
+    cannot be interrupted): the thread is a daemon thread, so when the stop comes it is
+    left to itself and the process still exits. Only for work that is safe to cut off
+    anywhere, such as a source run (it saves all or nothing, in one transaction)."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[Result] = loop.create_future()
+
+    def settle(result: Result | None, error: BaseException | None) -> None:
+        if outcome.done():  # given up on at the stop
             return
-        log.info("waiting up to %.0f s for %d running job(s)", grace_seconds, len(others))
-        _, pending = await asyncio.wait(others, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
+        if error is not None:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            report = partial(settle, work(*args, **kwargs), None)
+        except BaseException as error:  # handed to the awaiting coroutine, which raises it
+            report = partial(settle, None, error)
+        with suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+            loop.call_soon_threadsafe(report)
+
+    threading.Thread(target=run, name=f"digestd {getattr(work, '__name__', 'work')}", daemon=True).start()
+    stopping = asyncio.ensure_future(stop.wait())
+    either: set[asyncio.Future[Any]] = {outcome, stopping}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        outcome.cancel()  # still running: given up on (a no-op when it has finished)
+    return None if outcome.cancelled() else outcome.result()
 
 
 def cron_trigger(line: str, *, source: str) -> CronTrigger:
@@ -179,14 +267,16 @@ def cron_trigger(line: str, *, source: str) -> CronTrigger:
         ) from None
 
 
-def build_scheduler(jobs: DaemonJobs) -> AsyncIOScheduler:
-    """An AsyncIOScheduler with a memory job store: ingest per source, the tick, the purge."""
+def build_scheduler(jobs: DaemonJobs, *, catch_up: Collection[str] = ()) -> AsyncIOScheduler:
+    """An AsyncIOScheduler with a memory job store: ingest per source (those in `catch_up`
+    run at once, then on their cron line), the tick (at once, then every minute), the purge."""
     scheduler = AsyncIOScheduler(
         timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
     )
     for source in jobs.settings.sources:
         trigger = cron_trigger(source.schedule, source=source.name)
-        scheduler.add_job(jobs.ingest, trigger, args=[source.name], id=f"ingest:{source.name}")
+        first = jobs.clock() if source.name in catch_up else undefined
+        scheduler.add_job(jobs.ingest, trigger, args=[source.name], id=f"ingest:{source.name}", next_run_time=first)
     scheduler.add_job(jobs.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", next_run_time=jobs.clock())
     scheduler.add_job(jobs.purge, CronTrigger(hour=3, minute=17, timezone=UTC), id="purge")
     return scheduler

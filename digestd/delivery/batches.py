@@ -42,6 +42,7 @@ from digestd.errors import DigestdError, RenderError, StoreError
 from digestd.mail.render import EmailBuilder, RenderedEmail, make_email_builder
 from digestd.models import Subscriber
 from digestd.records import Digest, PaperRecord, Profile
+from digestd.schedule import local_day
 from digestd.store import make_engine, open_session
 from digestd.subscribers import load_profiles
 
@@ -66,6 +67,8 @@ class PeriodBatch:
 
     claims: list[Claim]
     profiles: list[Profile]
+    # each digest's date: where its subscriber lives, the day its period ends (when it is sent)
+    days: list[str] = field(default_factory=list)
     failed: list[Job] = field(default_factory=list)  # claims whose data could not be loaded
 
 
@@ -140,18 +143,21 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
 def _load_period(session: Session, claims: Sequence[Claim], *, sent_among: frozenset[str]) -> PeriodBatch:
     """The profiles of claims that share a period; a claim whose rows cannot be loaded fails alone."""
 
-    def load(some: Sequence[Claim]) -> list[Profile]:
+    def load(some: Sequence[Claim]) -> list[tuple[Profile, str]]:
         ids = [c.subscriber_id for c in some]
         subscribers = {s.id: s for s in session.scalars(select(Subscriber).where(col(Subscriber.id).in_(ids)))}
-        return load_profiles(session, [subscribers[i] for i in ids], sent_among=sent_among)
+        profiles = load_profiles(session, [subscribers[i] for i in ids], sent_among=sent_among)
+        days = [local_day(c.period_end, subscribers[c.subscriber_id].timezone) for c in some]
+        return list(zip(profiles, days, strict=True))
 
     batch = PeriodBatch([], [])
-    for claim, profile in zip(claims, each_alone(claims, load), strict=True):
-        if isinstance(profile, str):
-            batch.failed.append(Job(claim, None, profile))
+    for claim, loaded in zip(claims, each_alone(claims, load), strict=True):
+        if isinstance(loaded, str):
+            batch.failed.append(Job(claim, None, loaded))
         else:
             batch.claims.append(claim)
-            batch.profiles.append(profile)
+            batch.profiles.append(loaded[0])
+            batch.days.append(loaded[1])
     return batch
 
 
@@ -178,18 +184,18 @@ def _build_period(
     def rank(profiles: Sequence[Profile]) -> list[Digest]:
         return build_digests(window, profiles, period_start=start, period_end=end, now=now)
 
-    def render(pairs: Sequence[tuple[Claim, Digest]]) -> list[RenderedEmail]:
-        return [builder.build(digest, period=claim.period, now=now) for claim, digest in pairs]
+    def render(triples: Sequence[tuple[Claim, Digest, str]]) -> list[RenderedEmail]:
+        return [builder.build(digest, period=claim.period, day=day, now=now) for claim, digest, day in triples]
 
     jobs, to_render = [], []
-    for claim, digest in zip(batch.claims, each_alone(batch.profiles, rank), strict=True):
+    for claim, digest, day in zip(batch.claims, each_alone(batch.profiles, rank), batch.days, strict=True):
         if isinstance(digest, str):
             jobs.append(Job(claim, None, digest))
         elif digest.is_empty and not send_empty:
             jobs.append(Job(claim, None))
         else:
-            to_render.append((claim, digest))
-    for (claim, _), email in zip(to_render, each_alone(to_render, render), strict=True):
+            to_render.append((claim, digest, day))
+    for (claim, _, _), email in zip(to_render, each_alone(to_render, render), strict=True):
         jobs.append(Job(claim, None, email) if isinstance(email, str) else Job(claim, email))
     return jobs
 

@@ -301,7 +301,11 @@ class Sender:
             ):
                 log.warning("lost the claim on delivery %s; not sending it", job.claim.delivery_id)
                 return
-        result = await self._transact(email, connection)
+        try:
+            result = await self._transact(email, connection)
+        except asyncio.CancelledError:  # the stop's grace ran out: record what is known, never leave `sending`
+            self._finish(job, connection.cut_off_result())
+            raise
         self._finish(job, result, line)
 
     async def _transact(self, email: RenderedEmail, connection: SmtpConnection) -> Result:

@@ -14,6 +14,7 @@ adds a CA to the system ones). A reply classifies the attempt:
     connection lost before DATA          → retry (nothing was handed over)
     connection lost or timeout in DATA   → unknown (the server may have taken it)
     a non-ASCII local part (`zoë@`)      → sent with SMTPUTF8; perm_failed if the server does not offer it
+    cut off (cancelled) before DATA      → temp_failed; in DATA → unknown (`cut_off_result`)
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class SmtpConnection:
         self.smtp: aiosmtplib.SMTP | None = None
         self.eight_bit = False  # the server offers 8BITMIME (known once connected)
         self.smtputf8 = False  # the server offers SMTPUTF8 (known once connected)
+        self.cut_off_in: str | None = None  # the command a cancelled `send` was in
 
     @property
     def connected(self) -> bool:
@@ -188,6 +190,7 @@ class SmtpConnection:
 
     async def send(self, email: RenderedEmail) -> Result:
         """One SMTP transaction (MAIL, RCPT, DATA) on this connection, connecting if needed."""
+        self.cut_off_in = None
         if not self.connected:
             await self.connect()
         assert self.smtp is not None
@@ -215,3 +218,14 @@ class SmtpConnection:
             if phase == "DATA":
                 return Result(UNKNOWN, f"connection lost during DATA ({what}); the message may have arrived")
             return Result(RETRY, f"connection lost before DATA, at {phase} ({what})")
+        except asyncio.CancelledError:  # the transaction is cut: this connection cannot carry another
+            self.cut_off_in = phase
+            self.close()
+            raise
+
+    def cut_off_result(self) -> Result:
+        """What is known of the message whose `send` was cancelled: inside DATA the server may
+        have it; before, nothing was handed over."""
+        if self.cut_off_in == "DATA":
+            return Result(UNKNOWN, "cut off by the stop during DATA; the message may have arrived")
+        return Result(TEMP_FAILED, "cut off by the stop before DATA; not sent")

@@ -229,10 +229,12 @@ class EmailBuilder:
         builder.eight_bit = eight_bit and self.dkim is None
         return builder
 
-    def build(self, digest: Digest, *, period: str, now: datetime) -> RenderedEmail:
+    def build(self, digest: Digest, *, period: str, now: datetime, day: str | None = None) -> RenderedEmail:
+        """`period` is the ledger's (it names the Message-ID); `day` dates the subject and the
+        heading, the day it is sent (a catch-up digest is planned for the first day missed)."""
         profile = digest.profile
-        text, html, digest = self.renderer.render_parts(digest, period=period)
-        subject = subject_for(digest, period)
+        text, html, digest = self.renderer.render_parts(digest, period=day or period)
+        subject = subject_for(digest, day or period)
         mid = message_id(profile.subscriber_id, period, self.domain)
         token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id, profile.link_key)
         url = clean_header(f"{self.mail.base_url.rstrip('/')}/unsubscribe/{token}")

@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -31,6 +33,7 @@ from digestd.store import make_engine, open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
 
 REPO = Path(__file__).resolve().parents[2]
+Handler = TypeVar("Handler", bound=SinkHandler)
 
 
 class Clock:
@@ -147,14 +150,22 @@ Abstract: {abstract}</description><guid isPermaLink="false">oai:arXiv.org:{paper
 <description>cs.LG</description><pubDate>{format_datetime(now)}</pubDate>{items}</channel></rss>""".encode()
 
 
-@pytest.fixture
-def sink() -> Iterator[SinkHandler]:
-    handler = SinkHandler()
+@contextmanager
+def serving(handler: Handler) -> Iterator[Handler]:
+    """An aiosmtpd server on 127.0.0.1 with `handler`; its port is `handler.port`."""
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     handler.port = controller.port  # type: ignore[attr-defined]
-    yield handler
-    controller.stop()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[SinkHandler]:
+    with serving(SinkHandler()) as handler:
+        yield handler
 
 
 @pytest.fixture
