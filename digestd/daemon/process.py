@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
-
 from digestd.errors import StoreError
 
 if TYPE_CHECKING:
@@ -29,6 +27,8 @@ log = logging.getLogger(__name__)
 def sqlite_file(url: str) -> Path | None:
     """The real file behind a SQLite URL (symlinks and relative paths resolved, so every
     way of naming one file meets the same lock), or None (PostgreSQL, in-memory)."""
+    from sqlalchemy.engine import make_url  # here: `digestd --help` imports this module
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -46,7 +46,7 @@ def hold_daemon_lock(database_url: str) -> Iterator[None]:
     if database is None:
         yield
         return
-    from digestd.store import PRIVATE_FILE_MODE  # here: `digestd --help` imports this module, not SQLAlchemy
+    from digestd.store import PRIVATE_FILE_MODE  # here, as make_url above
 
     path = database.with_name(database.name + ".lock")
     handle: IO[str] = open(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE), "r+")
