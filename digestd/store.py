@@ -22,6 +22,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -161,6 +162,13 @@ def check_migrated(engine: Engine) -> None:
             f"the database is at revision {current}, this digestd needs {head_revision()}",
             hint="run `digestd init` to migrate it",
         )
+
+
+def insert_on_conflict(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` that can take `on_conflict_do_nothing` or `on_conflict_do_update`.
+    SQLite and PostgreSQL write the same `ON CONFLICT` SQL; SQLAlchemy only spells it per
+    dialect, so this picks the construct by the dialect's name (`engine.dialect.name`)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 @contextmanager

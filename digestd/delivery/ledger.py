@@ -24,12 +24,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, bindparam, func, or_, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digestd.models import ACTIVE, Delivery, SentPaper, Subscriber
 from digestd.schedule import Period, next_due_after, period_key, period_length
-from digestd.store import open_session
+from digestd.store import insert_on_conflict, open_session
 
 PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
 TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
@@ -84,12 +83,6 @@ def plan_period(subscriber: Schedule, now: datetime, *, previous_end: datetime |
     return Period(start=min(start, now), end=now, key=period_key(key_time, subscriber.timezone))
 
 
-def insert_or_ignore(dialect: str, table: Any, *, keys: Sequence[str] | None = None) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING, for SQLite or PostgreSQL (`dialect` is its name)."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing(index_elements=keys)
-
-
 def claimable(
     query: Any, *, now: datetime, subscriber_ids: Sequence[int] | None = None, resend_unknown: bool = False
 ) -> Any:
@@ -134,7 +127,8 @@ def _insert_ignoring_duplicates(session: Session, periods: dict[int, Period], no
         | {"status": PENDING, "attempts": 0, "paper_ids": [], "created_at": now, "updated_at": now}
         for subscriber_id, period in periods.items()
     ]
-    statement = insert_or_ignore(dialect, Delivery, keys=["subscriber_id", "period"]).returning(col(Delivery.id))
+    insert = insert_on_conflict(dialect, Delivery).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+    statement = insert.returning(col(Delivery.id))
     return len(session.execute(statement, rows).all())
 
 
