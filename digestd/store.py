@@ -45,8 +45,8 @@ def migrations_dir() -> Path:
     raise StoreError("the Alembic migrations are missing from this installation", hint="reinstall digestd")
 
 
-# RETURNING (planning, forgetting old never-twice records) came in SQLite 3.35; the JSON
-# functions (the never-twice window) are built in from 3.38 and optional before.
+# RETURNING (planning) came in SQLite 3.35; the JSON functions (the never-twice window)
+# are built in from 3.38 and optional before.
 SQLITE_NEEDED = (3, 35)
 
 
