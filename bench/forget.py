@@ -3,8 +3,10 @@ purge runs it, on a fresh SQLite file and a fresh PostgreSQL database.
 
     python -m bench.forget [--subscribers 20000] [--papers 20]
 
-Each subscriber gets `--papers` records at each of three ages (200, 100 and 10 days);
-the records older than 180 days (one third) are deleted, 50,000 per transaction.
+Each subscriber gets a digest of `--papers` records at each of three ages (200, 100 and 10
+days), the records of one digest at one time, the subscribers' digests a second apart (as
+a run sends them); the records older than 180 days (one third) are deleted, about 50,000
+per transaction.
 PostgreSQL is skipped when it does not answer (`DIGESTD_TEST_POSTGRES` or `--admin-url`).
 """
 
@@ -37,7 +39,7 @@ def fill(engine: Engine, subscribers: int, papers: int) -> int:
     for age in AGES:
         sent_at = NOW - timedelta(days=age)
         records = [
-            {"subscriber_id": i, "paper_id": f"{age}.{j:05d}", "sent_at": sent_at}
+            {"subscriber_id": i, "paper_id": f"{age}.{j:05d}", "sent_at": sent_at + timedelta(seconds=i)}
             for i in range(1, subscribers + 1)
             for j in range(papers)
         ]

@@ -23,6 +23,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -46,8 +47,8 @@ def migrations_dir() -> Path:
     raise StoreError("the Alembic migrations are missing from this installation", hint="reinstall digestd")
 
 
-# RETURNING (planning, forgetting old never-twice records) came in SQLite 3.35; the JSON
-# functions (the never-twice window) are built in from 3.38 and optional before.
+# RETURNING (planning) came in SQLite 3.35; the JSON functions (the never-twice window)
+# are built in from 3.38 and optional before.
 SQLITE_NEEDED = (3, 35)
 
 
@@ -178,6 +179,13 @@ def check_migrated(engine: Engine) -> None:
             f"the database is at revision {current}, this digestd needs {head_revision()}",
             hint="run `digestd init` to migrate it",
         )
+
+
+def insert_on_conflict(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` that can take `on_conflict_do_nothing` or `on_conflict_do_update`.
+    SQLite and PostgreSQL write the same `ON CONFLICT` SQL; SQLAlchemy only spells it per
+    dialect, so this picks the construct by the dialect's name (`engine.dialect.name`)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 @contextmanager

@@ -23,11 +23,11 @@ from digestd.delivery.ledger import (
     UNKNOWN,
     claimable,
     expire_leases,
-    insert_or_ignore,
     retry_delay,
 )
 from digestd.models import Delivery, SentPaper, Subscriber, Suppression
 from digestd.records import ACTIVE, SUPPRESSED
+from digestd.store import insert_on_conflict
 from digestd.subscribers import email_hash
 
 
@@ -152,7 +152,9 @@ class LedgerStatements:
             .where(col(Subscriber.id) == bindparam("p_subscriber"), or_(last.is_(None), last < bindparam("p_end")))
             .values(last_digest_at=bindparam("p_new_end"))
         )
-        self.sent_papers = {name: insert_or_ignore(name, SentPaper) for name in ("sqlite", "postgresql")}
+        self.sent_papers = {
+            name: insert_on_conflict(name, SentPaper).on_conflict_do_nothing() for name in ("sqlite", "postgresql")
+        }
         self.sent_postgresql = _SENT_POSTGRESQL
 
 
@@ -201,7 +203,7 @@ def mark_sending(
 
 def _suppress(db: Connection, claim: Claim, reason: str, now: datetime) -> None:
     row = {"email_hash": email_hash(claim.email), "reason": reason[:50], "created_at": now}
-    db.execute(insert_or_ignore(db.dialect.name, Suppression), [row])
+    db.execute(insert_on_conflict(db.dialect.name, Suppression).on_conflict_do_nothing(), [row])
     db.execute(update(Subscriber).where(col(Subscriber.id) == claim.subscriber_id).values(status=SUPPRESSED))
 
 

@@ -24,14 +24,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, func, or_, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, and_, bindparam, delete, func, or_, text, update
 from sqlmodel import Session, col, select
 
 from digestd.models import Delivery, SentPaper, Subscriber
 from digestd.records import ACTIVE
 from digestd.schedule import Period, next_due_after, period_key, period_length
-from digestd.store import open_session
+from digestd.store import insert_on_conflict, open_session
 
 PENDING, CLAIMED, SENDING, SENT = "pending", "claimed", "sending", "sent"
 TEMP_FAILED, PERM_FAILED, UNKNOWN, SKIPPED = "temp_failed", "perm_failed", "unknown", "skipped"
@@ -87,12 +86,6 @@ def plan_period(subscriber: Schedule, now: datetime, *, previous_end: datetime |
     return Period(start=min(start, now), end=now, key=period_key(key_time, subscriber.timezone))
 
 
-def insert_or_ignore(dialect: str, table: Any, *, keys: Sequence[str] | None = None) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING, for SQLite or PostgreSQL (`dialect` is its name)."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing(index_elements=keys)
-
-
 def claimable(
     query: Any, *, now: datetime, subscriber_ids: Sequence[int] | None = None, resend_unknown: bool = False
 ) -> Any:
@@ -137,7 +130,8 @@ def _insert_ignoring_duplicates(session: Session, periods: dict[int, Period], no
         | {"status": PENDING, "attempts": 0, "paper_ids": [], "created_at": now, "updated_at": now}
         for subscriber_id, period in periods.items()
     ]
-    statement = insert_or_ignore(dialect, Delivery, keys=["subscriber_id", "period"]).returning(col(Delivery.id))
+    insert = insert_on_conflict(dialect, Delivery).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+    statement = insert.returning(col(Delivery.id))
     return len(session.execute(statement, rows).all())
 
 
@@ -304,19 +298,6 @@ def recent_failures(session: Session, *, limit: int = 10) -> list[dict[str, obje
     ]
 
 
-# The oldest `chunk` never-twice records, found through the `sent_at` index from where the
-# previous chunk ended and deleted by their physical row id (a key list would let the
-# planner hash-join it against a seq scan of the whole table).
-_FORGET_SENT = {
-    "postgresql": "DELETE FROM sent_paper WHERE ctid = ANY(ARRAY("
-    " SELECT ctid FROM sent_paper WHERE sent_at >= :since AND sent_at < :before ORDER BY sent_at LIMIT :chunk"
-    ")) RETURNING sent_at",
-    "sqlite": "DELETE FROM sent_paper WHERE rowid IN ("
-    " SELECT rowid FROM sent_paper WHERE sent_at >= :since AND sent_at < :before ORDER BY sent_at LIMIT :chunk"
-    ") RETURNING sent_at",
-}
-
-
 def forget_sent_papers(
     engine: Engine, *, before: datetime, chunk: int = 50_000, keep_going: Callable[[], bool] = lambda: True
 ) -> int:
@@ -324,20 +305,22 @@ def forget_sent_papers(
     first; returns how many. A digest's candidates are the papers that arrived since the
     subscriber's previous digest, so an old record no longer keeps anything out, while the
     table grows by ~20 rows per message (a billion a year at a million weekly readers).
-    `chunk` rows per transaction, so no long transaction holds the table; stops between
-    chunks when `keep_going()` turns false."""
-    when = SentPaper.__table__.c.sent_at.type  # type: ignore[attr-defined]
-    statement = (
-        text(_FORGET_SENT[engine.dialect.name])
-        .bindparams(bindparam("since", type_=when), bindparam("before", type_=when))
-        .columns(sent_at=when)
-    )
-    forgotten, since = 0, datetime(1970, 1, 1, tzinfo=before.tzinfo)
+    About `chunk` rows per transaction, so no long transaction holds the table; stops
+    between chunks when `keep_going()` turns false.
+
+    A chunk is a range of `sent_at`, read from its index: up to the `chunk`-th oldest
+    record's time, with the records that share it (the ~20 of one message). The same two
+    statements on SQLite and PostgreSQL, and faster on both than deleting by physical row
+    id with RETURNING (see bench/README.md, "Forgetting old never-twice records")."""
+    sent_at = col(SentPaper.sent_at)
+    forgotten, since = 0, None
     while keep_going():
+        older = sent_at < before if since is None else and_(sent_at > since, sent_at < before)
         with open_session(engine) as session:
-            times = session.scalars(statement, {"since": since, "before": before, "chunk": chunk}).all()
-        forgotten += len(times)
-        if len(times) < chunk:
+            last = session.scalar(select(sent_at).where(older).order_by(sent_at).offset(chunk - 1).limit(1))
+            up_to_last = older if last is None else and_(older, sent_at <= last)
+            forgotten += int(session.execute(delete(SentPaper).where(up_to_last)).rowcount or 0)  # type: ignore[attr-defined]
+        if last is None:
             break
-        since = max(times)
+        since = last
     return forgotten

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from digestd import api
@@ -97,6 +99,46 @@ def plan_due(engine: Engine, *, now: datetime, emails: Sequence[str] = ()) -> in
         return plan_deliveries(session, now=now, subscribers=subscribers, forced=True)
 
 
+@dataclass
+class StageTimes:
+    """Seconds a run spent per stage: database (claiming and loading batches, ledger writes),
+    build (rank and render) and SMTP (transactions; connections overlap)."""
+
+    database: float = 0.0
+    build: float = 0.0
+    smtp: float = 0.0
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, stage, getattr(self, stage) + time.perf_counter() - started)
+
+
+class DatabaseLoss:
+    """What a `Sender` does when a step fails because the database is gone (`DBAPIError`).
+
+    This default lets the error end the run, as `digestd send` wants: its claims are given
+    back at the end (or expire), and a row left `sending` becomes `unknown`. `digestd
+    worker` passes its own (see `worker.py`) that keeps what must still be written and ends
+    only the round. When a method returns instead of raising, the run stops claiming and
+    sending, and finishes as on SIGTERM."""
+
+    def while_claiming(self, error: DBAPIError) -> None:
+        """Claiming or loading a batch failed; claims it may hold are given back at the end."""
+        raise error
+
+    def while_marking_sending(self, claim: Claim, error: DBAPIError) -> None:
+        """The `sending` mark failed, so nothing was handed over, though the mark may have committed."""
+        raise error
+
+    def while_recording(self, job: Job, result: Result, error: DBAPIError) -> None:
+        """Recording how a delivery ended failed (for `sent`: the server has the message)."""
+        raise error
+
+
 class LedgerLine:
     """The database connection of one SMTP connection's per-message ledger writes, held for
     the run: checking one out of the pool per write would add the pool's ping, another
@@ -142,6 +184,9 @@ class Sender:
     pool: RenderPool | None = None  # ranks and renders in other processes; None: here, in a thread
     connections: list[SmtpConnection] = field(default_factory=list)
     relay_known: bool = False  # whether `builder` is set for what the relay offers (8BITMIME)
+    loss: DatabaseLoss = field(default_factory=DatabaseLoss)
+    times: StageTimes = field(default_factory=StageTimes)
+    claimed: int = 0
 
     def __post_init__(self) -> None:
         # The per-message writes that are one statement (the `sending` mark, and `sent` on
@@ -162,12 +207,22 @@ class Sender:
         return max(1, min(smtp.batch_size, int(smtp.rate_per_second * smtp.lease_seconds / 4)))
 
     def _finish(self, job: Job, result: Result, line: LedgerLine | None = None) -> None:
+        """Record how a delivery ended; a lost database goes to `self.loss`."""
+        try:
+            self.record(job, result, line)
+        except DBAPIError as error:
+            self.loss.while_recording(job, result, error)
+            self.stop.set()
+
+    def record(self, job: Job, result: Result, line: LedgerLine | None = None) -> None:
+        """Write how a delivery ended and count it; raises `DBAPIError` if the database is lost."""
         paper_ids = job.email.paper_ids if job.email is not None else ()
         retry_for = timedelta(hours=self.settings.smtp.retry_for_hours)
         # The common case, `sent`, goes through the connection's held line (one statement on
         # PostgreSQL, see `record_sent`); the rare others get a transaction of their own.
         common = result.status == SENT and not result.suppress
-        with line.begin() if line is not None and common else self.engine.begin() as db:
+        writes = line.begin() if line is not None and common else self.engine.begin()
+        with self.times.timing("database"), writes as db:
             status = finish_delivery(
                 db,
                 job.claim,
@@ -207,13 +262,27 @@ class Sender:
             self._count(SKIPPED)
         return claims
 
+    def take_batch(self) -> tuple[list[Claim], list[PeriodBatch] | None]:
+        """Claim a batch and load it, unless the render pool is to load it."""
+        with self.times.timing("database"):
+            claims = self.claim_batch()
+            return claims, load_batch(self.engine, claims, self.cache) if claims and self.pool is None else None
+
     async def produce(self, queue: asyncio.Queue[Job | None], connections: int) -> None:
         try:
             while not self.stop.is_set():
-                claims = self.claim_batch()
+                try:
+                    claims, loaded = self.take_batch()
+                except DBAPIError as error:
+                    self.loss.while_claiming(error)
+                    self.stop.set()
+                    break
                 if not claims or not await self.learn_relay():
                     break
-                await self.queue_jobs(await self.build_batch(claims), queue)
+                self.claimed += len(claims)
+                with self.times.timing("build"):
+                    jobs = await self.build_batch(claims, loaded)
+                await self.queue_jobs(jobs, queue)
         finally:
             for _ in range(connections):
                 await queue.put(None)
@@ -236,13 +305,15 @@ class Sender:
         self.relay_known = True
         return True
 
-    async def build_batch(self, claims: list[Claim]) -> list[Job]:
-        """Load, rank and render a claimed batch: in the render pool if there is one. While
-        it is built, the connections send the previous batch from the queue."""
+    async def build_batch(self, claims: list[Claim], loaded: list[PeriodBatch] | None) -> list[Job]:
+        """Rank and render a claimed batch: in the render pool if there is one (which loads
+        it too), else the `loaded` batch here. While it is built, the connections send the
+        previous batch from the queue."""
         if self.pool is not None:
             send_empty, eight_bit = self.settings.mail.send_empty, self.builder.eight_bit
             return await self.pool.build(claims, now=self.clock(), send_empty=send_empty, eight_bit=eight_bit)
-        return await self.build_loaded(load_batch(self.engine, claims, self.cache))
+        assert loaded is not None
+        return await self.build_loaded(loaded)
 
     async def build_loaded(self, loaded: list[PeriodBatch]) -> list[Job]:
         """Rank and render a loaded batch, in a thread (it is CPU work)."""
@@ -287,24 +358,30 @@ class Sender:
         await limiter.wait()
         if not connection.connected:
             await connection.connect()  # a failure here leaves the claim to be released
-        with line.begin() as db:
-            now = self.clock()
-            if not mark_sending(
-                db,
-                job.claim,
-                worker=self.worker,
-                now=now,
-                lease=self.lease,
-                message_id=email.message_id,
-                paper_ids=email.paper_ids,
-                statements=self.statements,
-            ):
-                log.warning("lost the claim on delivery %s; not sending it", job.claim.delivery_id)
-                return
         try:
-            result = await self._transact(email, connection)
+            with self.times.timing("database"), line.begin() as db:
+                marked = mark_sending(
+                    db,
+                    job.claim,
+                    worker=self.worker,
+                    now=self.clock(),
+                    lease=self.lease,
+                    message_id=email.message_id,
+                    paper_ids=email.paper_ids,
+                    statements=self.statements,
+                )
+        except DBAPIError as error:
+            self.loss.while_marking_sending(job.claim, error)
+            self.stop.set()
+            return
+        if not marked:
+            log.warning("lost the claim on delivery %s; not sending it", job.claim.delivery_id)
+            return
+        try:
+            with self.times.timing("smtp"):
+                result = await self._transact(email, connection)
         except asyncio.CancelledError:  # the stop's grace ran out: record what is known, never leave `sending`
-            self._finish(job, connection.cut_off_result())
+            self._finish(job, connection.cut_off_result(), line)
             raise
         self._finish(job, result, line)
 

@@ -27,14 +27,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from digestd.config import Settings
-from digestd.delivery.batches import Job, PeriodCache, load_batch
-from digestd.delivery.claims import LedgerStatements, Result
+from digestd.delivery.batches import Job, PeriodCache
+from digestd.delivery.claims import Claim, LedgerStatements, Result
 from digestd.delivery.coordination import beat_worker, register_worker, release_unsent, remove_worker, renew_leases
 from digestd.delivery.ledger import make_worker_id, release_claims
-from digestd.delivery.send import Clock, LedgerLine, Sender, SendReport
+from digestd.delivery.send import Clock, DatabaseLoss, Sender, SendReport, StageTimes
 from digestd.delivery.smtp import RateLimiter, SmtpConnection, check_security, make_tls_context
 from digestd.errors import ConfigError
-from digestd.mail.render import EmailBuilder, RenderedEmail
+from digestd.mail.render import EmailBuilder
 from digestd.store import open_session
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,6 @@ _CACHED_WINDOWS = 8  # periods kept vectorised; planning ticks make new periods 
 
 
 @dataclass
-class WorkerTimes:
-    """Seconds spent per stage (database: claims, loads and ledger writes; build: rank and render)."""
-
-    database: float = 0.0
-    build: float = 0.0
-    smtp: float = 0.0
-
-
-@dataclass
 class WorkerState:
     """What a worker keeps across rounds (a round ends when the queue is empty or the database is lost)."""
 
@@ -61,7 +52,7 @@ class WorkerState:
     report: SendReport = field(default_factory=SendReport)
     cache: PeriodCache = field(default_factory=PeriodCache)
     statements: LedgerStatements = field(default_factory=LedgerStatements)
-    times: WorkerTimes = field(default_factory=WorkerTimes)
+    times: StageTimes = field(default_factory=StageTimes)
     unfinished: list[tuple[Job, Result]] = field(default_factory=list)  # sent or tried; mark not committed
     unsent: list[int] = field(default_factory=list)  # `sending` may have committed; never handed over
     started: float = field(default_factory=time.monotonic)
@@ -76,80 +67,36 @@ def require_postgresql(engine: Engine) -> None:
         )
 
 
-class WorkerSender(Sender):
-    """The `send` pipeline with the worker's bookkeeping: stage times, and a database
-    loss that stops the round instead of the process."""
+@dataclass
+class KeepForLater(DatabaseLoss):
+    """The worker's answer to a lost database: keep what must still be written in the
+    worker's state and end the round (`settle` writes it when the database is back)."""
 
     state: WorkerState
-    claimed: int = 0
     lost: bool = False
-    handed_over: dict[str, float]  # message id → when its SMTP transaction started
 
     def lose(self, error: DBAPIError) -> None:
         if not self.lost:
             log.warning("database connection lost: %s; stopping this round", str(error.orig).splitlines()[0])
         self.lost = True
-        self.stop.set()
 
-    def _finish(self, job: Job, result: Result, line: LedgerLine | None = None) -> None:
-        started = time.perf_counter()
-        try:
-            super()._finish(job, result, line)
-        except DBAPIError as error:
-            self.lose(error)
-            self.state.unfinished.append((job, result))
-        self.state.times.database += time.perf_counter() - started
+    def while_claiming(self, error: DBAPIError) -> None:
+        self.lose(error)
 
-    async def _transact(self, email: RenderedEmail, connection: SmtpConnection) -> Result:
-        started = time.perf_counter()
-        self.handed_over[email.message_id] = started
-        try:
-            return await super()._transact(email, connection)
-        finally:
-            self.state.times.smtp += time.perf_counter() - started
+    def while_marking_sending(self, claim: Claim, error: DBAPIError) -> None:
+        self.lose(error)
+        self.state.unsent.append(claim.delivery_id)
 
-    async def deliver(self, job: Job, limiter: RateLimiter, connection: SmtpConnection, line: LedgerLine) -> None:
-        if self.stop.is_set():
-            return  # a claim taken before the stop: given back at the end of the round
-        started = time.perf_counter()
-        try:
-            await super().deliver(job, limiter, connection, line)
-        except DBAPIError as error:  # raised only by the `sending` mark: nothing was sent
-            self.lose(error)
-            self.state.unsent.append(job.claim.delivery_id)
-        finally:  # the `sending` mark, up to the SMTP transaction (which times itself, as does _finish)
-            email_id = job.email.message_id if job.email is not None else ""
-            self.state.times.database += self.handed_over.pop(email_id, time.perf_counter()) - started
-
-    async def produce(self, queue: asyncio.Queue[Job | None], connections: int) -> None:
-        try:
-            while not self.stop.is_set():
-                started = time.perf_counter()
-                try:
-                    claims = self.claim_batch()
-                    loaded = load_batch(self.engine, claims, self.cache) if claims else []
-                except DBAPIError as error:
-                    self.lose(error)
-                    break
-                finally:
-                    self.state.times.database += time.perf_counter() - started
-                if not claims or not await self.learn_relay():
-                    break
-                self.claimed += len(claims)
-                started = time.perf_counter()
-                jobs = await self.build_loaded(loaded)
-                self.state.times.build += time.perf_counter() - started
-                await self.queue_jobs(jobs, queue)
-        finally:
-            for _ in range(connections):
-                await queue.put(None)
+    def while_recording(self, job: Job, result: Result, error: DBAPIError) -> None:
+        self.lose(error)
+        self.state.unfinished.append((job, result))
 
 
 def make_sender(
-    engine: Engine, settings: Settings, builder: EmailBuilder, clock: Clock, state: WorkerState
-) -> WorkerSender:
-    """A sender for one round, sharing the worker's id, report, caches and statements."""
-    sender = WorkerSender(
+    engine: Engine, settings: Settings, builder: EmailBuilder, clock: Clock, state: WorkerState, loss: KeepForLater
+) -> Sender:
+    """A sender for one round, sharing the worker's id, report, caches, statements and times."""
+    return Sender(
         engine,
         settings,
         builder,
@@ -159,27 +106,25 @@ def make_sender(
         report=state.report,
         cache=state.cache,
         statements=state.statements,
+        loss=loss,
+        times=state.times,
     )
-    sender.state = state
-    sender.handed_over = {}
-    return sender
 
 
-def settle(sender: WorkerSender) -> None:
+def settle(sender: Sender, state: WorkerState) -> None:
     """Write what the last database loss left pending; raises `DBAPIError` if it is still down."""
-    state = sender.state
     if state.unsent:
         release_unsent(sender.engine, state.worker, state.unsent, now=sender.clock())
         state.unsent.clear()
     while state.unfinished:
         job, result = state.unfinished[0]
-        Sender._finish(sender, job, result)
+        sender.record(job, result)
         state.unfinished.pop(0)
     with open_session(sender.engine) as session:
         release_claims(session, worker=state.worker, now=sender.clock())
 
 
-async def run_round(sender: WorkerSender, settings: Settings, stop: asyncio.Event) -> int:
+async def run_round(sender: Sender, settings: Settings, stop: asyncio.Event) -> int:
     """Claim and deliver until nothing is claimable, `stop` is set or the database is lost;
     returns how many rows were claimed."""
     tls = make_tls_context(settings.smtp)
@@ -243,7 +188,7 @@ async def run_worker(
         await deliver_until_stopped(engine, settings, builder, clock, state, stop, poll_seconds, exit_when_idle)
     finally:
         beating.cancel()
-        await _clean_up(make_sender(engine, settings, builder, clock, state))
+        await _clean_up(make_sender(engine, settings, builder, clock, state, KeepForLater(state)), state)
     return state
 
 
@@ -259,13 +204,14 @@ async def deliver_until_stopped(
 ) -> None:
     backoff = 0.0
     while not stop.is_set():
-        sender = make_sender(engine, settings, builder, clock, state)
+        loss = KeepForLater(state)
+        sender = make_sender(engine, settings, builder, clock, state, loss)
         try:
-            await asyncio.to_thread(settle, sender)
+            await asyncio.to_thread(settle, sender, state)
         except DBAPIError as error:
-            sender.lose(error)
-        claimed = 0 if sender.lost else await run_round(sender, settings, stop)
-        if sender.lost or state.report.errors:
+            loss.lose(error)
+        claimed = 0 if loss.lost else await run_round(sender, settings, stop)
+        if loss.lost or state.report.errors:
             _report_errors(state)
             backoff = min(max(2 * backoff, 0.5), MAX_BACKOFF_SECONDS)
             log.info("retrying in %.1f s", backoff)
@@ -288,11 +234,10 @@ def _report_errors(state: WorkerState) -> None:
     state.report.errors.clear()
 
 
-async def _clean_up(sender: WorkerSender) -> None:
+async def _clean_up(sender: Sender, state: WorkerState) -> None:
     """On the way out: record what can still be recorded, give back claims, deregister."""
-    state = sender.state
     try:
-        await asyncio.to_thread(settle, sender)
+        await asyncio.to_thread(settle, sender, state)
         await asyncio.to_thread(remove_worker, sender.engine, state.worker)
     except DBAPIError as error:
         log.warning("could not clean up (%s)", str(error.orig).splitlines()[0])

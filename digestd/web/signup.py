@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digestd.config import DigestSettings
@@ -22,6 +21,7 @@ from digestd.errors import NotFoundError
 from digestd.mail.tokens import UNSUBSCRIBE, Token, TokenError, TokenSigner
 from digestd.models import Delivery, ProfileItem, Rating, SentPaper, Subscriber
 from digestd.records import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED
+from digestd.store import insert_on_conflict
 from digestd.subscribers import SubscriberInput, add_subscriber, check_input, edit_subscriber, is_suppressed, reschedule
 from digestd.web.confirmation import ConfirmToken, check_fresh, new_nonce
 
@@ -147,8 +147,7 @@ def save_rating(session: Session, subscriber_id: int, paper_id: str, value: int,
     if value not in (1, -1):
         raise ValueError("a rating is +1 or -1")
     row = {"subscriber_id": subscriber_id, "paper_id": paper_id, "value": value, "created_at": now}
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(Rating).values(**row)
+    statement = insert_on_conflict(session.get_bind().dialect.name, Rating).values(**row)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["subscriber_id", "paper_id"], set_={"value": value, "created_at": now}

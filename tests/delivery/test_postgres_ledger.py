@@ -12,7 +12,13 @@ import pytest
 from seeds import DUE, make_settings, seed_database
 from sinks import Sink
 from sqlalchemy import Engine, create_engine, text
-from test_send import LATER, check_forgetting_old_records, check_never_twice_reads_only_the_window, run_send
+from test_send import (
+    LATER,
+    check_forgetting_old_records,
+    check_forgetting_records_that_share_a_time,
+    check_never_twice_reads_only_the_window,
+    run_send,
+)
 
 from digestd.delivery.claims import claim_deliveries
 from digestd.delivery.ledger import plan_deliveries
@@ -75,3 +81,7 @@ def test_never_twice_reads_only_the_window_on_postgresql(pg_engine: Engine, star
 
 def test_old_never_twice_records_are_forgotten_on_postgresql(pg_engine: Engine) -> None:
     check_forgetting_old_records(pg_engine)
+
+
+def test_records_that_share_a_time_are_forgotten_together_on_postgresql(pg_engine: Engine) -> None:
+    check_forgetting_records_that_share_a_time(pg_engine)

@@ -373,3 +373,36 @@ def check_forgetting_old_records(engine: Engine) -> None:
         left = {tuple(row) for row in session.execute(select(SentPaper.subscriber_id, SentPaper.paper_id))}
     assert left == {(sid, f"2606.{i:05d}") for sid in ids for i in range(3)}
     assert forget_sent_papers(engine, before=cutoff) == 0
+
+
+def test_records_that_share_a_time_are_forgotten_together_even_past_a_chunk(engine: Engine) -> None:
+    check_forgetting_records_that_share_a_time(engine)
+
+
+def check_forgetting_records_that_share_a_time(engine: Engine) -> None:
+    """A chunk ends after the records of its last moment (a message's ~20 share one), however
+    many there are; a record sent exactly at the cut-off stays."""
+    emails = seed_database(engine, subscribers=2)
+    cutoff = DUE - timedelta(days=180)
+    with open_session(engine) as session:
+        ids = [get_subscriber(session, address).id for address in emails]
+        rows = [
+            {"subscriber_id": sid, "paper_id": f"2201.{i:05d}", "sent_at": cutoff - timedelta(days=10)}
+            for sid in ids
+            for i in range(5)
+        ]
+        rows += [{"subscriber_id": sid, "paper_id": "2202.00000", "sent_at": cutoff - timedelta(days=5)} for sid in ids]
+        rows += [{"subscriber_id": sid, "paper_id": "2205.00000", "sent_at": cutoff} for sid in ids]
+        session.execute(insert(SentPaper), rows)
+    chunks = 0
+
+    def keep_going() -> bool:
+        nonlocal chunks
+        chunks += 1
+        return True
+
+    assert forget_sent_papers(engine, before=cutoff, chunk=4, keep_going=keep_going) == 12
+    assert chunks == 2  # the 10 of the oldest moment, then the last 2
+    with open_session(engine) as session:
+        left = {tuple(row) for row in session.execute(select(SentPaper.subscriber_id, SentPaper.paper_id))}
+    assert left == {(sid, "2205.00000") for sid in ids}
