@@ -4,6 +4,8 @@ batch's digests, and send them over N SMTP connections under one rate limit.
 A batch is grouped by period, so subscribers who share a period share one
 `prepare_window`. SIGTERM (or `stop`) ends claiming; messages already on the wire are
 finished, claims not yet started go back to `pending`, and the run returns normally.
+A lost database is handed to the `Sender`'s `DatabaseLoss`: by default the run fails with
+the error (`digestd send`); `digestd worker` passes one that ends only the round.
 """
 
 from __future__ import annotations
