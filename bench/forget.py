@@ -13,19 +13,16 @@ PostgreSQL is skipped when it does not answer (`DIGESTD_TEST_POSTGRES` or `--adm
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, func, insert, select
-from sqlalchemy.exc import OperationalError
 
-from bench.scaleout import ADMIN_URL, create_database, drop_database
+from bench.scaleout import ADMIN_URL, on_both_databases
 from bench.support import reference_seconds
 from digestd.delivery.ledger import forget_sent_papers
 from digestd.models import SentPaper, Subscriber
-from digestd.store import make_engine, migrate, open_session
+from digestd.store import migrate, open_session
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 AGES = (200, 100, 10)  # days
@@ -66,20 +63,7 @@ def main() -> None:
     print(f"machine: reference loop {reference_seconds():.2f} s (lower is faster)")
     print("| database | records | forgotten | seconds | records/s |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    with tempfile.TemporaryDirectory(prefix="digestd-bench-forget-") as folder:
-        engine = make_engine(f"sqlite:///{Path(folder) / 'forget.sqlite3'}")
-        measure("SQLite", engine, args)
-        engine.dispose()
-    try:
-        name, engine = create_database(args.admin_url)
-    except OperationalError as error:
-        print(f"PostgreSQL skipped: {args.admin_url} does not answer ({error.orig})")
-        return
-    try:
-        measure("PostgreSQL", engine, args)
-    finally:
-        engine.dispose()
-        drop_database(args.admin_url, name)
+    on_both_databases(lambda name, engine: measure(name, engine, args), args.admin_url)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, func, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from bench.support import (
@@ -84,6 +86,25 @@ def drop_database(admin_url: str, name: str) -> None:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def on_both_databases(measure: Callable[[str, Engine], None], admin_url: str) -> None:
+    """`measure(name, engine)` on a fresh SQLite file, then on a fresh PostgreSQL database
+    (dropped after; skipped with a line when the server does not answer)."""
+    with tempfile.TemporaryDirectory(prefix="digestd-bench-") as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'bench.sqlite3'}")
+        measure("SQLite", engine)
+        engine.dispose()
+    try:
+        name, engine = create_database(admin_url)
+    except OperationalError as error:
+        print(f"PostgreSQL skipped: {admin_url} does not answer ({error.orig})")
+        return
+    try:
+        measure("PostgreSQL", engine)
+    finally:
+        engine.dispose()
+        drop_database(admin_url, name)
 
 
 def write_config(folder: Path, url: str, port: int, connections: int) -> Path:

@@ -4,6 +4,8 @@ batch's digests, and send them over N SMTP connections under one rate limit.
 A batch is grouped by period, so subscribers who share a period share one
 `prepare_window`. SIGTERM (or `stop`) ends claiming; messages already on the wire are
 finished, claims not yet started go back to `pending`, and the run returns normally.
+A lost database is handed to the `Sender`'s `DatabaseLoss`: by default the run fails with
+the error (`digestd send`); `digestd worker` passes one that ends only the round.
 """
 
 from __future__ import annotations
@@ -191,7 +193,8 @@ class Sender:
     def __post_init__(self) -> None:
         # The per-message writes that are one statement (the `sending` mark, and `sent` on
         # PostgreSQL) run in autocommit there: BEGIN and COMMIT would be two more round
-        # trips per write. SQLite is in-process: a transaction costs nothing there.
+        # trips per write (measured with `sent` in claims.py). SQLite is in-process: a
+        # transaction costs nothing there, and `sent` needs one (three statements).
         postgresql = self.engine.dialect.name == "postgresql"
         self.single_writes = self.engine.execution_options(isolation_level="AUTOCOMMIT") if postgresql else self.engine
 
