@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from email_validator import EmailNotValidError, validate_email
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -23,6 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Imported here: Alembic imports every revision to find the head, and `digestd status` does that.
+    from email_validator import EmailNotValidError, validate_email
+
     connection = op.get_bind()
     subscriber = sa.table("subscriber", sa.column("id", sa.Integer), sa.column("email", sa.String))
     rows = connection.execute(sa.select(subscriber.c.id, subscriber.c.email)).all()
