@@ -71,14 +71,19 @@ def test_the_upgrade_keeps_everything_and_gives_each_subscriber_a_key(old_store:
         for found in subscribers:  # unsubscribe links mailed before the upgrade: 30 more days
             assert found.legacy_links_until is not None
             assert started + timedelta(days=30) <= found.legacy_links_until <= datetime.now(UTC) + timedelta(days=30)
-        new = add_subscriber(session, SubscriberInput(email="new@example.org"), defaults=DigestSettings(), now=BEFORE)
+        new = add_subscriber(
+            session, SubscriberInput("new@example.org", keywords="optics"), defaults=DigestSettings(), now=BEFORE
+        )
         assert new.legacy_links_until is None and new.link_key not in keys
     with open_session(old_store) as session:
         remove_subscriber(session, "new@example.org")
         remove_subscriber(session, "s3@example.org")
     with open_session(old_store) as session:
         again = add_subscriber(
-            session, SubscriberInput(email="again@example.org"), defaults=DigestSettings(), now=BEFORE
+            session,
+            SubscriberInput("again@example.org", keywords="optics"),
+            defaults=DigestSettings(),
+            now=BEFORE,
         )
         assert again.id == 5  # neither 3 nor 4 comes back
         # foreign keys are still enforced after the migration

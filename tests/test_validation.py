@@ -40,6 +40,7 @@ class World:
     url: str
     engine: Engine
     ada_id: int
+    ada_link_key: str  # manage links are signed with it
     web: TestClient  # the real app on this database
     outbox: Outbox
 
@@ -53,12 +54,13 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         migrate(engine)
         with open_session(engine) as session:
             given = SubscriberInput(email=ADA, name="Ada", keywords="optics")
-            ada_id = add_subscriber(session, given, defaults=DigestSettings(), now=START).id
+            ada = add_subscriber(session, given, defaults=DigestSettings(), now=START)
+            ada_id, ada_link_key = ada.id, ada.link_key
         assert ada_id is not None
         outbox = Outbox()
         app = create_app(make_settings(subscribe_per_ip_per_hour=10_000), engine, send_message=outbox, now=Clock())
         with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as web:
-            yield World(url, engine, ada_id, web, outbox)
+            yield World(url, engine, ada_id, ada_link_key, web, outbox)
         engine.dispose()
 
     if request.param == "sqlite":
@@ -155,7 +157,7 @@ def web_signup(world: World, field: str, value: str, tmp_path: Path) -> str:
 
 
 def web_manage(world: World, field: str, value: str, tmp_path: Path) -> str:
-    token = TokenSigner(make_settings().secret_key).sign_manage(world.ada_id)
+    token = TokenSigner(make_settings().secret_key).sign_manage(world.ada_id, world.ada_link_key)
     return refused_by_web(world, f"/manage/{token}", field, value, keywords="optics", action="save")
 
 
