@@ -118,6 +118,9 @@ class IngestSettings:
     contact: str = ""  # e-mail address put in the User-Agent so feed owners can reach you
     max_response_mb: int = 20  # a larger response (as sent, before decompression) is refused
     max_decompressed_mb: int = 100  # a response larger than this once decompressed is refused
+    # How long the daemon's first digest round after a start waits for the catch-up ingest
+    # (0: not at all), so digests after downtime carry the papers of that downtime.
+    catch_up_wait_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,7 @@ def validate_settings(settings: Settings) -> None:
     _positive("smtp.batch_size", smtp.batch_size)
     _positive("ingest.max_response_mb", settings.ingest.max_response_mb)
     _positive("ingest.max_decompressed_mb", settings.ingest.max_decompressed_mb)
+    check_number("ingest.catch_up_wait_seconds", settings.ingest.catch_up_wait_seconds, minimum=0, error=ConfigError)
     _positive("web.subscribe_per_ip_per_hour", settings.web.subscribe_per_ip_per_hour)
     _positive("web.mails_per_address_per_day", settings.web.mails_per_address_per_day)
     _allowed("log.level", settings.log.level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, any_, cast, delete, func
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
@@ -270,6 +269,8 @@ def paper_id_among(dialect: str, paper_ids: Collection[str]) -> ColumnElement[bo
     ms (`python -m bench.ledger`, 2026-12-01, loaded VM)."""
     ids = sorted(paper_ids)
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
         return col(SentPaper.paper_id) == any_(cast(ids, ARRAY(String)))
     listed = func.json_each(json.dumps(ids)).table_valued("value")
     return col(SentPaper.paper_id).in_(select(listed.c.value))

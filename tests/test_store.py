@@ -10,10 +10,11 @@ from sqlalchemy import inspect
 
 from digestd.errors import StoreError
 from digestd.store import (
+    HEAD_REVISION,
     alembic_config,
+    alembic_head_revision,
     check_migrated,
     check_sqlite,
-    head_revision,
     make_engine,
     migrate,
     sqlite_has_json,
@@ -22,12 +23,18 @@ from digestd.store import (
 TABLES = {"paper", "subscriber", "profile_item", "rating", "delivery", "sent_paper", "suppression", "source_state"}
 
 
+def test_the_head_revision_written_in_store_is_the_newest_migration() -> None:
+    # digestd checks a database against HEAD_REVISION without loading Alembic: a new
+    # migration must move it, or every command would refuse the migrated database.
+    assert alembic_head_revision() == HEAD_REVISION, "set HEAD_REVISION in digestd/store.py to the new migration"
+
+
 def test_sqlite_migrates_from_empty_to_head_and_models_agree(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'new' / 'db.sqlite3'}")
-    assert migrate(engine) == (None, head_revision())
+    assert migrate(engine) == (None, HEAD_REVISION)
     assert TABLES <= set(inspect(engine).get_table_names())
     command.check(alembic_config(engine))  # raises if models and migrations disagree
-    assert migrate(engine) == (head_revision(), head_revision())  # running init twice is harmless
+    assert migrate(engine) == (HEAD_REVISION, HEAD_REVISION)  # running init twice is harmless
     engine.dispose()
 
 
@@ -45,7 +52,7 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgresql_migrates_from_empty_to_head_and_models_agree(postgres_url: str) -> None:
     engine = make_engine(postgres_url)
-    assert migrate(engine) == (None, head_revision())
+    assert migrate(engine) == (None, HEAD_REVISION)
     assert TABLES <= set(inspect(engine).get_table_names())
     command.check(alembic_config(engine))
     engine.dispose()

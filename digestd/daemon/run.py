@@ -28,7 +28,12 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
         stop = asyncio.Event()
         install_stop_signals(asyncio.get_running_loop(), stop)
         jobs = DaemonJobs(
-            engine, settings, make_email_builder(settings.mail, secret_key=secret_key), stop, deliver=deliver
+            engine,
+            settings,
+            make_email_builder(settings.mail, secret_key=secret_key),
+            stop,
+            deliver=deliver,
+            catch_up_wait=settings.ingest.catch_up_wait_seconds,
         )
         if engine.dialect.name == "postgresql":
             jobs.lock = SchedulerLock(engine)

@@ -10,7 +10,7 @@
 - the web pages, in the same event loop.
 
 The web pages and the tick start at once; the catch-up runs as jobs beside them. The first
-tick waits for it (at most `CATCH_UP_WAIT_SECONDS`), so a digest after downtime has the
+tick waits for it (at most `[ingest] catch_up_wait_seconds`), so a digest after downtime has the
 papers the daemon missed, and a slow feed holds back no digest longer than that.
 
 On PostgreSQL several daemons may run: the jobs above run only on the node holding the
@@ -60,7 +60,6 @@ Clock = Callable[[], datetime]
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
 STOP_GRACE_SECONDS = 60.0  # within the systemd unit's TimeoutStopSec=90
-CATCH_UP_WAIT_SECONDS = 20.0
 TICK_SECONDS = 60
 
 
@@ -85,7 +84,7 @@ class DaemonJobs:
     fetcher: Fetcher | None = None
     catching_up: set[str] = field(default_factory=set)  # sources whose catch-up run has not ended
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)  # set when `catching_up` empties
-    catch_up_wait: float = CATCH_UP_WAIT_SECONDS
+    catch_up_wait: float = 20.0  # seconds; `[ingest] catch_up_wait_seconds` in the daemon
 
     def _leads(self, job: str) -> bool:
         """True when this node may run `job` now (always, without a lock)."""

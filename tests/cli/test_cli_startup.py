@@ -22,8 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # What a bare `import digestd.cli` and any `--help` must not load: seconds of start-up.
 HEAVY = ("numpy", "scipy", "sklearn", "sqlalchemy")
 # What `digestd status` must not load: it needs the database layer, not ranking, the web,
-# mail delivery, the sources, the scheduler, or the checking of addresses.
+# mail delivery, the sources, the scheduler, the checking of addresses, or Alembic (a
+# database is checked against store.HEAD_REVISION by reading one row).
 NOT_FOR_STATUS = (
+    "alembic",
     "email_validator",
     "numpy",
     "scipy",

@@ -98,7 +98,7 @@ def errors_logged(stderr: str) -> list[str]:
 def test_sigterm_inside_data_lets_the_message_finish_and_records_it_sent(
     tmp_path: Path, relay: HoldingSink, server: FeedServer, processes: Processes
 ) -> None:
-    relay.delay = 8.0  # the relay holds its 250 for 8 s after the message's last byte
+    relay.delay = 4.0  # the relay holds its 250 for 4 s after the message's last byte
     config = prepare(tmp_path, relay, server)
     config.write_text(config.read_text().replace("timeout_seconds = 5", "timeout_seconds = 30"))
     daemon = start_daemon(processes, config)
@@ -127,8 +127,10 @@ def test_a_slow_feed_delays_neither_the_web_pages_nor_deliveries_and_sigterm_end
 
     config = prepare(tmp_path, relay, server)
     server.route(FEED_PATH, answer)
-    # a long per-read timeout: the fetch hangs as long as the server does, like a feed that drips
-    config.write_text(config.read_text() + "timeout_seconds = 300\n")
+    # a long per-read timeout: the fetch hangs as long as the server does, like a feed that drips;
+    # the first tick waits 2 s for that catch-up (20 by default), then sends without it
+    text = config.read_text().replace("[ingest]\n", "[ingest]\ncatch_up_wait_seconds = 2\n")
+    config.write_text(text + "timeout_seconds = 300\n")
     ingested = digestd(config, "ingest")
     assert ingested.returncode == 0, ingested.stderr
     engine = make_engine(f"sqlite:///{tmp_path / 'digestd.sqlite3'}")
@@ -149,6 +151,8 @@ def test_a_slow_feed_delays_neither_the_web_pages_nor_deliveries_and_sigterm_end
     assert daemon.returncode == 0, stderr
     assert seconds < 30, f"SIGTERM took {seconds:.1f} s"
     assert "ingest arxiv-cs-lg: cut off by the stop" in stderr
+    assert "tick: waiting up to 2 s for the catch-up ingest" in stderr
+    assert "tick: not waiting any longer for the catch-up of arxiv-cs-lg" in stderr
     assert errors_logged(stderr) == [], stderr
     engine = make_engine(f"sqlite:///{tmp_path / 'digestd.sqlite3'}")
     with engine.connect() as connection:  # the interrupted run is missed again: caught up on the next start

@@ -337,6 +337,7 @@ def test_the_limits_are_settings_with_sane_defaults(tmp_path: Path) -> None:
     for bad, key in [
         ("[ingest]\nmax_response_mb = 0\n", "ingest.max_response_mb = 0"),
         ("[ingest]\nmax_decompressed_mb = -1\n", "ingest.max_decompressed_mb = -1"),
+        ("[ingest]\ncatch_up_wait_seconds = -1\n", "ingest.catch_up_wait_seconds = -1"),
         (source + "deadline_seconds = 0\n", "sources[a].deadline_seconds = 0.0"),
         (source + "max_pages = 0\n", "sources[a].max_pages = 0"),
     ]:
