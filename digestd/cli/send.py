@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -90,11 +91,18 @@ def _write(jobs: Sequence[Job], folder: Path) -> None:
         if job.email is None:
             click.echo(f"{claim.email}: nothing matched; would be skipped (mail.send_empty is off)")
             continue
-        path = folder / f"{claim.email}-{claim.period}.eml"
+        path = folder / _file_name(claim.email, claim.period)
         path.write_bytes(job.email.data)
         written += 1
         click.echo(f"{claim.email}: {len(job.email.paper_ids)} papers -> {path}")
     click.echo(f"{written} digest(s) written to {folder} (nothing was sent, the ledger is unchanged)")
+
+
+def _file_name(email: str, period: object) -> str:
+    """`EMAIL-PERIOD.eml`, with what a file name cannot hold (a `/` is valid in an address's
+    local part) or should not (other punctuation, non-ASCII letters stay) as `_`."""
+    safe = re.sub(r"[^\w@.+-]", "_", email).lstrip(".")
+    return f"{safe}-{period}.eml"
 
 
 def _dry_run_builder(settings: Settings) -> EmailBuilder:

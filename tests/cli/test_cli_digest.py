@@ -90,6 +90,19 @@ def test_dry_run_writes_one_eml_per_due_subscriber_and_changes_nothing(run, engi
         assert connection.exec_driver_sql("SELECT count(*) FROM sent_paper").scalar() == 0
 
 
+def test_dry_run_file_names_hold_any_valid_address(run, engine: Engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("ingest", "--file", str(SAMPLE_PAPERS)).exit_code == 0
+    for address in ("a/b@example.org", "c|d@example.org", "e*f@example.org"):  # valid local parts
+        assert run("subscribers", "add", address, "--keywords", "graph neural networks").exit_code == 0
+    out = tmp_path / "outbox"
+    result = run("send", "--dry-run", "--out", str(out), "a/b@example.org", "c|d@example.org", "e*f@example.org")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    files = sorted(path.name for path in out.iterdir())
+    assert len(files) == 3 and all(name.endswith(".eml") for name in files), files
+    assert {name.split("@")[0] for name in files} == {"a_b", "c_d", "e_f"}
+
+
 def test_demo_runs_offline_end_to_end(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "demo"
     result = run("demo", "--out", str(out))
