@@ -38,6 +38,9 @@ CSV_FIELD_MAX = csv.field_size_limit()  # 131,072 characters: Python's csv refus
 # same but for the white space that `str.split()` collapses (tab, line and page breaks).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_BUT_WHITESPACE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")
+# Bidirectional embeddings, overrides and isolates: they make a name or keyword read, in a
+# digest or a page, differently from what it is ("Trojan Source"); the marks U+200E/F stay.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _SHOWN_CHARACTERS = 40
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -83,6 +86,10 @@ def check_text(
     found = control_character(value, lines=lines)
     if found:
         why = f"it contains the control character {found!r} (at character {value.index(found) + 1})"
+        raise refusal(field, value, why, error)
+    bidi = _BIDI_CONTROL.search(value)
+    if bidi:
+        why = f"it contains the bidirectional control U+{ord(bidi.group()):04X} (at character {bidi.start() + 1})"
         raise refusal(field, value, why, error)
     if max_length is not None and len(value) > max_length:
         raise refusal(field, value, f"at most {max_length} characters", error)

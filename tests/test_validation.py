@@ -192,6 +192,18 @@ BAD_VALUES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ),
     ("name", "\x1b[31mAda", r"name '\x1b[31mAda' is not allowed: it contains the control character '\x1b'", ()),
     ("name", "A" * 201, too_long("name", "A" * 201, 200), ()),
+    (
+        "name",
+        "Ada\u202egro.elpmaxe",
+        r"name 'Ada\u202egro.elpmaxe' is not allowed: it contains the bidirectional control U+202E (at character 4)",
+        (),
+    ),
+    (
+        "keywords",
+        "optics\u2066",
+        r"keyword 'optics\u2066' is not allowed: it contains the bidirectional control U+2066",
+        (),
+    ),
     ("keywords", "optics\x00", r"keyword 'optics\x00' is not allowed: it contains the control character", ()),
     ("keywords", LONG_KEYWORD, too_long("keyword", LONG_KEYWORD, 300), ()),
     ("keywords", ", ".join(f"k{i}" for i in range(101)), "keyword: 101 given, at most 100 are allowed", ()),
