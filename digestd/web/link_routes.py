@@ -35,17 +35,29 @@ DONE_MESSAGES = {
 }
 
 
-def _manage_page(web: Web, request: Request, view: ManageView, *, error: str | None = None) -> Response:
-    done = DONE_MESSAGES.get(request.query_params.get("done", ""))
+def _manage_page(
+    web: Web, request: Request, view: ManageView, *, error: str | None = None, form: ProfileForm | None = None
+) -> Response:
+    """The page; after an error, with the `form` as the visitor sent it."""
+    done = None if error else DONE_MESSAGES.get(request.query_params.get("done", ""))
     status = 400 if error else 200
     return web.page(
-        request, "manage.html", status=status, view=view, form=view.form, error=error, done=done, uses_forms=True
+        request,
+        "manage.html",
+        status=status,
+        view=view,
+        form=form or view.form,
+        error=error,
+        done=done,
+        archive_url=web.link("archive", view.archive_token),
+        feed_url=web.link("feed", f"{view.archive_token}.atom"),
+        uses_forms=True,
     )
 
 
 def _load_view(session: Session, web: Web, text: str) -> ManageView:
     token = check_link(session, web.links, text, kind=MANAGE, now=web.now())
-    return load_manage_view(session, token.subscriber_id)
+    return load_manage_view(session, token.subscriber_id, web.links)
 
 
 async def manage_page(web: Web, request: Request) -> Response:
@@ -70,14 +82,14 @@ async def manage(web: Web, request: Request) -> Response:
             change_status(session, sid, action, now=now)
         return sid
 
+    form = read_profile_form(data, with_email=False) if action == "save" else None
     try:
-        form = read_profile_form(data, with_email=False) if action == "save" else None
         sid = await web.run_db(lambda s: act(s, form), immediate=True)
     except TokenError:  # a bad link is its own page, not a form error
         raise
-    except InputError as error:
+    except InputError as error:  # the page again, with what the visitor typed
         view = await web.run_db(lambda s: _load_view(s, web, text))
-        return _manage_page(web, request, view, error=error.message)
+        return _manage_page(web, request, view, error=error.message, form=form)
     log.info("manage: subscriber %s did %s", sid, action)
     return RedirectResponse(f"/manage/{text}?done={action}", status_code=303)
 
