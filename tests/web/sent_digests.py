@@ -4,6 +4,7 @@ digest planned, rendered and mailed by `send_due` to an SMTP sink, recorded in t
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -41,4 +42,9 @@ def send_digest(
     settings = replace(settings, smtp=smtp)
     builder = make_email_builder(settings.mail, secret_key=settings.secret_key)
     now = due + timedelta(minutes=1)
-    return asyncio.run(send_due(engine, settings, builder, clock=lambda: now, stop=asyncio.Event()))
+
+    def send() -> SendReport:
+        return asyncio.run(send_due(engine, settings, builder, clock=lambda: now, stop=asyncio.Event()))
+
+    with ThreadPoolExecutor(1) as thread:  # its own thread: Playwright's sync API runs a loop in this one
+        return thread.submit(send).result()
