@@ -58,23 +58,31 @@ def load_past_digests(session: Session, subscriber_id: int, *, limit: int = ARCH
     ]
 
 
-def _sections_of(row: Delivery) -> list[dict[str, Any]]:
-    if row.sections is not None:
-        return row.sections
-    return [{"label": "", "papers": [{"id": paper_id, "reasons": []} for paper_id in row.paper_ids]}]
+def _sections_of(row: Delivery) -> list[tuple[str, list[tuple[str, tuple[str, ...]]]]]:
+    """(label, [(paper id, reasons)]) per section; a value that is not what digestd writes
+    (a row edited by hand) counts as missing, so one bad row shows as a plain list."""
+    try:
+        return [
+            (str(s["label"]), [(str(p["id"]), tuple(str(r) for r in p["reasons"])) for p in s["papers"]])
+            for s in row.sections or ()
+        ] or _plain_list(row)
+    except (KeyError, TypeError):
+        return _plain_list(row)
+
+
+def _plain_list(row: Delivery) -> list[tuple[str, list[tuple[str, tuple[str, ...]]]]]:
+    return [("", [(str(paper_id), ()) for paper_id in row.paper_ids or ()])]
 
 
 def _rebuild(row: Delivery, profile: Profile, papers: dict[str, PaperRecord]) -> Digest:
     sections, score = [], 0.0
-    for section in _sections_of(row):
+    for label, entries in _sections_of(row):
         picks = []
-        for entry in section.get("papers", []):
-            paper_id = str(entry.get("id", ""))
+        for paper_id, reasons in entries:
             paper = papers.get(paper_id) or PaperRecord(id=paper_id, title=paper_id, abstract="")
             score -= 1.0  # keeps the mailed order wherever picks are sorted by score
-            reasons = tuple(str(reason) for reason in entry.get("reasons", []))
-            picks.append(Pick(paper=paper, score=score, reasons=reasons, section=str(section.get("label", ""))))
-        sections.append(Section(str(section.get("label", "")), tuple(picks)))
+            picks.append(Pick(paper=paper, score=score, reasons=reasons, section=label))
+        sections.append(Section(label, tuple(picks)))
     start, end = as_utc(row.period_start), as_utc(row.period_end)
     sent = as_utc(row.sent_at or row.updated_at)
     return Digest(profile, start, end, tuple(s for s in sections if s.picks), generated_at=sent)
@@ -89,7 +97,7 @@ def load_digests(
     query = _shown(subscriber.id).order_by(col(Delivery.period_end).desc())
     query = query.where(col(Delivery.period).in_(periods)) if periods is not None else query.limit(FEED_LIMIT)
     rows = list(session.scalars(query))
-    wanted = {str(p.get("id", "")) for row in rows for s in _sections_of(row) for p in s.get("papers", [])}
+    wanted = {paper_id for row in rows for _, entries in _sections_of(row) for paper_id, _ in entries}
     papers = {paper.id: paper for paper in load_papers_by_id(session, sorted(wanted))}
     profile = profile_of(subscriber)
     return [(row.period, _rebuild(row, profile, papers)) for row in rows]

@@ -24,7 +24,7 @@ from web_support import SECRET, START, Clock, Outbox, RecordingHandler, make_set
 from digestd.config import DigestSettings, SmtpSettings
 from digestd.mail.tokens import TokenSigner
 from digestd.models import Delivery, Subscriber
-from digestd.store import open_session
+from digestd.store import make_engine, migrate, open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
 from digestd.web.app import create_app
 
@@ -101,12 +101,14 @@ def test_view_in_browser_shows_the_digest_as_mailed(
     assert rate.status_code == 200 and "More papers like this?" in rate.text
 
 
+@pytest.mark.parametrize("kept", [None, {"label": "x"}, [1, 2], "text", [{"label": "no papers"}]])
 def test_a_digest_sent_before_sections_were_kept_shows_its_papers(
-    client: TestClient, engine: Engine, ada: Subscriber, sink: tuple[RecordingHandler, SmtpSettings]
+    client: TestClient, engine: Engine, ada: Subscriber, sink: tuple[RecordingHandler, SmtpSettings], kept: Any
 ) -> None:
+    """Before revision 0010 (None), or a value edited by hand: the papers, as one list."""
     message = sent_message(engine, sink)
     with open_session(engine, immediate=True) as session:
-        session.execute(update(Delivery).values(sections=None))
+        session.execute(update(Delivery).values(sections=kept))
     page = client.get(view_link(message))
     assert page.status_code == 200
     assert len(re.findall(r'<article class="pick">', page.text)) == len(re.findall(r"/rate/", page.text)) // 2 > 0
@@ -199,3 +201,29 @@ def test_damaged_or_foreign_links_are_clear_pages_never_a_500(
         session.execute(delete(Subscriber).where(col(Subscriber.id) == ada.id))
     for path in (f"/view/{view}", f"/archive/{archive}", f"/feed/{archive}.atom"):
         assert client.get(path).status_code == 404  # removed: the links open nothing
+
+
+@pytest.mark.postgres
+def test_view_archive_and_feed_on_postgresql(postgres_url: str, sink: tuple[RecordingHandler, SmtpSettings]) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        migrate(engine)
+        with open_session(engine, immediate=True) as session:
+            given = SubscriberInput(email="ada@example.org", keywords="graph neural networks, diffusion models")
+            ada = add_subscriber(session, given, defaults=DigestSettings(), now=START)
+            assert ada.id is not None
+            archive = SIGNER.sign_archive(ada.id, ada.link_key)
+        message = sent_message(engine, sink)
+        app = create_app(make_settings(), engine, send_message=Outbox(), now=Clock(DUE + timedelta(hours=1)))
+        with TestClient(app, follow_redirects=False) as client:
+            page = client.get(view_link(message))
+            assert page.status_code == 200 and "Why: matched" in page.text
+            assert re.findall(r'href="([^"]+/rate/[^"]+)"', page.text) == re.findall(
+                r'href="([^"]+/rate/[^"]+)"', parts(message)[1]
+            )
+            assert "30 Nov 2026</a>: " in client.get(f"/archive/{archive}").text
+            feed = client.get(f"/feed/{archive}.atom")
+            check_rfc4287(feed.content)
+            assert [path_of(e.link) for e in feedparser.parse(feed.content).entries] == [view_link(message)]
+    finally:
+        engine.dispose()
