@@ -8,41 +8,20 @@ Without chromium or playwright these tests are skipped, except under CI=true.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import launch_chromium
 from sqlalchemy import Engine
 from sqlmodel import select
-from web_support import SECRET, RecordingHandler, RunningWeb, make_settings, queue_done, start_smtp_sink
+from web_support import SECRET, RecordingHandler, RunningWeb, queue_done
 
 from digestd.config import SmtpSettings
 from digestd.mail.tokens import TokenSigner
 from digestd.models import ProfileItem, Subscriber
 from digestd.records import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED
 from digestd.store import open_session
-from digestd.web.mailer import make_smtp_sender
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_chromium()
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[RecordingHandler, SmtpSettings]]:
-    controller, handler, smtp = start_smtp_sink()
-    yield handler, smtp
-    controller.stop()
-
-
-@pytest.fixture
-def web(engine: Engine, sink: tuple[RecordingHandler, SmtpSettings]) -> Iterator[RunningWeb]:
-    with RunningWeb(make_settings, engine, make_smtp_sender(sink[1])) as running:
-        yield running
 
 
 def load(engine: Engine, email: str = "ada@example.org") -> tuple[Subscriber | None, set[tuple[str, str]]]:

@@ -19,7 +19,7 @@ from sent_digests import send_digest
 from sqlalchemy import Engine, update
 from sqlmodel import col, delete
 from starlette.testclient import TestClient
-from web_support import SECRET, START, Clock, Outbox, RecordingHandler, make_settings, start_smtp_sink
+from web_support import SECRET, START, Clock, Outbox, RecordingHandler, make_settings
 
 from digestd.config import DigestSettings, SmtpSettings
 from digestd.mail.tokens import TokenSigner
@@ -31,13 +31,6 @@ from digestd.web.app import create_app
 SIGNER = TokenSigner(SECRET)
 DUE = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # ada's first Monday digest (added on START, a Saturday)
 ATOM = "{http://www.w3.org/2005/Atom}"
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[RecordingHandler, SmtpSettings]]:
-    controller, handler, smtp = start_smtp_sink()
-    yield handler, smtp
-    controller.stop()
 
 
 @pytest.fixture

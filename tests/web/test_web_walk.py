@@ -8,34 +8,26 @@ Each page is checked with axe-core (no serious or critical violation) and photog
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import feedparser
 import pytest
 from axe import check_accessibility
-from browser_support import launch_chromium
 from sent_digests import send_digest
 from sqlalchemy import Engine
 from sqlmodel import select
-from web_support import RecordingHandler, RunningWeb, make_settings, queue_done, start_smtp_sink
+from web_support import RecordingHandler, RunningWeb, queue_done
 
 from digestd.config import SmtpSettings
 from digestd.models import Subscriber
 from digestd.store import open_session
 from digestd.web.digests import as_utc
-from digestd.web.mailer import make_smtp_sender
 
 pytestmark = pytest.mark.slow
 
 SIGNUP_PAGE = "/"  # the sign-up form
 WIDTHS = (1280, 375)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +39,6 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
         with capture.global_and_fixture_disabled():  # on the terminal even when output is captured
             reporter.write_line(f"\nbrowser walk: screenshots in {folder}")
     return folder
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[RecordingHandler, SmtpSettings]]:
-    controller, handler, smtp = start_smtp_sink()
-    yield handler, smtp
-    controller.stop()
-
-
-@pytest.fixture
-def web(engine: Engine, sink: tuple[RecordingHandler, SmtpSettings]) -> Iterator[RunningWeb]:
-    with RunningWeb(make_settings, engine, make_smtp_sender(sink[1])) as running:
-        yield running
 
 
 def look_at(page: Any, folder: Path, name: str) -> None:
