@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from digestd.errors import InputError, NotFoundError
 from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token, TokenError
-from digestd.models import Paper, Subscriber
+from digestd.models import Paper
 from digestd.web.context import CSRF_FIELD, Web
 from digestd.web.forms import ProfileForm, read_profile_form
 from digestd.web.manage import ACTIONS, ManageView, change_status, load_manage_view, save_profile
@@ -144,18 +144,17 @@ async def rate(web: Web, request: Request) -> Response:
         return web.csrf_failed(request)
     text, now = request.path_params["token"], web.now()
 
-    def record(session: Session) -> tuple[Token, str | None, str]:
+    def record(session: Session) -> tuple[Token, str | None]:
         token, title = _load_rating_target(session, web, text)
         assert token.paper_id is not None and token.value is not None
         save_rating(session, token.subscriber_id, token.paper_id, token.value, now=now)
-        subscriber = session.get(Subscriber, token.subscriber_id)
-        assert subscriber is not None
-        return token, title, subscriber.link_key
+        return token, title
 
-    token, title, link_key = await web.run_db(record, immediate=True)
+    token, title = await web.run_db(record, immediate=True)
     log.info("rate: subscriber %s rated a paper %+d", token.subscriber_id, token.value or 0)
-    manage_url = web.link("manage", web.links.sign_manage(token.subscriber_id, link_key))
-    return web.page(request, "rated.html", token=token, title=title, manage_url=manage_url)
+    # No link to the manage page: a rating link also sits on a digest's web page, which a
+    # feed reader may hold (`digest_routes`), and must not open the profile.
+    return web.page(request, "rated.html", token=token, title=title)
 
 
 def link_routes(web: Web) -> list[Route]:
