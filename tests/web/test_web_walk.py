@@ -110,6 +110,16 @@ def test_subscribe_manage_and_read_digests_on_the_web(
     assert titles and all(title in html for title in titles)
     assert page.get_by_role("link", name="More like this").count() == len(titles)
     look_at(page, screenshots, "07-view-digest")
+    view_url = page.url
+    page.get_by_role("link", name="More like this").first.click()
+    assert page.locator("h1").inner_text() == "More papers like this?"
+    page.get_by_role("button", name="Yes, more like this").click()
+    assert page.locator("h1").inner_text() == "Thank you"
+    look_at(page, screenshots, "07-rated")
+    page.goto(view_url[:-6])  # a damaged link: a clear page, and still accessible
+    assert page.locator("h1").inner_text() == "This link does not work"
+    look_at(page, screenshots, "07-damaged-link")
+    page.goto(view_url)
 
     page.get_by_role("link", name="All your past digests").click()
     assert page.locator("h1").inner_text() == "Your past digests"
