@@ -132,6 +132,9 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = None
     message_id: str | None = Field(default=None, max_length=300)
     paper_ids: list[str] = _json_list()
+    # The digest as mailed, to show it on the web: `mail.render.digest_sections` (None
+    # before it was sent, and for digests sent before revision 0010).
+    sections: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime
     updated_at: datetime
     next_attempt_at: datetime | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, text, update
 from sqlmodel import Session, col, select
@@ -129,6 +130,7 @@ class LedgerStatements:
                 attempts=col(Delivery.attempts) + 1,
                 message_id=bindparam("p_message_id"),
                 paper_ids=bindparam("p_paper_ids"),
+                sections=bindparam("p_sections"),
                 lease_expires_at=bindparam("p_lease"),
                 updated_at=bindparam("p_now"),
             )
@@ -196,11 +198,14 @@ def mark_sending(
     lease: timedelta,
     message_id: str,
     paper_ids: Sequence[str],
+    sections: Sequence[dict[str, Any]] | None = None,
     statements: LedgerStatements | None = None,
 ) -> bool:
-    """Record that the SMTP transaction is about to start; False if the claim was lost."""
+    """Record that the SMTP transaction is about to start, with the papers and `sections`
+    the message carries (`mail.render.digest_sections`); False if the claim was lost."""
     params = {"p_id": claim.delivery_id, "p_worker": worker, "p_message_id": message_id}
     params |= {"p_paper_ids": list(paper_ids), "p_lease": now + lease, "p_now": now}
+    params["p_sections"] = list(sections) if sections is not None else None
     result = db.execute((statements or LedgerStatements()).sending, params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

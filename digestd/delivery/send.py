@@ -371,6 +371,7 @@ class Sender:
                     lease=self.lease,
                     message_id=email.message_id,
                     paper_ids=email.paper_ids,
+                    sections=email.sections,
                     statements=self.statements,
                 )
         except DBAPIError as error:

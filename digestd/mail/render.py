@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import email
 import email.policy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -59,6 +60,7 @@ __all__ = [
     "load_templates",
     "render_email",
     "render_parts",
+    "section_views",
     "templates_dir",
 ]
 
@@ -80,6 +82,30 @@ class PickView:
 class SectionView:
     label: str
     picks: list[PickView]
+
+
+def section_views(
+    digest: Digest, signer: TokenSigner, base_url: str, paper_view: Callable[[PaperRecord], PaperView]
+) -> list[SectionView]:
+    """The digest's sections as the templates show them, numbered in order, with their
+    signed rating links (the email and its web page share them)."""
+    sid, key = digest.profile.subscriber_id, digest.profile.link_key
+    sections, number = [], 0
+    for section in digest.sections:
+        picks = []
+        for pick in section.picks:
+            paper, number = paper_view(pick.paper), number + 1
+            picks.append(
+                PickView(
+                    paper=paper,
+                    number=f"{number:>2}.",
+                    reasons="; ".join(pick.reasons),
+                    rate_up_url=f"{base_url}/rate/{signer.sign_rate(sid, key, paper.id, 1)}",
+                    rate_down_url=f"{base_url}/rate/{signer.sign_rate(sid, key, paper.id, -1)}",
+                )
+            )
+        sections.append(SectionView(section.label, picks))
+    return sections
 
 
 @dataclass
@@ -107,27 +133,14 @@ class DigestRenderer:
             "unsubscribe_url": f"{base}/unsubscribe/{self.signer.sign_unsubscribe(sid, key)}",
         }
 
-    def context(self, digest: Digest, *, period: str, limit: int, notes: tuple[str, ...] = ()) -> dict[str, Any]:
+    def context(
+        self, digest: Digest, *, period: str, limit: int, notes: tuple[str, ...] = (), ledger_period: str | None = None
+    ) -> dict[str, Any]:
+        """The templates' context; `ledger_period` (else `period`) names the digest's web page."""
         sid, key = digest.profile.subscriber_id, digest.profile.link_key
         base = self.mail.base_url.rstrip("/")
-        shown = [pick for section in digest.sections for pick in section.picks]
-        ranks = {id(pick): number for number, pick in enumerate(shown, start=1)}
-        sections = []
-        for section in digest.sections:
-            picks = []
-            for pick in section.picks:
-                paper = self.paper_view(pick.paper, limit)
-                picks.append(
-                    PickView(
-                        paper=paper,
-                        number=f"{ranks[id(pick)]:>2}.",
-                        reasons="; ".join(pick.reasons),
-                        rate_up_url=f"{base}/rate/{self.signer.sign_rate(sid, key, paper.id, 1)}",
-                        rate_down_url=f"{base}/rate/{self.signer.sign_rate(sid, key, paper.id, -1)}",
-                    )
-                )
-            sections.append(SectionView(section.label, picks))
-        count = len(ranks)
+        sections = section_views(digest, self.signer, base, lambda paper: self.paper_view(paper, limit))
+        count = sum(len(section.picks) for section in sections)
         return {
             "digest": digest,
             "subject": subject_for(digest, period),
@@ -140,10 +153,11 @@ class DigestRenderer:
             "name": digest.profile.name,
             "list_name": self.list_name,
             "base_url": base,
+            "view_url": f"{base}/view/{self.signer.sign_view(sid, key, ledger_period or period)}",
             **self.links(digest.profile),
         }
 
-    def render_parts(self, digest: Digest, *, period: str) -> tuple[str, str, Digest]:
+    def render_parts(self, digest: Digest, *, period: str, ledger_period: str | None = None) -> tuple[str, str, Digest]:
         """(text, HTML, the digest as rendered). The HTML stays under `HTML_LIMIT` bytes:
         abstracts are shortened first; if that is not enough, the lowest-ranked papers go."""
         empty = digest.is_empty
@@ -152,14 +166,17 @@ class DigestRenderer:
         try:
             for limit in ABSTRACT_LIMITS:
                 notes = () if limit == ABSTRACT_LIMITS[0] else (SHORTENED_NOTE,)
-                context = self.context(digest, period=period, limit=limit, notes=notes)
+                context = self.context(digest, period=period, limit=limit, notes=notes, ledger_period=ledger_period)
                 html = html_template.render(context)
                 if len(html.encode()) <= HTML_LIMIT:
                     break
             while len(html.encode()) > HTML_LIMIT and len(digest.picks) > 1:
                 keep = max(1, int(len(digest.picks) * HTML_LIMIT / len(html.encode()) * 0.95))
                 digest = keep_top_picks(digest, keep)
-                context = self.context(digest, period=period, limit=ABSTRACT_LIMITS[-1], notes=(SHORTENED_NOTE,))
+                shortened = (SHORTENED_NOTE,)
+                context = self.context(
+                    digest, period=period, limit=ABSTRACT_LIMITS[-1], notes=shortened, ledger_period=ledger_period
+                )
                 html = html_template.render(context)
             return text_template.render(context), html, digest
         except jinja2.TemplateError as error:
@@ -206,6 +223,9 @@ class RenderedEmail:
     data: bytes
     eight_bit: bool = False  # the text part is 8bit: send with BODY=8BITMIME, to a relay that offers it
     smtputf8: bool = False  # the recipient is not ASCII before the @: send with SMTPUTF8, to a relay that offers it
+    # What the ledger keeps to show this digest on the web: its sections as mailed, each
+    # `{"label": ..., "papers": [{"id": ..., "reasons": [...]}]}` (`digest_sections`).
+    sections: tuple[dict[str, Any], ...] = ()
 
 
 class EmailBuilder:
@@ -233,7 +253,7 @@ class EmailBuilder:
         """`period` is the ledger's (it names the Message-ID); `day` dates the subject and the
         heading, the day it is sent (a catch-up digest is planned for the first day missed)."""
         profile = digest.profile
-        text, html, digest = self.renderer.render_parts(digest, period=day or period)
+        text, html, digest = self.renderer.render_parts(digest, period=day or period, ledger_period=period)
         subject = subject_for(digest, day or period)
         mid = message_id(profile.subscriber_id, period, self.domain)
         token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id, profile.link_key)
@@ -258,8 +278,25 @@ class EmailBuilder:
             data = self.dkim.sign(data)
         paper_ids = tuple(pick.paper.id for pick in digest.picks)
         return RenderedEmail(
-            profile.subscriber_id, recipient, self.sender, mid, subject, paper_ids, data, eight_bit, smtputf8
+            profile.subscriber_id,
+            recipient,
+            self.sender,
+            mid,
+            subject,
+            paper_ids,
+            data,
+            eight_bit=eight_bit,
+            smtputf8=smtputf8,
+            sections=digest_sections(digest),
         )
+
+
+def digest_sections(digest: Digest) -> tuple[dict[str, Any], ...]:
+    """The digest's sections and reasons as plain data, in the order the email shows them."""
+    return tuple(
+        {"label": s.label, "papers": [{"id": p.paper.id, "reasons": list(p.reasons)} for p in s.picks]}
+        for s in digest.sections
+    )
 
 
 def sample_digest(now: datetime) -> Digest:

@@ -1,8 +1,10 @@
-"""Signed tokens for the links in an email: unsubscribe, manage, and rate a paper.
+"""Signed tokens for the links in an email: unsubscribe, manage, rate a paper, view a digest, the archive.
 
 A token is `<payload>.<signature>`, both base64url without padding. The payload is
-`kind`, the subscriber id and, for `rate`, the value (+1/-1) and the paper id, joined by
-U+001F. The signature is the first 16 bytes of HMAC-SHA256 over the payload and the
+`kind`, the subscriber id and, for `rate`, the value (+1/-1) and the paper id, for `view`
+the ledger's period (one digest), joined by U+001F. `view` and `archive` (the archive and
+the Atom feed) only show; a feed reader may hold an `archive` token, so it changes nothing.
+The signature is the first 16 bytes of HMAC-SHA256 over the payload and the
 subscriber's link key (a random value stored with the subscriber, `models.Subscriber.link_key`),
 with a key derived from `DIGESTD_SECRET_KEY`; `verify` compares it in constant time.
 
@@ -31,11 +33,13 @@ from dataclasses import dataclass
 from digestd.errors import ConfigError, InputError
 
 UNSUBSCRIBE, MANAGE, RATE = "unsubscribe", "manage", "rate"
-TOKEN_KINDS = (UNSUBSCRIBE, MANAGE, RATE)
+VIEW, ARCHIVE = "view", "archive"  # one digest on the web; the archive and the feed
+TOKEN_KINDS = (UNSUBSCRIBE, MANAGE, RATE, VIEW, ARCHIVE)
 # Used by --dry-run and previews when DIGESTD_SECRET_KEY is unset; never for real mail.
 DEV_SECRET_KEY = "digestd-development-key-not-secret"
 _SEPARATOR = "\x1f"
 _ID = re.compile(r"[0-9]{1,10}")
+_PERIOD = re.compile(r"[0-9A-Za-z_.:+-]{1,40}")  # `schedule.period_key`: a local date
 MAX_SUBSCRIBER_ID = 2**31 - 1  # PostgreSQL's integer
 _SIGNATURE_BYTES = 16
 
@@ -50,6 +54,7 @@ class Token:
     subscriber_id: int
     paper_id: str | None = None  # rate only
     value: int | None = None  # rate only: +1 or -1
+    period: str | None = None  # view only: the ledger row's period
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -91,6 +96,10 @@ class TokenSigner:
             if token.paper_id is None or token.value not in (1, -1):
                 raise ValueError("a rate token needs a paper id and a value of +1 or -1")
             parts += [str(token.value), token.paper_id]
+        elif token.kind == VIEW:
+            if token.period is None or not _PERIOD.fullmatch(token.period):
+                raise ValueError("a view token needs a period")
+            parts.append(token.period)
         payload = _SEPARATOR.join(parts).encode()
         return f"{_b64encode(payload)}.{_b64encode(self._signature(payload, link_key))}"
 
@@ -119,6 +128,12 @@ class TokenSigner:
     def sign_rate(self, subscriber_id: int, link_key: str, paper_id: str, value: int) -> str:
         return self.sign(Token(RATE, subscriber_id, paper_id=paper_id, value=value), link_key)
 
+    def sign_view(self, subscriber_id: int, link_key: str, period: str) -> str:
+        return self.sign(Token(VIEW, subscriber_id, period=period), link_key)
+
+    def sign_archive(self, subscriber_id: int, link_key: str) -> str:
+        return self.sign(Token(ARCHIVE, subscriber_id), link_key)
+
 
 def _split(text: str) -> tuple[bytes, bytes]:
     encoded, _, signature = text.strip().partition(".")
@@ -143,7 +158,9 @@ def _read_payload(payload: str) -> Token:
             raise ValueError(parts[1])
         if kind == RATE and len(parts) == 4 and parts[2] in ("1", "-1"):
             return Token(kind, subscriber_id, paper_id=parts[3], value=int(parts[2]))
-        if kind in (UNSUBSCRIBE, MANAGE) and len(parts) == 2:
+        if kind == VIEW and len(parts) == 3 and _PERIOD.fullmatch(parts[2]):
+            return Token(kind, subscriber_id, period=parts[2])
+        if kind in (UNSUBSCRIBE, MANAGE, ARCHIVE) and len(parts) == 2:
             return Token(kind, subscriber_id)
     except (IndexError, ValueError):
         pass

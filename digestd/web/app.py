@@ -30,6 +30,7 @@ from digestd.mail.tokens import TokenError, TokenSigner, check_secret_key
 from digestd.web.confirmation import ConfirmSigner
 from digestd.web.context import Web
 from digestd.web.csrf import CsrfGuard
+from digestd.web.digest_routes import digest_routes
 from digestd.web.limits import RateLimiter
 from digestd.web.link_routes import link_routes
 from digestd.web.mailer import SendMessage
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 PAGES = (
     "index.html check_inbox.html confirm.html confirmed.html manage.html unsubscribe.html unsubscribed.html "
-    "rate.html rated.html error.html confirm_email.txt already_email.txt"
+    "rate.html rated.html error.html confirm_email.txt already_email.txt view.html archive.html feed_entry.html"
 ).split()
 SECURITY_HEADERS = [
     (
@@ -170,7 +171,8 @@ def create_app(
     now: Callable[[], datetime] = _utc_now,
     retry_seconds: Sequence[float] = RETRY_SECONDS,
 ) -> Starlette:
-    """The ASGI app: sign-up, confirm, manage, unsubscribe and rate pages, plus `/static`.
+    """The ASGI app: sign-up, confirm, manage, unsubscribe and rate pages, past digests
+    (view, archive, Atom feed), plus `/static`.
     While it runs (its lifespan), a `SignupSender` mails the queued sign-ups."""
     web = make_web(settings, engine, send_message=send_message, now=now)
     sender = SignupSender(web, retry_seconds=retry_seconds)
@@ -189,6 +191,7 @@ def create_app(
     routes = [
         *signup_routes(web),
         *link_routes(web),
+        *digest_routes(web),
         Mount("/static", StaticFiles(directory=shipped_web_dir() / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=_error_handlers(web), lifespan=lifespan)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from digestd.config import DigestSettings
 from digestd.errors import InputError
 from digestd.subscribers import SubscriberInput
+from digestd.validation import check_number
 
 
 @dataclass
@@ -26,6 +27,8 @@ class ProfileForm:
     exclude: str = ""
     categories: list[str] = field(default_factory=list)
     seeds: str = ""
+    authors: str = ""  # manage page only, as are seeds and max papers
+    max_papers: str = ""
     frequency: str = "weekly"
     day: str = "mon"
     time: str = "08:00"
@@ -57,6 +60,8 @@ def read_profile_form(form: FormData, *, with_email: bool) -> ProfileForm:
         exclude=_text(form, "exclude"),
         categories=list(dict.fromkeys(categories)),
         seeds=_text(form, "seeds"),
+        authors=_text(form, "authors"),
+        max_papers=_text(form, "max_papers"),
         frequency=_text(form, "frequency"),
         day=_text(form, "day"),
         time=_text(form, "time"),
@@ -66,10 +71,12 @@ def read_profile_form(form: FormData, *, with_email: bool) -> ProfileForm:
 
 
 def to_input(form: ProfileForm, *, email: str, with_seeds: bool) -> SubscriberInput:
-    """A `SubscriberInput` that sets every field of the form (empty text clears a list)."""
+    """A `SubscriberInput` that sets every field of the form (empty text clears a list);
+    `with_seeds`: the manage page's too (seeds, authors, max papers)."""
     if not email:
         raise InputError("email is missing: enter the address the digest should go to")
     seeds: Sequence[str] | None = [s for s in form.seeds.replace(",", " ").split() if s] if with_seeds else None
+    max_papers = form.max_papers if with_seeds and form.max_papers else None
     return SubscriberInput(
         email=email,
         name=form.name,
@@ -77,6 +84,8 @@ def to_input(form: ProfileForm, *, email: str, with_seeds: bool) -> SubscriberIn
         exclude=form.exclude,
         categories=form.categories,
         seeds=seeds,
+        authors=form.authors if with_seeds else None,
+        max_papers=None if max_papers is None else check_number("max papers", max_papers, whole=True),
         frequency=form.frequency or None,
         day=form.day or None,
         time=form.time or None,

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from digestd.errors import InputError, NotFoundError
 from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token, TokenError
-from digestd.models import Paper, Subscriber
+from digestd.models import Paper
 from digestd.web.context import CSRF_FIELD, Web
 from digestd.web.forms import ProfileForm, read_profile_form
 from digestd.web.manage import ACTIONS, ManageView, change_status, load_manage_view, save_profile
@@ -35,17 +35,29 @@ DONE_MESSAGES = {
 }
 
 
-def _manage_page(web: Web, request: Request, view: ManageView, *, error: str | None = None) -> Response:
-    done = DONE_MESSAGES.get(request.query_params.get("done", ""))
+def _manage_page(
+    web: Web, request: Request, view: ManageView, *, error: str | None = None, form: ProfileForm | None = None
+) -> Response:
+    """The page; after an error, with the `form` as the visitor sent it."""
+    done = None if error else DONE_MESSAGES.get(request.query_params.get("done", ""))
     status = 400 if error else 200
     return web.page(
-        request, "manage.html", status=status, view=view, form=view.form, error=error, done=done, uses_forms=True
+        request,
+        "manage.html",
+        status=status,
+        view=view,
+        form=form or view.form,
+        error=error,
+        done=done,
+        archive_url=web.link("archive", view.archive_token),
+        feed_url=web.link("feed", f"{view.archive_token}.atom"),
+        uses_forms=True,
     )
 
 
 def _load_view(session: Session, web: Web, text: str) -> ManageView:
     token = check_link(session, web.links, text, kind=MANAGE, now=web.now())
-    return load_manage_view(session, token.subscriber_id)
+    return load_manage_view(session, token.subscriber_id, web.links)
 
 
 async def manage_page(web: Web, request: Request) -> Response:
@@ -70,14 +82,14 @@ async def manage(web: Web, request: Request) -> Response:
             change_status(session, sid, action, now=now)
         return sid
 
+    form = read_profile_form(data, with_email=False) if action == "save" else None
     try:
-        form = read_profile_form(data, with_email=False) if action == "save" else None
         sid = await web.run_db(lambda s: act(s, form), immediate=True)
     except TokenError:  # a bad link is its own page, not a form error
         raise
-    except InputError as error:
+    except InputError as error:  # the page again, with what the visitor typed
         view = await web.run_db(lambda s: _load_view(s, web, text))
-        return _manage_page(web, request, view, error=error.message)
+        return _manage_page(web, request, view, error=error.message, form=form)
     log.info("manage: subscriber %s did %s", sid, action)
     return RedirectResponse(f"/manage/{text}?done={action}", status_code=303)
 
@@ -132,18 +144,17 @@ async def rate(web: Web, request: Request) -> Response:
         return web.csrf_failed(request)
     text, now = request.path_params["token"], web.now()
 
-    def record(session: Session) -> tuple[Token, str | None, str]:
+    def record(session: Session) -> tuple[Token, str | None]:
         token, title = _load_rating_target(session, web, text)
         assert token.paper_id is not None and token.value is not None
         save_rating(session, token.subscriber_id, token.paper_id, token.value, now=now)
-        subscriber = session.get(Subscriber, token.subscriber_id)
-        assert subscriber is not None
-        return token, title, subscriber.link_key
+        return token, title
 
-    token, title, link_key = await web.run_db(record, immediate=True)
+    token, title = await web.run_db(record, immediate=True)
     log.info("rate: subscriber %s rated a paper %+d", token.subscriber_id, token.value or 0)
-    manage_url = web.link("manage", web.links.sign_manage(token.subscriber_id, link_key))
-    return web.page(request, "rated.html", token=token, title=title, manage_url=manage_url)
+    # No link to the manage page: a rating link also sits on a digest's web page, which a
+    # feed reader may hold (`digest_routes`), and must not open the profile.
+    return web.page(request, "rated.html", token=token, title=title)
 
 
 def link_routes(web: Web) -> list[Route]:

@@ -1,15 +1,18 @@
-"""What the manage page shows and changes: the profile, seed papers, ratings and status."""
+"""What the manage page shows and changes: the profile, seed papers, ratings, status and
+when the next digest is due."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session, col, select
 
 from digestd.errors import InputError, NotFoundError
+from digestd.mail.tokens import TokenSigner
 from digestd.models import Paper, Rating, Subscriber
-from digestd.records import ACTIVE, PAUSED, SEED, UNSUBSCRIBED
+from digestd.records import ACTIVE, PAUSED, PENDING, SEED, UNSUBSCRIBED
 from digestd.subscribers import describe, edit_subscriber, load_profile_items, reschedule
 from digestd.web.forms import ProfileForm, to_input
 from digestd.web.signup import unsubscribe
@@ -32,6 +35,24 @@ class ManageView:
     form: ProfileForm
     seeds: list[PaperLine]
     ratings: list[PaperLine]
+    next_due: str  # when the next digest comes, in the subscriber's words
+    archive_token: str  # for the archive and the feed links
+
+
+def describe_next_due(subscriber: Subscriber) -> str:
+    """When the next digest is due, in the subscriber's time zone (pure)."""
+    if subscriber.status == PENDING:
+        return "Your first digest is planned once you confirm your subscription."
+    if subscriber.status != ACTIVE or subscriber.next_due_at is None:
+        return "No digest is planned while your subscription is not active."
+    due = (
+        subscriber.next_due_at.replace(tzinfo=UTC) if subscriber.next_due_at.tzinfo is None else subscriber.next_due_at
+    )
+    try:
+        local = due.astimezone(ZoneInfo(subscriber.timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = due.astimezone(UTC)
+    return f"Your next digest is due on {local:%A %-d %B %Y at %H:%M} ({local.tzname() or subscriber.timezone})."
 
 
 def _load_subscriber(session: Session, subscriber_id: int) -> Subscriber:
@@ -47,7 +68,7 @@ def _titles(session: Session, ids: list[str]) -> dict[str, str]:
     return {p.id: p.title for p in session.scalars(select(Paper).where(col(Paper.id).in_(ids[:500])))}
 
 
-def load_manage_view(session: Session, subscriber_id: int) -> ManageView:
+def load_manage_view(session: Session, subscriber_id: int, signer: TokenSigner) -> ManageView:
     subscriber = _load_subscriber(session, subscriber_id)
     items = load_profile_items(session, [subscriber_id])[subscriber_id]
     info = describe(subscriber, items)
@@ -58,6 +79,7 @@ def load_manage_view(session: Session, subscriber_id: int) -> ManageView:
         )
     )[:200]
     titles = _titles(session, seeds + [r.paper_id for r in ratings])
+    archive_token = signer.sign_archive(subscriber_id, subscriber.link_key)
     form = ProfileForm(
         email=subscriber.email,
         name=subscriber.name,
@@ -65,6 +87,8 @@ def load_manage_view(session: Session, subscriber_id: int) -> ManageView:
         exclude=str(info["exclude"]),
         categories=[str(c) for c in str(info["categories"]).split(", ") if c],
         seeds=" ".join(seeds),
+        authors=str(info["authors"]),
+        max_papers=str(subscriber.max_papers),
         frequency=subscriber.frequency,
         day=subscriber.send_day,
         time=subscriber.send_time,
@@ -78,6 +102,8 @@ def load_manage_view(session: Session, subscriber_id: int) -> ManageView:
         form=form,
         seeds=[PaperLine(s, titles.get(s)) for s in seeds],
         ratings=[PaperLine(r.paper_id, titles.get(r.paper_id), r.value) for r in ratings],
+        next_due=describe_next_due(subscriber),
+        archive_token=archive_token,
     )
 
 

@@ -8,7 +8,17 @@ import pytest
 from web_support import old_token
 
 from digestd.errors import ConfigError
-from digestd.mail.tokens import MANAGE, RATE, UNSUBSCRIBE, Token, TokenError, TokenSigner, check_secret_key
+from digestd.mail.tokens import (
+    ARCHIVE,
+    MANAGE,
+    RATE,
+    UNSUBSCRIBE,
+    VIEW,
+    Token,
+    TokenError,
+    TokenSigner,
+    check_secret_key,
+)
 
 KEY = "link-key-of-7"
 
@@ -67,3 +77,14 @@ def test_ids_that_no_database_can_hold_are_refused_before_any_lookup(subscriber_
 def test_real_sending_needs_a_secret_key() -> None:
     with pytest.raises(ConfigError, match="DIGESTD_SECRET_KEY"):
         check_secret_key("")
+
+
+def test_view_and_archive_tokens_carry_their_digest_and_show_only() -> None:
+    signer = TokenSigner("k1")
+    view = signer.verify(signer.sign_view(7, KEY, "2026-11-30"), link_key=KEY, kind=VIEW)
+    assert (view.subscriber_id, view.period) == (7, "2026-11-30")
+    assert signer.verify(signer.sign_archive(7, KEY), link_key=KEY, kind=ARCHIVE) == Token(ARCHIVE, 7)
+    with pytest.raises(TokenError, match="not manage"):
+        signer.verify(signer.sign_archive(7, KEY), link_key=KEY, kind=MANAGE)  # a feed reader's token
+    with pytest.raises(ValueError):
+        signer.sign_view(7, KEY, "../etc")  # a period is never a path

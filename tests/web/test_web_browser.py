@@ -7,62 +7,21 @@ Without chromium or playwright these tests are skipped, except under CI=true.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
-from web_support import SECRET, RecordingHandler, RunningWeb, make_settings, queue_done, start_smtp_sink
+from web_support import SECRET, RecordingHandler, RunningWeb, queue_done
 
 from digestd.config import SmtpSettings
 from digestd.mail.tokens import TokenSigner
 from digestd.models import ProfileItem, Subscriber
 from digestd.records import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED
 from digestd.store import open_session
-from digestd.web.mailer import make_smtp_sender
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 pytestmark = pytest.mark.slow
-
-
-def _need(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; the browser tests must run under CI=true")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("playwright is not installed (pip install playwright; never `playwright install`)")
-    if not CHROMIUM.exists():
-        _need(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[RecordingHandler, SmtpSettings]]:
-    controller, handler, smtp = start_smtp_sink()
-    yield handler, smtp
-    controller.stop()
-
-
-@pytest.fixture
-def web(engine: Engine, sink: tuple[RecordingHandler, SmtpSettings]) -> Iterator[RunningWeb]:
-    with RunningWeb(make_settings, engine, make_smtp_sender(sink[1])) as running:
-        yield running
 
 
 def load(engine: Engine, email: str = "ada@example.org") -> tuple[Subscriber | None, set[tuple[str, str]]]:

@@ -73,7 +73,7 @@ def test_the_manage_page_shows_the_profile_seeds_and_ratings(client: TestClient,
     page = client.get(f"/manage/{SIGNER.sign_manage(ada, key(engine, ada))}")
     assert page.status_code == 200 and "ada@example.org" in page.text
     assert 'value="graphs"' in page.text and 'value="cs.LG" checked' in page.text
-    assert "Graph diffusion at scale" in page.text and "more like this" in page.text
+    assert "Graph diffusion at scale" in page.text and "More like this: Graph diffusion at scale" in page.text
 
 
 def test_saving_the_manage_form_changes_the_profile(client: TestClient, engine: Engine, ada: int) -> None:
