@@ -140,9 +140,9 @@ def init(app: AppContext) -> None:
 
 
 def _register_commands() -> None:
-    from digestd.cli import demo, papers, ratings, run, send, status, subscribers, web, worker
+    from digestd.cli import bounces, demo, papers, ratings, run, send, status, subscribers, web, worker
 
-    for module in (subscribers, papers, ratings, send, status, demo, web, run, worker):
+    for module in (subscribers, papers, ratings, send, status, demo, web, run, worker, bounces):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -30,6 +30,7 @@ from digestd.mail.tokens import TokenError, TokenSigner, check_secret_key
 from digestd.web.confirmation import ConfirmSigner
 from digestd.web.context import Web
 from digestd.web.csrf import CsrfGuard
+from digestd.web.hook_routes import hook_routes
 from digestd.web.limits import RateLimiter
 from digestd.web.link_routes import link_routes
 from digestd.web.mailer import SendMessage
@@ -189,6 +190,7 @@ def create_app(
     routes = [
         *signup_routes(web),
         *link_routes(web),
+        *hook_routes(web),
         Mount("/static", StaticFiles(directory=shipped_web_dir() / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=_error_handlers(web), lifespan=lifespan)  # type: ignore[arg-type]
