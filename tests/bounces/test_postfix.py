@@ -1,0 +1,217 @@
+"""Bounces through a real Postfix (Debian's package) on loopback, as the relay: it accepts
+the digests (250), then bounces one to a local user that does not exist and one that the
+next server refuses at RCPT; its real DSNs come back to the VERP address, into a Maildir
+that `digestd bounces scan` reads, or, one by one on stdin, to `digestd bounces read` as a
+pipe transport runs it (see postfix.py for why Postfix does not run it itself here).
+
+Skipped when Postfix is absent, except under CI=true (`.ci/run` installs it). One Postfix
+instance serves the whole module; each test has its own database and addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import IN_CI
+from postfix import Postfix, free_port, postfix_missing, start_postfix
+from processes import DEADLINE_SECONDS, wait_until
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from digestd.cli import cli
+from digestd.config import DatabaseSettings, DigestSettings, MailSettings, Settings, SmtpSettings
+from digestd.delivery.send import send_due
+from digestd.mail.render import make_email_builder
+from digestd.models import Bounce, Subscriber, Suppression
+from digestd.records import ACTIVE, SUPPRESSED, PaperRecord
+from digestd.store import make_engine, migrate, open_session, save_papers
+from digestd.subscribers import SubscriberInput, add_subscriber, email_hash
+
+SECRET = "postfix-test-secret-key-32-chars-long"
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+DUE_AND_A_MINUTE = datetime(2026, 11, 30, 8, 1, tzinfo=UTC)
+GONE, REJECTED, READER = "gone@local.example.net", "rejected@remote.example.net", "reader@bounces.example.net"
+
+
+@pytest.fixture(scope="module")
+def shared_dir() -> Iterator[Path]:
+    """Outside pytest's 0700 temp folders: Postfix's daemons (users postfix, nobody) must
+    reach their files."""
+    folder = Path(tempfile.mkdtemp(prefix="digestd-postfix-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postfix(shared_dir: Path) -> Iterator[Postfix]:
+    problem = postfix_missing()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"{problem}; CI must have it (.ci/run installs it)")
+        pytest.skip(problem)
+    instance = start_postfix(shared_dir / "postfix")
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def settings_for(postfix: Postfix, url: str, bounce_domain: str) -> Settings:
+    mail = MailSettings(
+        from_="Paper Digest <digest@example.org>",
+        base_url="https://digest.example.org",
+        bounce_address=f"bounces@{bounce_domain}",
+    )
+    smtp = SmtpSettings(host="127.0.0.1", port=postfix.relay_port, security="none", timeout_seconds=30)
+    return Settings(database=DatabaseSettings(url=url), mail=mail, smtp=smtp, secret_key=SECRET)
+
+
+def seed(engine: Engine, emails: list[str]) -> None:
+    topics = ["graph neural networks", "diffusion models", "quantum error correction", "dark matter halos"]
+    papers = [
+        PaperRecord(
+            id=f"2611.{i:05d}",
+            title=f"On {topics[i % 4]}: study {i}",
+            abstract=f"We study {topics[i % 4]} in setting {i}. " * 8,
+            authors=("Ada Lovelace",),
+            categories=("cs.LG",),
+            published=(T0 + timedelta(days=1)).date(),
+        )
+        for i in range(20)
+    ]
+    with open_session(engine) as session:
+        save_papers(session, papers, now=T0 + timedelta(days=1))
+        for address in emails:
+            given = SubscriberInput(email=address, keywords="graph neural networks")
+            add_subscriber(session, given, defaults=DigestSettings(), now=T0)
+
+
+def send(engine: Engine, settings: Settings) -> None:
+    builder = make_email_builder(settings.mail, secret_key=settings.secret_key)
+    report = asyncio.run(send_due(engine, settings, builder, clock=lambda: DUE_AND_A_MINUTE, stop=asyncio.Event()))
+    assert report.sent == report.planned, report.summary()  # the relay said 250 to every one
+
+
+def states(engine: Engine) -> dict[str, str]:
+    with open_session(engine) as session:
+        return {s.email: s.status for s in session.scalars(select(Subscriber))}
+
+
+def messages(folder: Path) -> list[Path]:
+    new = folder / "new"
+    return sorted(new.iterdir()) if new.is_dir() else []
+
+
+def status_output(url: str) -> str:
+    result = CliRunner().invoke(cli, ["--database", url, "status"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_postfix_dsns_in_a_maildir_suppress_the_addresses_and_status_says_why(postfix: Postfix, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'digestd.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    seed(engine, [GONE, REJECTED, READER])
+    settings = settings_for(postfix, url, "bounces.example.net")
+    send(engine, settings)
+
+    # The reader's digest arrived, its envelope sender naming its delivery row.
+    reader = postfix.directory / "vmail" / "reader"
+    delivered = wait_until(lambda: messages(reader), "the reader's digest in its Maildir", progress=lambda: postfix.log)
+    digest = email.message_from_bytes(delivered[0].read_bytes(), policy=email.policy.default)
+    assert re.fullmatch(r"<bounces\+\d+-[a-z2-7]{16}@bounces\.example\.net>", str(digest["Return-Path"]))
+    assert re.search(
+        r"mailto:unsubscribe\+\d+-[a-z2-7]{16}@bounces\.example\.net\?subject=unsubscribe",
+        str(digest["List-Unsubscribe"]),
+    )
+    assert digest["From"] == "Paper Digest <digest@example.org>"  # unchanged
+
+    dsns = wait_until(
+        lambda: len(found := messages(postfix.maildir)) >= 2 and found,
+        "Postfix's two DSNs in the Maildir",
+        progress=lambda: postfix.log[-3000:],
+    )
+    assert states(engine) == {GONE: ACTIVE, REJECTED: ACTIVE, READER: ACTIVE}  # nothing until read
+
+    scanned = CliRunner().invoke(
+        cli,
+        ["--database", url, "bounces", "scan", "--maildir", str(postfix.maildir)],
+        catch_exceptions=False,
+        env={"DIGESTD_SECRET_KEY": SECRET, "DIGESTD_MAIL_BOUNCE_ADDRESS": "bounces@bounces.example.net"},
+    )
+    assert scanned.exit_code == 0, scanned.output
+    assert "2 hard" in scanned.output
+    assert not any(path.exists() for path in dsns)  # moved out of new/
+    assert len(list((postfix.maildir / "cur").iterdir())) >= 2
+    assert states(engine) == {GONE: SUPPRESSED, REJECTED: SUPPRESSED, READER: ACTIVE}
+    with open_session(engine) as session:
+        events = {e.subscriber_id: e for e in session.scalars(select(Bounce))}
+        assert {e.status for e in events.values()} == {"5.1.1"}
+        assert session.get(Suppression, email_hash(GONE)) is not None
+
+    shown = status_output(url)
+    assert "bounces:     2 hard" in shown
+    assert re.search(
+        r"gone@local\.example\.net hard 5\.1\.1 via maildir, suppressed \(hard bounce\): unknown user", shown
+    )
+    assert re.search(r"rejected@remote\.example\.net hard 5\.1\.1 via maildir, .*mailbox gone", shown)
+    engine.dispose()
+
+
+def read_piped(url: str, message: Path) -> subprocess.CompletedProcess[bytes]:
+    """`digestd bounces read` as a pipe transport or an alias runs it: the message on stdin,
+    the envelope recipient as an argument (Postfix: ${recipient})."""
+    recipient = str(email.message_from_bytes(message.read_bytes())["Delivered-To"])
+    command = [sys.executable, "-m", "digestd", "--database", url, "bounces", "read", "--recipient", recipient]
+    environment = {
+        **os.environ,
+        "DIGESTD_SECRET_KEY": SECRET,
+        "DIGESTD_MAIL_BOUNCE_ADDRESS": "bounces@pipe.example.net",
+    }
+    environment.pop("DIGESTD_CONFIG", None)
+    data = message.read_bytes()
+    return subprocess.run(command, input=data, env=environment, capture_output=True, timeout=DEADLINE_SECONDS)
+
+
+def test_pipe_mode_reads_the_same_dsns_and_asks_the_mta_to_retry_while_the_database_is_down(
+    postfix: Postfix, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'digestd.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    seed(engine, [GONE, REJECTED])
+    send(engine, settings_for(postfix, url, "pipe.example.net"))
+    folder = postfix.directory / "vmail" / "pipe"
+    dsns = wait_until(lambda: len(found := messages(folder)) >= 2 and found, "two DSNs", progress=lambda: postfix.log)
+
+    unreachable = read_piped(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", dsns[0])
+    assert unreachable.returncode == 75, unreachable.stderr  # EX_TEMPFAIL: the MTA keeps it and retries
+    assert b"stays with the mail server" in unreachable.stderr
+    assert states(engine) == {GONE: ACTIVE, REJECTED: ACTIVE}
+
+    for dsn in dsns:
+        piped = read_piped(url, dsn)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.startswith(b"hard: suppressed (hard bounce)")
+    assert states(engine) == {GONE: SUPPRESSED, REJECTED: SUPPRESSED}
+    with open_session(engine) as session:
+        assert {(e.kind, e.status, e.source) for e in session.scalars(select(Bounce))} == {("hard", "5.1.1", "pipe")}
+    assert re.search(r"gone@local\.example\.net hard 5\.1\.1 via pipe, suppressed", status_output(url))
+    engine.dispose()
