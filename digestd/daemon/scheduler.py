@@ -40,6 +40,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import undefined
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from digestd.config import Settings
@@ -163,8 +164,8 @@ class DaemonJobs:
         self._track()
         try:
             report = await asyncio.to_thread(poll_imap, self.engine, self.settings, clock=self.clock)
-        except DigestdError as error:
-            log.error("bounces: the IMAP mailbox was not read: %s", error.message)
+        except (DigestdError, SQLAlchemyError) as error:  # the unread messages stay unseen for the next poll
+            log.error("bounces: the IMAP mailbox was not read to the end: %s", str(error).splitlines()[0])
             return
         log.info("bounces: %s", report.summary())
 
