@@ -227,4 +227,5 @@ class Bounce(SQLModel, table=True):
     diagnostic: str = Field(default="", max_length=500)
     source: str = Field(default="", max_length=20)  # pipe | maildir | imap | webhook
     action: str = Field(default="", max_length=50)  # what digestd did: suppressed, unsubscribed, counted
+    message_id: str = Field(default="", max_length=300)  # of the returned message: each is acted on once
     received_at: datetime

@@ -86,15 +86,10 @@ def handle_message(
             log.warning("%s message ignored: %s with a return token digestd did not sign", source, returned.reason)
             return Outcome(IGNORED, "its return token is forged, damaged or for a subscriber who is gone")
         delivery_id, subscriber = found
-        event = Bounce(
-            delivery_id=delivery_id,
-            subscriber_id=_id(subscriber),
-            kind=returned.kind,
-            status=returned.status,
-            diagnostic=returned.diagnostic,
-            source=source,
-            received_at=now,
-        )
+        if returned.message_id and _seen(session, subscriber, returned.message_id):
+            log.info("%s message ignored: %s already recorded", source, returned.reason)
+            return Outcome(IGNORED, f"already recorded (the same {returned.kind} report read again)", subscriber.email)
+        event = _event(delivery_id, subscriber, returned, source=source, now=now)
         return _record(session, settings.bounces, subscriber, event, now=now)
 
 
@@ -144,16 +139,30 @@ def handle_report(
             delivery_id, subscriber = found
         else:
             subscriber = get_subscriber(session, email)
-        event = Bounce(
-            delivery_id=delivery_id,
-            subscriber_id=_id(subscriber),
-            kind=kind,
-            status=status,
-            diagnostic=diagnostic,
-            source="webhook",
-            received_at=now,
+        event = _event(
+            delivery_id, subscriber, Returned(kind, status=status, diagnostic=diagnostic), source="webhook", now=now
         )
         return _record(session, settings.bounces, subscriber, event, now=now)
+
+
+def _event(
+    delivery_id: int | None, subscriber: Subscriber, returned: Returned, *, source: str, now: datetime
+) -> Bounce:
+    return Bounce(
+        delivery_id=delivery_id,
+        subscriber_id=_id(subscriber),
+        kind=returned.kind,
+        status=returned.status,
+        diagnostic=returned.diagnostic,
+        source=source,
+        message_id=returned.message_id,
+        received_at=now,
+    )
+
+
+def _seen(session: Session, subscriber: Subscriber, message_id: str) -> bool:
+    query = select(Bounce.id).where(Bounce.subscriber_id == subscriber.id, Bounce.message_id == message_id)
+    return session.scalar(query.limit(1)) is not None
 
 
 def _record(

@@ -118,6 +118,7 @@ def cli(ctx: click.Context, config_path: str | None, database: str | None, log_l
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)  # a line per detector per message at INFO
 
 
 @cli.command()

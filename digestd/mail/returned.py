@@ -45,6 +45,7 @@ _AUTO_SUBJECT = re.compile(
     r"^\s*(out of (the )?office|auto(matic)?[ -]?(reply|response)|auto:|abwesenheit|absence|vacation)", re.I
 )
 DIAGNOSTIC_MAX = 500
+MESSAGE_ID_MAX = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class Returned:
     status: str = ""
     diagnostic: str = ""
     reason: str = ""  # why it is ignored, or what it is, for the log
+    message_id: str = ""  # the returned message's own, so that a message read twice counts once
 
 
 def read_returned(raw: bytes, addresses: ReturnAddresses, *, recipient: str = "") -> Returned:
@@ -81,7 +83,8 @@ def read_returned(raw: bytes, addresses: ReturnAddresses, *, recipient: str = ""
         return Returned(IGNORED, token, token_kind, status, diagnostic, reason)
     if not token:
         return Returned(IGNORED, reason=f"a {kind} report without a digestd return token")
-    return Returned(kind, token, token_kind, status, diagnostic, reason)
+    message_id = _clip(str(message.get("Message-ID", "")))[:MESSAGE_ID_MAX]
+    return Returned(kind, token, token_kind, status, diagnostic, reason, message_id)
 
 
 def _find_token(message: Message, addresses: ReturnAddresses, recipient: str) -> tuple[str, str, bool]:

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("diagnostic", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
         sa.Column("received_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscriber.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,8 +56,11 @@ def add_reader(engine: Engine, address: str = "ada@example.org") -> tuple[int, i
         return subscriber.id, delivery.id, subscriber.link_key
 
 
-def sample(name: str, delivery_id: int, link_key: str) -> bytes:
+def sample(name: str, delivery_id: int, link_key: str, *, copy: int = 0) -> bytes:
+    """A sample with real return tokens; `copy` > 0 gives it another Message-ID (another report)."""
     text = (SAMPLES / name).read_text()
+    if copy:
+        text = re.sub(r"(?im)^(Message-Id: <)", rf"\g<1>{copy}.", text, count=1)
     text = text.replace("{token}", SIGNER.sign_return(BOUNCE, delivery_id, link_key))
     text = text.replace("{unsubscribe_token}", SIGNER.sign_return(UNSUBSCRIBE, delivery_id, link_key))
     return text.encode()
@@ -101,12 +105,11 @@ def test_a_mailed_unsubscribe_unsubscribes_without_suppressing(engine: Engine) -
 
 def test_soft_bounces_suppress_after_the_limit_within_the_window(engine: Engine) -> None:
     sid, did, key = add_reader(engine)
-    soft = sample("soft-dsn.eml", did, key)
-    assert handle(engine, soft, now=NOW - timedelta(days=8)) == "soft"  # outside the 7 days by the third
-    assert handle(engine, soft, now=NOW - timedelta(days=2)) == "soft"
-    assert handle(engine, soft, now=NOW - timedelta(days=1)) == "soft"
+    assert handle(engine, sample("soft-dsn.eml", did, key, copy=1), now=NOW - timedelta(days=8)) == "soft"  # too old
+    assert handle(engine, sample("soft-dsn.eml", did, key, copy=2), now=NOW - timedelta(days=2)) == "soft"
+    assert handle(engine, sample("soft-dsn.eml", did, key, copy=3), now=NOW - timedelta(days=1)) == "soft"
     assert state(engine, sid)[:2] == (ACTIVE, False)
-    assert handle(engine, soft) == "soft"
+    assert handle(engine, sample("soft-dsn.eml", did, key, copy=4)) == "soft"
     status, suppressed, events = state(engine, sid)
     assert (status, suppressed) == (SUPPRESSED, True)
     assert events == [("soft", "4.2.2")] * 4
@@ -114,6 +117,14 @@ def test_soft_bounces_suppress_after_the_limit_within_the_window(engine: Engine)
         last = session.scalars(select(Bounce).order_by(Bounce.id.desc())).first()  # type: ignore[union-attr]
         assert last is not None and last.action == "suppressed (3 soft bounces in 7 days)"
         assert last.diagnostic == "452 4.2.2 Mailbox full"
+
+
+def test_the_same_message_read_twice_counts_once(engine: Engine) -> None:
+    sid, did, key = add_reader(engine)
+    soft = sample("soft-dsn.eml", did, key)
+    assert handle(engine, soft) == "soft"
+    assert handle(engine, soft, now=NOW + timedelta(minutes=5)) == "ignored"  # e.g. an IMAP flag that was not set
+    assert state(engine, sid) == (ACTIVE, False, [("soft", "4.2.2")])
 
 
 def test_a_forged_or_misused_token_changes_nothing_and_is_logged(
@@ -150,14 +161,14 @@ def test_bounce_address_is_needed_to_read_bounces(engine: Engine) -> None:
 
 def test_unsuppress_lifts_a_suppression_and_restarts_the_soft_count(engine: Engine) -> None:
     sid, did, key = add_reader(engine)
-    for _ in range(3):
-        handle(engine, sample("soft-dsn.eml", did, key), now=NOW - timedelta(hours=1))
+    for copy in (1, 2, 3):
+        handle(engine, sample("soft-dsn.eml", did, key, copy=copy), now=NOW - timedelta(hours=1))
     assert state(engine, sid)[:2] == (SUPPRESSED, True)
     with open_session(engine) as session:
         assert unsuppress(session, "ADA@example.org", now=NOW) == "active again"
         assert session.get(Subscriber, sid).next_due_at is not None  # type: ignore[union-attr]
     assert state(engine, sid)[:2] == (ACTIVE, False)
-    handle(engine, sample("soft-dsn.eml", did, key), now=NOW + timedelta(minutes=1))
+    handle(engine, sample("soft-dsn.eml", did, key, copy=4), now=NOW + timedelta(minutes=1))
     assert state(engine, sid)[:2] == (ACTIVE, False)  # one soft bounce since the lift, not four
     with open_session(engine) as session, pytest.raises(NotFoundError, match="not suppressed"):
         unsuppress(session, "ada@example.org", now=NOW)

@@ -26,14 +26,20 @@ def client_for(engine: Engine, secret: str = HOOK_SECRET) -> TestClient:
 
 
 @pytest.fixture
-def client(engine: Engine) -> Iterator[TestClient]:
+def readers(engine: Engine) -> list[tuple[int, int, str]]:
+    """Two subscribers with a sent digest each, added before the web app starts: its sign-up
+    sender writes at start, and a test's own write then would meet SQLite's snapshot check."""
+    return [add_reader(engine), add_reader(engine, "bob@example.org")]
+
+
+@pytest.fixture
+def client(engine: Engine, readers: list[tuple[int, int, str]]) -> Iterator[TestClient]:
     with client_for(engine) as running:
         yield running
 
 
-def test_a_hard_bounce_by_address_suppresses(engine: Engine, client: TestClient) -> None:
-    sid = add_reader(engine)[0]
-    other = add_reader(engine, "bob@example.org")[0]
+def test_a_hard_bounce_by_address_suppresses(engine: Engine, client: TestClient, readers: list) -> None:
+    sid, other = readers[0][0], readers[1][0]
     body = {"email": "Ada@Example.org", "kind": "hard", "status": "5.1.1", "diagnostic": "550 no such user"}
     answer = client.post("/hooks/bounce", json=body, headers=AUTH)
     assert answer.status_code == 200, answer.text
@@ -42,8 +48,8 @@ def test_a_hard_bounce_by_address_suppresses(engine: Engine, client: TestClient)
     assert state(engine, other) == (ACTIVE, False, [])
 
 
-def test_a_complaint_by_return_token(engine: Engine, client: TestClient) -> None:
-    sid, did, key = add_reader(engine)
+def test_a_complaint_by_return_token(engine: Engine, client: TestClient, readers: list) -> None:
+    sid, did, key = readers[0]
     token = SIGNER.sign_return(BOUNCE, did, key)
     answer = client.post("/hooks/bounce", json={"token": token, "kind": "complaint"}, headers=AUTH)
     assert answer.status_code == 200, answer.text
@@ -64,9 +70,9 @@ def test_a_complaint_by_return_token(engine: Engine, client: TestClient) -> None
     ],
 )
 def test_bad_requests_change_nothing(
-    engine: Engine, client: TestClient, headers: dict[str, str], body: object, status: int, message: str
+    engine: Engine, client: TestClient, readers: list, headers: dict[str, str], body: object, status: int, message: str
 ) -> None:
-    sid = add_reader(engine)[0]
+    sid = readers[0][0]
     answer = client.post("/hooks/bounce", json=body, headers=headers)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"]
