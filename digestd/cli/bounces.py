@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from digestd.cli import AppContext, pass_app
-from digestd.errors import StoreError
+from digestd.errors import ConfigError, StoreError
 
 # sendmail's exit codes (sysexits.h), which an MTA's pipe transport and aliases understand.
 EX_OK, EX_TEMPFAIL = 0, 75
@@ -31,7 +32,8 @@ def read(app: AppContext, recipient: str) -> None:
     """Read one message on standard input and act on it (for an alias or a pipe transport).
 
     Exits 0 when the message was handled or ignored, and 75 (EX_TEMPFAIL) when the database
-    cannot be reached, so that the mail server keeps the message and tries again.
+    cannot be reached or digestd's settings are wrong (no mail.bounce_address, no secret
+    key), so that the mail server keeps the message and tries again.
 
     \b
     Example (/etc/aliases):
@@ -45,9 +47,16 @@ def read(app: AppContext, recipient: str) -> None:
     try:
         outcome = handle_message(app.engine(), app.settings, raw, source="pipe", now=app.now(), recipient=recipient)
     except (StoreError, DBAPIError) as error:
-        click.echo(f"error: the database cannot be reached, the message stays with the mail server: {error}", err=True)
-        sys.exit(EX_TEMPFAIL)
+        _keep(f"the database cannot be reached: {str(error).splitlines()[0]}")
+    except ConfigError as error:  # fixed by the operator, then the mail server's retry gets through
+        _keep(f"{error.message}" + (f" (hint: {error.hint})" if error.hint else ""))
     click.echo(outcome.describe())
+
+
+def _keep(reason: str) -> NoReturn:
+    """Exit with EX_TEMPFAIL: the mail server keeps the message and delivers it again later."""
+    click.echo(f"error: {reason}; the message stays with the mail server, which tries again", err=True)
+    sys.exit(EX_TEMPFAIL)
 
 
 @bounces.command()

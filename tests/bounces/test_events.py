@@ -188,3 +188,25 @@ def test_show_status_export_list_the_events_and_wipe_erases_them(engine: Engine,
     with open_session(engine) as session:
         assert session.scalars(select(Bounce)).all() == []
     assert "bounces:" not in run("status").output
+
+
+def test_bounces_read_on_stdin_and_unsuppress_from_the_cli(
+    engine: Engine, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    sid, did, key = add_reader(engine)
+    complaint = sample("arf-complaint.eml", did, key).decode()
+    kept = run("bounces", "read", input=complaint)  # no mail.bounce_address, no secret key
+    assert kept.exit_code == 75 and "stays with the mail server" in kept.output
+    assert state(engine, sid) == (ACTIVE, False, [])
+    monkeypatch.setenv("DIGESTD_MAIL_BOUNCE_ADDRESS", "bounces@digest.example.org")
+    monkeypatch.setenv("DIGESTD_SECRET_KEY", SECRET)
+    handled = run("bounces", "read", input=complaint)
+    assert handled.exit_code == 0 and handled.output.startswith("complaint: unsubscribed and suppressed")
+    ignored = run("bounces", "read", input=sample("auto-reply.eml", did, key).decode())
+    assert ignored.exit_code == 0 and ignored.output.startswith("ignored: an auto-reply")
+    assert state(engine, sid)[:2] == (SUPPRESSED, True)
+    lifted = run("subscribers", "unsuppress", "ada@example.org")
+    assert lifted.exit_code == 0 and "active again" in lifted.output
+    assert state(engine, sid)[:2] == (ACTIVE, False)
+    again = run("subscribers", "unsuppress", "ada@example.org")
+    assert again.exit_code == 1 and "error: ada@example.org is not suppressed" in again.output

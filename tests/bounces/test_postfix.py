@@ -16,6 +16,7 @@ import email.policy
 import os
 import re
 import shutil
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from conftest import IN_CI
 from postfix import Postfix, free_port, postfix_missing, start_postfix
 from processes import DEADLINE_SECONDS, wait_until
@@ -36,7 +37,7 @@ from digestd.config import DatabaseSettings, DigestSettings, MailSettings, Setti
 from digestd.delivery.send import send_due
 from digestd.mail.render import make_email_builder
 from digestd.models import Bounce, Subscriber, Suppression
-from digestd.records import ACTIVE, SUPPRESSED, PaperRecord
+from digestd.records import ACTIVE, SUPPRESSED, UNSUBSCRIBED, PaperRecord
 from digestd.store import make_engine, migrate, open_session, save_papers
 from digestd.subscribers import SubscriberInput, add_subscriber, email_hash
 
@@ -118,6 +119,16 @@ def messages(folder: Path) -> list[Path]:
     return sorted(new.iterdir()) if new.is_dir() else []
 
 
+def scan(url: str, maildir: Path) -> Result:
+    """`digestd bounces scan`, as cron would run it."""
+    return CliRunner().invoke(
+        cli,
+        ["--database", url, "bounces", "scan", "--maildir", str(maildir)],
+        catch_exceptions=False,
+        env={"DIGESTD_SECRET_KEY": SECRET, "DIGESTD_MAIL_BOUNCE_ADDRESS": "bounces@bounces.example.net"},
+    )
+
+
 def status_output(url: str) -> str:
     result = CliRunner().invoke(cli, ["--database", url, "status"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -150,12 +161,7 @@ def test_postfix_dsns_in_a_maildir_suppress_the_addresses_and_status_says_why(po
     )
     assert states(engine) == {GONE: ACTIVE, REJECTED: ACTIVE, READER: ACTIVE}  # nothing until read
 
-    scanned = CliRunner().invoke(
-        cli,
-        ["--database", url, "bounces", "scan", "--maildir", str(postfix.maildir)],
-        catch_exceptions=False,
-        env={"DIGESTD_SECRET_KEY": SECRET, "DIGESTD_MAIL_BOUNCE_ADDRESS": "bounces@bounces.example.net"},
-    )
+    scanned = scan(url, postfix.maildir)
     assert scanned.exit_code == 0, scanned.output
     assert "2 hard" in scanned.output
     assert not any(path.exists() for path in dsns)  # moved out of new/
@@ -166,8 +172,17 @@ def test_postfix_dsns_in_a_maildir_suppress_the_addresses_and_status_says_why(po
         assert {e.status for e in events.values()} == {"5.1.1"}
         assert session.get(Suppression, email_hash(GONE)) is not None
 
+    # The reader presses "Unsubscribe" in a mail client: a message to the List-Unsubscribe mailto.
+    address = re.search(r"mailto:([^?>]+)", str(digest["List-Unsubscribe"]))[1]  # type: ignore[index]
+    with smtplib.SMTP("127.0.0.1", postfix.relay_port) as client:
+        request = f"From: {READER}\r\nTo: {address}\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n"
+        client.sendmail(READER, [address], request)
+    wait_until(lambda: messages(postfix.maildir), "the mailed unsubscribe in the Maildir", progress=lambda: postfix.log)
+    assert "1 unsubscribe" in scan(url, postfix.maildir).output
+    assert states(engine) == {GONE: SUPPRESSED, REJECTED: SUPPRESSED, READER: UNSUBSCRIBED}
+
     shown = status_output(url)
-    assert "bounces:     2 hard" in shown
+    assert "bounces:     2 hard, 1 unsubscribe" in shown
     assert re.search(
         r"gone@local\.example\.net hard 5\.1\.1 via maildir, suppressed \(hard bounce\): unknown user", shown
     )
@@ -203,7 +218,9 @@ def test_pipe_mode_reads_the_same_dsns_and_asks_the_mta_to_retry_while_the_datab
 
     unreachable = read_piped(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", dsns[0])
     assert unreachable.returncode == 75, unreachable.stderr  # EX_TEMPFAIL: the MTA keeps it and retries
-    assert b"stays with the mail server" in unreachable.stderr
+    assert (
+        b"the database cannot be reached" in unreachable.stderr and b"stays with the mail server" in unreachable.stderr
+    )
     assert states(engine) == {GONE: ACTIVE, REJECTED: ACTIVE}
 
     for dsn in dsns:
