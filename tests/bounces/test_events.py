@@ -210,3 +210,23 @@ def test_bounces_read_on_stdin_and_unsuppress_from_the_cli(
     assert state(engine, sid)[:2] == (ACTIVE, False)
     again = run("subscribers", "unsuppress", "ada@example.org")
     assert again.exit_code == 1 and "error: ada@example.org is not suppressed" in again.output
+
+
+@pytest.mark.postgres
+def test_the_policy_on_postgresql(postgres_url: str) -> None:
+    from digestd.store import make_engine, migrate
+
+    pg = make_engine(postgres_url)
+    migrate(pg)
+    try:
+        ada, did, key = add_reader(pg)
+        bob, bob_did, bob_key = add_reader(pg, "bob@example.org")
+        assert handle(pg, sample("arf-complaint.eml", did, key)) == "complaint"
+        for copy in (1, 2, 3):
+            handle(pg, sample("soft-dsn.eml", bob_did, bob_key, copy=copy))
+        assert state(pg, ada) == (SUPPRESSED, True, [("complaint", "")])
+        assert state(pg, bob) == (SUPPRESSED, True, [("soft", "4.2.2")] * 3)
+        with open_session(pg) as session:
+            assert unsuppress(session, "bob@example.org", now=NOW) == "active again"
+    finally:
+        pg.dispose()
