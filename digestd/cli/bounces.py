@@ -74,9 +74,17 @@ def scan(app: AppContext, maildir: Path) -> None:
     Example:
       digestd bounces scan --maildir /var/mail/digestd-bounces
     """
+    from sqlalchemy.exc import DBAPIError
+
     from digestd.bounces.mailboxes import scan_maildir
 
-    report = scan_maildir(app.engine(), app.settings, maildir, clock=app.now)
+    try:
+        report = scan_maildir(app.engine(), app.settings, maildir, clock=app.now)
+    except DBAPIError as error:
+        raise StoreError(
+            f"the database cannot be reached: {str(error).splitlines()[0]}",
+            hint="the messages not handled yet stay in new/ for the next scan",
+        ) from None
     click.echo(f"{maildir}: {report.summary()}")
 
 

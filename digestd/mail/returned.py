@@ -123,10 +123,11 @@ def _embedded_headers(message: Message) -> Iterator[Message]:
 
 def _classify(message: Message, *, to_unsubscribe: bool) -> tuple[str, str, str, str]:
     """(kind, status, diagnostic, reason)."""
+    report = message.get_content_type() == "multipart/report"
     report_type = str(message.get_param("report-type", "", header="content-type") or "").lower()
-    if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
+    if report and report_type == "feedback-report":
         return _feedback(message)
-    if message.get_content_type() == "multipart/report" and report_type == "delivery-status" or _failures(message):
+    if (report and report_type == "delivery-status") or _failures(message):
         return _bounce(message)
     if _is_auto_reply(message):
         return IGNORED, "", "", "an auto-reply"

@@ -56,12 +56,6 @@ class Postfix:
         path = self.directory / "maillog"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def queue_is_empty(self) -> bool:
-        result = subprocess.run(
-            ["postqueue", "-c", str(self.directory / "etc"), "-j"], capture_output=True, text=True, check=False
-        )
-        return result.returncode == 0 and not result.stdout.strip()
-
     def stop(self) -> None:
         subprocess.run([POSTFIX, "-c", str(self.directory / "etc"), "stop"], capture_output=True, check=False)
 

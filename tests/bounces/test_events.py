@@ -230,3 +230,8 @@ def test_the_policy_on_postgresql(postgres_url: str) -> None:
             assert unsuppress(session, "bob@example.org", now=NOW) == "active again"
     finally:
         pg.dispose()
+
+
+def test_scan_refuses_a_folder_that_is_not_a_maildir(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("bounces", "scan", "--maildir", str(tmp_path))
+    assert result.exit_code == 2 and f"error: {tmp_path} is not a Maildir" in result.output
