@@ -487,3 +487,25 @@ def test_with_a_bounce_address_the_envelope_sender_and_mailto_name_the_delivery(
     for bad in ("bounces+x@digest.example.org", "bounces", "bö@digest.example.org"):
         with pytest.raises(ConfigError, match="bounce_address"):
             make_email_builder(replace(MAIL, bounce_address=bad), secret_key=SECRET)
+
+
+# SpamAssassin 4's rawbody rule __HTML_SINGLET (72_active.cf): a lone letter or character
+# reference between two tags; more than 20 of them is HTML_SINGLET_MANY (+1.0 by default).
+SPAMASSASSIN_SINGLET = re.compile(r'>\s*(?:[a-z"]|&#(?:\d+|x[0-9a-f]+);)\s*<', re.I)
+
+
+def test_a_20_paper_digest_stays_under_spamassassins_html_singlet_many() -> None:
+    picks = tuple(
+        Pick(
+            paper(f"2611.{n:05d}", f"Paper number {n}", pdf_url=f"https://arxiv.org/pdf/2611.{n:05d}"),
+            0.5,
+            ("matched: x",),
+        )
+        for n in range(20)
+    )
+    digest = Digest(PROFILE, START, NOW, (Section("Everything", picks),), candidates=100, generated_at=NOW)
+    data = make_email_builder(MAIL, secret_key=SECRET).build(digest, period="2026-11-30", now=NOW).data
+    html = email.message_from_bytes(data, policy=email.policy.default).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert len(SPAMASSASSIN_SINGLET.findall(html)) <= 20
+    spaced = " ".join(html.split())  # lines are broken at spaces
+    assert spaced.count("More like this</a>&nbsp;&nbsp;&nbsp; <a") == 20  # the links are still set apart
