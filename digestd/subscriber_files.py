@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digestd.bounces.history import list_bounces
+from digestd.bounces.history import bounces_by_subscriber
 from digestd.config import DigestSettings
 from digestd.errors import DigestdError, InputError
 from digestd.subscribers import (
@@ -140,9 +140,10 @@ def export_subscribers(session: Session, fmt: str) -> str:
     items = load_profile_items(session, [s.id for s in subscribers if s.id is not None])
     rows = [describe(s, items[s.id]) for s in subscribers if s.id is not None]
     if fmt == "json":  # with what came back about each (README, "Bounces"); import ignores it
+        events = bounces_by_subscriber(session)
         for subscriber, row in zip([s for s in subscribers if s.id is not None], rows, strict=True):
-            events = list_bounces(session, subscriber_id=subscriber.id, limit=1000)
-            row["bounces"] = [{**event, "received_at": event["received_at"].isoformat()} for event in events]
+            shown = events.get(subscriber.id or 0, [])
+            row["bounces"] = [{**event, "received_at": event["received_at"].isoformat()} for event in shown]
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
