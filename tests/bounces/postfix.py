@@ -9,10 +9,12 @@ in /etc/postfix used or changed). It listens on two unprivileged ports:
 - `remote_port`: "the next server", with a `check_recipient_access` map refusing
   `rejected@remote.example.net` with `550 5.1.1` (and everyone else), so the relay bounces it too.
 
-DSNs go to the envelope sender, `bounces+<token>@`: `bounces.example.net` is delivered by
-virtual(8) into the Maildir `maildir` (and `reader@bounces.example.net`'s digests into
-`vmail/reader`); `pipe.example.net` to a pipe transport running
-`digestd bounces read` (the README's set-up), as user nobody.
+DSNs go to the envelope sender, `bounces+<token>@`, delivered by virtual(8) into a
+Maildir per domain: `bounces.example.net` into `maildir` (and `reader@`'s digests into
+`vmail/reader`), `pipe.example.net` into `vmail/pipe`; `piped.example.net` goes to a
+`pipe` transport running `digestd bounces read` (the README's set-up) as user nobody, when
+`pipe_command` is given: Postfix refuses to run it as root, so the test finds a Python that
+nobody can run (`python_for_nobody`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +64,9 @@ class Postfix:
         subprocess.run([POSTFIX, "-c", str(self.directory / "etc"), "stop"], capture_output=True, check=False)
 
 
-def _master_cf(relay_port: int, remote_port: int, access_map: Path) -> str:
+def _master_cf(relay_port: int, remote_port: int, access_map: Path, pipe_command: str) -> str:
     """Debian's master.cf without chroot (the private queue has no chroot files), the
-    public smtp listener replaced by the two loopback ones."""
+    public smtp listener replaced by the two loopback ones, and the digestd pipe."""
     lines = []
     for line in DEBIAN_MASTER_CF.read_text().splitlines():
         fields = line.split()
@@ -79,11 +83,14 @@ def _master_cf(relay_port: int, remote_port: int, access_map: Path) -> str:
         "  -o myhostname=mx.remote.example.net",
         f"  -o smtpd_recipient_restrictions=check_recipient_access,texthash:{access_map},reject",
     ]
+    if pipe_command:
+        lines += ["digestd unix - n n - - pipe", f"  flags=Rq user=nobody argv={pipe_command}"]
     return "\n".join(lines) + "\n"
 
 
-def start_postfix(directory: Path) -> Postfix:
-    """Configure and start the instance (stop it with `Postfix.stop`)."""
+def start_postfix(directory: Path, *, pipe_command: str = "") -> Postfix:
+    """Configure and start the instance (stop it with `Postfix.stop`); `pipe_command` is the
+    argv of the pipe transport for piped.example.net."""
     etc, queue, data, maildir_base = (directory / name for name in ("etc", "queue", "data", "vmail"))
     for folder in (etc, queue, data, maildir_base):
         folder.mkdir(parents=True, exist_ok=True)
@@ -110,8 +117,9 @@ def start_postfix(directory: Path) -> Postfix:
         "alias_maps": "",
         "alias_database": "",
         "recipient_delimiter": "+",
-        "relay_domains": "remote.example.net",
-        "transport_maps": f"inline:{{remote.example.net=smtp:[127.0.0.1]:{remote_port}}}",
+        "relay_domains": "remote.example.net, piped.example.net",
+        "transport_maps": f"inline:{{remote.example.net=smtp:[127.0.0.1]:{remote_port}, piped.example.net=digestd:}}",
+        "digestd_destination_recipient_limit": "1",
         "virtual_mailbox_domains": "bounces.example.net, pipe.example.net",
         "virtual_mailbox_base": str(maildir_base),
         # bounces and mailed unsubscribes into one Maildir; a reader's digests into another
@@ -136,7 +144,7 @@ def start_postfix(directory: Path) -> Postfix:
     (etc / "main.cf").write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
     access_map = etc / "remote_access"
     access_map.write_text("rejected@remote.example.net 550 5.1.1 <rejected@remote.example.net>: mailbox gone\n")
-    (etc / "master.cf").write_text(_master_cf(relay_port, remote_port, access_map))
+    (etc / "master.cf").write_text(_master_cf(relay_port, remote_port, access_map, pipe_command))
     subprocess.run([POSTFIX, "-c", str(etc), "set-permissions"], capture_output=True, check=False)
     started = subprocess.run([POSTFIX, "-c", str(etc), "start"], capture_output=True, text=True, check=False)
     instance = Postfix(directory, relay_port, remote_port, maildir_base / "bounces")
@@ -144,3 +152,23 @@ def start_postfix(directory: Path) -> Postfix:
         instance.stop()
         raise RuntimeError(f"postfix did not start: {started.stderr}\n{instance.log}")
     return instance
+
+
+def python_for_nobody() -> list[str] | None:
+    """A command that runs this digestd's Python as user nobody (the pipe's user): this
+    interpreter, or, when nobody cannot reach it (a Python under /root), the system's
+    python3 of the same version with this environment's packages on PYTHONPATH."""
+    root = Path(__file__).resolve().parents[2]
+    site = sysconfig.get_paths()["purelib"]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [[sys.executable], ["/usr/bin/env", f"PYTHONPATH={site}:{root}", f"/usr/bin/{version}"]]
+    for command in candidates:
+        probe = subprocess.run(
+            ["runuser", "-u", "nobody", "--", *command, "-c", "import digestd, sqlalchemy"],
+            capture_output=True,
+            check=False,
+            cwd="/",
+        )
+        if probe.returncode == 0:
+            return command
+    return None

@@ -1,8 +1,8 @@
 """Bounces through a real Postfix (Debian's package) on loopback, as the relay: it accepts
 the digests (250), then bounces one to a local user that does not exist and one that the
 next server refuses at RCPT; its real DSNs come back to the VERP address, into a Maildir
-that `digestd bounces scan` reads, or, one by one on stdin, to `digestd bounces read` as a
-pipe transport runs it (see postfix.py for why Postfix does not run it itself here).
+that `digestd bounces scan` reads, to a pipe transport that runs `digestd bounces read`
+(Postfix keeps a DSN while that exits 75), and, on SQLite, to `bounces read` on stdin.
 
 Skipped when Postfix is absent, except under CI=true (`.ci/run` installs it). One Postfix
 instance serves the whole module; each test has its own database and addresses.
@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import os
 import re
 import shutil
 import smtplib
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,8 +24,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from conftest import IN_CI
-from postfix import Postfix, free_port, postfix_missing, start_postfix
-from processes import DEADLINE_SECONDS, wait_until
+from postfix import Postfix, free_port, postfix_missing, python_for_nobody, start_postfix
+from processes import wait_until
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -60,13 +57,22 @@ def shared_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def postfix(shared_dir: Path) -> Iterator[Postfix]:
+def pipe_config(shared_dir: Path) -> Path:
+    """The config of the pipe transport's `digestd bounces read` (written by the test)."""
+    return shared_dir / "pipe.toml"
+
+
+@pytest.fixture(scope="module")
+def postfix(shared_dir: Path, pipe_config: Path) -> Iterator[Postfix]:
     problem = postfix_missing()
     if problem:
         if IN_CI:
             pytest.fail(f"{problem}; CI must have it (.ci/run installs it)")
         pytest.skip(problem)
-    instance = start_postfix(shared_dir / "postfix")
+    python = python_for_nobody()
+    digestd = ["-m", "digestd", "--config", str(pipe_config), "bounces", "read", "--recipient", "${recipient}"]
+    command = " ".join(["/usr/bin/env", f"DIGESTD_SECRET_KEY={SECRET}", *python, *digestd]) if python else ""
+    instance = start_postfix(shared_dir / "postfix", pipe_command=command)
     try:
         yield instance
     finally:
@@ -190,19 +196,17 @@ def test_postfix_dsns_in_a_maildir_suppress_the_addresses_and_status_says_why(po
     engine.dispose()
 
 
-def read_piped(url: str, message: Path) -> subprocess.CompletedProcess[bytes]:
-    """`digestd bounces read` as a pipe transport or an alias runs it: the message on stdin,
-    the envelope recipient as an argument (Postfix: ${recipient})."""
+def read_piped(url: str, message: Path) -> Result:
+    """`digestd bounces read` with the message on stdin and the envelope recipient as an
+    argument, as a pipe transport runs it (in this process: the test below has Postfix run it)."""
     recipient = str(email.message_from_bytes(message.read_bytes())["Delivered-To"])
-    command = [sys.executable, "-m", "digestd", "--database", url, "bounces", "read", "--recipient", recipient]
-    environment = {
-        **os.environ,
-        "DIGESTD_SECRET_KEY": SECRET,
-        "DIGESTD_MAIL_BOUNCE_ADDRESS": "bounces@pipe.example.net",
-    }
-    environment.pop("DIGESTD_CONFIG", None)
-    data = message.read_bytes()
-    return subprocess.run(command, input=data, env=environment, capture_output=True, timeout=DEADLINE_SECONDS)
+    return CliRunner().invoke(
+        cli,
+        ["--database", url, "bounces", "read", "--recipient", recipient],
+        input=message.read_bytes(),
+        env={"DIGESTD_SECRET_KEY": SECRET, "DIGESTD_MAIL_BOUNCE_ADDRESS": "bounces@pipe.example.net"},
+        catch_exceptions=False,
+    )
 
 
 def test_pipe_mode_reads_the_same_dsns_and_asks_the_mta_to_retry_while_the_database_is_down(
@@ -217,18 +221,60 @@ def test_pipe_mode_reads_the_same_dsns_and_asks_the_mta_to_retry_while_the_datab
     dsns = wait_until(lambda: len(found := messages(folder)) >= 2 and found, "two DSNs", progress=lambda: postfix.log)
 
     unreachable = read_piped(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", dsns[0])
-    assert unreachable.returncode == 75, unreachable.stderr  # EX_TEMPFAIL: the MTA keeps it and retries
-    assert (
-        b"the database cannot be reached" in unreachable.stderr and b"stays with the mail server" in unreachable.stderr
-    )
+    assert unreachable.exit_code == 75, unreachable.output  # EX_TEMPFAIL: the MTA keeps it and retries
+    assert "the database cannot be reached" in unreachable.stderr
+    assert "stays with the mail server" in unreachable.stderr
     assert states(engine) == {GONE: ACTIVE, REJECTED: ACTIVE}
 
     for dsn in dsns:
         piped = read_piped(url, dsn)
-        assert piped.returncode == 0, piped.stderr
-        assert piped.stdout.startswith(b"hard: suppressed (hard bounce)")
+        assert piped.exit_code == 0, piped.stderr
+        assert piped.stdout.startswith("hard: suppressed (hard bounce)")
     assert states(engine) == {GONE: SUPPRESSED, REJECTED: SUPPRESSED}
     with open_session(engine) as session:
         assert {(e.kind, e.status, e.source) for e in session.scalars(select(Bounce))} == {("hard", "5.1.1", "pipe")}
     assert re.search(r"gone@local\.example\.net hard 5\.1\.1 via pipe, suppressed", status_output(url))
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postfix_pipes_each_dsn_to_bounces_read_and_keeps_it_while_the_database_is_down(
+    postfix: Postfix, pipe_config: Path, postgres_url: str
+) -> None:
+    """The README's pipe transport, run by Postfix itself (as user nobody, so the database
+    is PostgreSQL): exit 75 makes Postfix keep the DSN and try again."""
+    if "digestd unix" not in (postfix.directory / "etc" / "master.cf").read_text():
+        if IN_CI:
+            pytest.fail("no Python that user nobody can run for the pipe transport")
+        pytest.skip("no Python that user nobody can run for the pipe transport (this one is under /root)")
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    seed(engine, [GONE, REJECTED])
+
+    def configure(url: str) -> None:
+        pipe_config.write_text(f'[database]\nurl = "{url}"\n\n[mail]\nbounce_address = "bounces@piped.example.net"\n')
+        pipe_config.chmod(0o644)
+
+    configure(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/down")  # nothing listens there
+    send(engine, settings_for(postfix, postgres_url, "piped.example.net"))
+    deferred = re.compile(r"relay=digestd,.*status=deferred \(temporary failure.*the database cannot be reached")
+    wait_until(
+        lambda: len(deferred.findall(postfix.log)) >= 2,
+        "both DSNs deferred by the pipe",
+        progress=lambda: postfix.log[-3000:],
+    )
+    assert states(engine) == {GONE: ACTIVE, REJECTED: ACTIVE}
+
+    configure(postgres_url)  # the database is back: Postfix's next try gets through
+    wait_until(
+        lambda: states(engine) == {GONE: SUPPRESSED, REJECTED: SUPPRESSED},
+        "both subscribers suppressed through the pipe",
+        progress=lambda: f"{states(engine)}\n{postfix.log[-3000:]}",
+    )
+    delivered = re.compile(r"relay=digestd,.*status=sent \(delivered via digestd service")
+    wait_until(
+        lambda: len(delivered.findall(postfix.log)) >= 2, "both DSNs delivered (exit 0)", progress=lambda: postfix.log
+    )
+    with open_session(engine) as session:
+        assert {(e.kind, e.status, e.source) for e in session.scalars(select(Bounce))} == {("hard", "5.1.1", "pipe")}
     engine.dispose()
