@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import os
 import shutil
 import ssl
 import tempfile
@@ -14,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI
 from dovecot import PASSWORD, USER, Dovecot, dovecot_missing, start_dovecot
 from postfix import free_port
 from sqlalchemy import Engine
@@ -28,6 +28,8 @@ from digestd.errors import ConfigError, SourceError
 from digestd.mail.render import make_email_builder
 from digestd.records import ACTIVE, SUPPRESSED
 from digestd.store import make_engine
+
+IN_CI = os.environ.get("CI") == "true"  # as tests/conftest.py: CI needs Postfix and Dovecot
 
 
 @pytest.fixture(scope="module")

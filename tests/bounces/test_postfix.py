@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
 import re
 import shutil
 import smtplib
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import IN_CI
 from postfix import Postfix, free_port, postfix_missing, python_for_nobody, start_postfix
 from processes import wait_until
 from sqlalchemy import Engine
@@ -42,6 +42,8 @@ SECRET = "postfix-test-secret-key-32-chars-long"
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DUE_AND_A_MINUTE = datetime(2026, 11, 30, 8, 1, tzinfo=UTC)
 GONE, REJECTED, READER = "gone@local.example.net", "rejected@remote.example.net", "reader@bounces.example.net"
+
+IN_CI = os.environ.get("CI") == "true"  # as tests/conftest.py: CI needs Postfix and Dovecot
 
 
 @pytest.fixture(scope="module")
