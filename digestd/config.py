@@ -62,7 +62,8 @@ class MailSettings:
     from_: str = "Paper Digest <digest@localhost>"
     base_url: str = "http://127.0.0.1:8080"
     list_id: str = ""  # empty: derived from the From domain
-    unsubscribe_mailto: str = ""  # empty: unsubscribe@<From domain>
+    unsubscribe_mailto: str = ""  # empty: unsubscribe@<bounce_address domain, else From domain>
+    bounce_address: str = ""  # envelope sender, as bounces+<token>@domain; empty: the From address
     dkim_selector: str = ""
     dkim_key_file: str = ""
     templates_dir: str = ""  # empty: the templates shipped with digestd
@@ -134,6 +135,19 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class BounceSettings:
+    """What comes back to `mail.bounce_address` (README, "Bounces")."""
+
+    imap_url: str = ""  # imaps://user@host/INBOX (or imap://, then STARTTLS); empty: no polling
+    imap_password: str = field(default="", repr=False)  # DIGESTD_BOUNCES_IMAP_PASSWORD only
+    ca_file: str = ""  # extra CA bundle for the IMAP server
+    poll_minutes: float = 5.0  # how often the daemon reads the IMAP mailbox
+    soft_limit: int = 3  # soft bounces (4.x.x) within soft_days that suppress an address
+    soft_days: float = 7.0
+    webhook_secret: str = field(default="", repr=False)  # DIGESTD_BOUNCES_WEBHOOK_SECRET only; empty: no webhook
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     json: bool = False
@@ -147,6 +161,7 @@ class Settings:
     digest: DigestSettings = DigestSettings()
     ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()
+    bounces: BounceSettings = BounceSettings()
     log: LogSettings = LogSettings()
     sources: tuple[SourceSettings, ...] = ()
     secret_key: str = field(default="", repr=False)
@@ -165,9 +180,14 @@ _SECTIONS: dict[str, type] = {
     "digest": DigestSettings,
     "ingest": IngestSettings,
     "web": WebSettings,
+    "bounces": BounceSettings,
     "log": LogSettings,
 }
-_SECRETS = {("smtp", "password"): "DIGESTD_SMTP_PASSWORD"}
+_SECRETS = {
+    ("smtp", "password"): "DIGESTD_SMTP_PASSWORD",
+    ("bounces", "imap_password"): "DIGESTD_BOUNCES_IMAP_PASSWORD",
+    ("bounces", "webhook_secret"): "DIGESTD_BOUNCES_WEBHOOK_SECRET",
+}
 _OTHER_VARIABLES = ("DIGESTD_CONFIG", "DIGESTD_SECRET_KEY", "DIGESTD_SECRET_KEY_FILE", "DIGESTD_SMTP_PASSWORD_FILE")
 
 
@@ -311,11 +331,12 @@ def load_settings(
             merged.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
 
     built = {section: _build_section(section, cls, merged[section]) for section, cls in _SECTIONS.items()}
-    password = _secret(environ, "DIGESTD_SMTP_PASSWORD")
-    if password:
-        built["smtp"] = replace(built["smtp"], password=password)
-    if "password" in data.get("smtp", {}):
-        raise ConfigError("smtp.password must not be in the config file", hint="set DIGESTD_SMTP_PASSWORD instead")
+    for (section, key), variable in _SECRETS.items():
+        if key in data.get(section, {}):
+            raise ConfigError(f"{section}.{key} must not be in the config file", hint=f"set {variable} instead")
+        value = _secret(environ, variable)
+        if value:
+            built[section] = replace(built[section], **{key: value})
     secret_key = _secret(environ, "DIGESTD_SECRET_KEY")
     if secret_key and len(secret_key) < SECRET_KEY_MIN:
         raise ConfigError(
@@ -363,6 +384,15 @@ def validate_settings(settings: Settings) -> None:
     check_number("ingest.catch_up_wait_seconds", settings.ingest.catch_up_wait_seconds, minimum=0, error=ConfigError)
     _positive("web.subscribe_per_ip_per_hour", settings.web.subscribe_per_ip_per_hour)
     _positive("web.mails_per_address_per_day", settings.web.mails_per_address_per_day)
+    _positive("bounces.poll_minutes", settings.bounces.poll_minutes)
+    _positive("bounces.soft_limit", settings.bounces.soft_limit)
+    _positive("bounces.soft_days", settings.bounces.soft_days)
+    imap_url = settings.bounces.imap_url
+    if imap_url and not re.match(r"^imaps?://[^/@\s]+@[^/@\s]+", imap_url):
+        raise ConfigError(
+            f"bounces.imap_url = {shown(imap_url)} is not allowed: use imaps://USER@HOST[:PORT][/MAILBOX]",
+            hint="the password comes from DIGESTD_BOUNCES_IMAP_PASSWORD",
+        )
     _allowed("log.level", settings.log.level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))
     url = settings.database.url
     if url and not url.startswith(("sqlite:///", "postgresql")):

@@ -214,3 +214,21 @@ class Worker(SQLModel, table=True):
     started_at: datetime
     heartbeat_at: datetime
     sent: int = 0
+
+
+class Bounce(SQLModel, table=True):
+    """What came back about a digest: a bounce (hard or soft), a complaint or a mailed
+    unsubscribe (`digestd.bounces`). Erased with the subscriber."""
+
+    __table_args__ = (Index("ix_bounce_received_at", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int | None = None  # the ledger row its VERP token named; None from a webhook by address
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=20)  # hard | soft | complaint | unsubscribe
+    status: str = Field(default="", max_length=20)  # enhanced status code, e.g. 5.1.1
+    diagnostic: str = Field(default="", max_length=500)
+    source: str = Field(default="", max_length=20)  # pipe | maildir | imap | webhook
+    action: str = Field(default="", max_length=50)  # what digestd did: suppressed, unsubscribed, counted
+    message_id: str = Field(default="", max_length=300)  # of the returned message: each is acted on once
+    received_at: datetime

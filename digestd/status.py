@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
+from digestd.bounces.history import count_bounces, format_bounce, list_bounces
 from digestd.delivery.coordination import list_live_workers
 from digestd.delivery.ledger import (
     CLAIMED,
@@ -76,6 +77,7 @@ def collect_status(engine: Engine, *, now: datetime, daemon: str | None = None) 
             "ledger": ledger,
             "deliveries": summarise_ledger(ledger),
             "recent_failures": failures,
+            "bounces": {"counts": count_bounces(session), "recent": list_bounces(session, limit=5)},
             "sources": sources,
             "workers": list_live_workers(engine, now=now),
         }
@@ -126,11 +128,20 @@ def format_status(report: dict[str, Any]) -> str:
     if deliveries["unknown"]:
         lines.append("  unknown: the connection dropped during DATA; check, then `digestd send --resend-unknown`")
     lines.extend(format_failures(report["recent_failures"]))
+    lines.extend(format_bounces(report["bounces"]))
     lines.extend(format_workers(report["workers"]))
     if report["sources"]:
         lines.append("sources:")
     lines += [format_source(source) for source in report["sources"]]
     return "\n".join(lines)
+
+
+def format_bounces(bounces: dict[str, Any]) -> list[str]:
+    """What came back (README, "Bounces"): counts by kind, then the latest events."""
+    if not bounces["counts"]:
+        return []
+    counts = ", ".join(f"{count} {kind}" for kind, count in sorted(bounces["counts"].items()))
+    return [f"bounces:     {counts}", *(f"  {format_bounce(event)}" for event in bounces["recent"])]
 
 
 def format_workers(workers: list[dict[str, Any]]) -> list[str]:

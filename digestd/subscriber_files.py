@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from digestd.bounces.history import bounces_by_subscriber
 from digestd.config import DigestSettings
 from digestd.errors import DigestdError, InputError
 from digestd.subscribers import (
@@ -94,7 +95,7 @@ def _given(value: Any) -> Any:
 def row_to_input(values: dict[Any, Any]) -> SubscriberInput:
     if None in values:
         raise InputError("the row has more cells than the header has columns")
-    unknown = sorted(set(values) - set(FIELDS) - {"next_due_at"})
+    unknown = sorted(set(values) - set(FIELDS) - {"next_due_at", "bounces"})  # what show/export add
     if unknown:
         raise InputError(f"unknown column {shown(unknown[0])}")
     if not _given(values.get("email")):
@@ -138,7 +139,11 @@ def export_subscribers(session: Session, fmt: str) -> str:
     subscribers = list_subscribers(session)
     items = load_profile_items(session, [s.id for s in subscribers if s.id is not None])
     rows = [describe(s, items[s.id]) for s in subscribers if s.id is not None]
-    if fmt == "json":
+    if fmt == "json":  # with what came back about each (README, "Bounces"); import ignores it
+        events = bounces_by_subscriber(session)
+        for subscriber, row in zip([s for s in subscribers if s.id is not None], rows, strict=True):
+            shown = events.get(subscriber.id or 0, [])
+            row["bounces"] = [{**event, "received_at": event["received_at"].isoformat()} for event in shown]
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from digestd.config import FREQUENCIES, WEEKDAYS, DigestSettings, check_timezone
 from digestd.errors import InputError, NotFoundError
 from digestd.identity import normalise_arxiv_id
-from digestd.models import Delivery, ProfileItem, Rating, SentPaper, SignupRequest, Subscriber, Suppression
+from digestd.models import Bounce, Delivery, ProfileItem, Rating, SentPaper, SignupRequest, Subscriber, Suppression
 from digestd.records import ACTIVE, AUTHOR, CATEGORY, EXCLUDE, KEYWORD, SEED, SUBSCRIBER_STATUSES, Keyword, Profile
 from digestd.schedule import next_due_after
 from digestd.validation import (
@@ -423,9 +423,9 @@ def edit_subscriber(session: Session, given: SubscriberInput, *, now: datetime) 
 
 
 def remove_subscriber(session: Session, email: str) -> None:
-    """Delete a subscriber and their profile, ratings, ledger and history."""
+    """Delete a subscriber and their profile, ratings, ledger, history and bounces."""
     subscriber = get_subscriber(session, email)
-    for table in (ProfileItem, Rating, SentPaper, Delivery):
+    for table in (ProfileItem, Rating, SentPaper, Bounce, Delivery):
         session.execute(delete(table).where(col(table.subscriber_id) == subscriber.id))
     session.delete(subscriber)
     session.flush()

@@ -118,6 +118,7 @@ def cli(ctx: click.Context, config_path: str | None, database: str | None, log_l
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)  # a line per detector per message at INFO
 
 
 @cli.command()
@@ -140,9 +141,9 @@ def init(app: AppContext) -> None:
 
 
 def _register_commands() -> None:
-    from digestd.cli import demo, papers, ratings, run, send, status, subscribers, web, worker
+    from digestd.cli import bounces, demo, papers, ratings, run, send, status, subscribers, web, worker
 
-    for module in (subscribers, papers, ratings, send, status, demo, web, run, worker):
+    for module in (subscribers, papers, ratings, send, status, demo, web, run, worker, bounces):
         for command in module.COMMANDS:
             cli.add_command(command)
 

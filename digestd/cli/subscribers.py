@@ -181,6 +181,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     Example:
       digestd subscribers show ada@example.org
     """
+    from digestd.bounces.history import format_bounce, list_bounces
     from digestd.subscribers import describe, get_subscriber, load_profile_items
 
     with app.session() as session:
@@ -188,11 +189,15 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
         assert subscriber.id is not None
         data = describe(subscriber, load_profile_items(session, [subscriber.id])[subscriber.id])
         data["next_due_at"] = subscriber.next_due_at.isoformat() if subscriber.next_due_at else None
+        events = list_bounces(session, subscriber_id=subscriber.id)
     if as_json:
+        data["bounces"] = [{**event, "received_at": event["received_at"].isoformat()} for event in events]
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
         click.echo(f"{key.replace('_', ' ') + ':':<15} {value if value not in ('', None) else '-'}")
+    for number, event in enumerate(events):
+        click.echo(f"{'bounces:' if number == 0 else '':<15} {format_bounce(event)}")
 
 
 @subscribers.command()
@@ -234,6 +239,24 @@ def wipe(app: AppContext, email: str, yes: bool) -> None:
     with app.session() as session:
         wipe_subscriber(session, email, now=app.now())
     click.echo(f"wiped {email}; a hash of the address stays on the suppression list")
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_app
+def unsuppress(app: AppContext, email: str) -> None:
+    """Lift a suppression on purpose (after a bounce, a complaint or a refusal at RCPT):
+    the address leaves the suppression list and a suppressed subscriber is active again.
+
+    \b
+    Example:
+      digestd subscribers unsuppress ada@example.org
+    """
+    from digestd.bounces.events import unsuppress as lift
+
+    with app.session() as session:
+        state = lift(session, email, now=app.now())
+    click.echo(f"unsuppressed {email}: {state}")
 
 
 @subscribers.command(name="import")

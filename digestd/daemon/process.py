@@ -96,7 +96,7 @@ def configure_logging(level: str, *, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("apscheduler", "alembic", "httpx", "aiosmtplib"):
+    for noisy in ("apscheduler", "alembic", "httpx", "aiosmtplib", "flufl.bounce"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

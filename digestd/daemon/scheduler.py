@@ -40,6 +40,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import undefined
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from digestd.config import Settings
@@ -152,6 +153,20 @@ class DaemonJobs:
             report.unknown,
             report.skipped,
         )
+
+    async def poll_bounces(self) -> None:
+        """Read the IMAP mailbox of `bounces.imap_url` (README, "Bounces"); one log line."""
+        from digestd.bounces.mailboxes import poll_imap
+
+        if self.stop.is_set() or not self._leads("bounces"):
+            return
+        self._track()
+        try:
+            report = await asyncio.to_thread(poll_imap, self.engine, self.settings, clock=self.clock)
+        except (DigestdError, SQLAlchemyError) as error:  # the unread messages stay unseen for the next poll
+            log.error("bounces: the IMAP mailbox was not read to the end: %s", str(error).splitlines()[0])
+            return
+        log.info("bounces: %s", report.summary())
 
     async def purge(self) -> None:
         if not self._leads("purge"):
@@ -278,4 +293,7 @@ def build_scheduler(jobs: DaemonJobs, *, catch_up: Collection[str] = ()) -> Asyn
         scheduler.add_job(jobs.ingest, trigger, args=[source.name], id=f"ingest:{source.name}", next_run_time=first)
     scheduler.add_job(jobs.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", next_run_time=jobs.clock())
     scheduler.add_job(jobs.purge, CronTrigger(hour=3, minute=17, timezone=UTC), id="purge")
+    if jobs.settings.bounces.imap_url:
+        every = IntervalTrigger(minutes=jobs.settings.bounces.poll_minutes)
+        scheduler.add_job(jobs.poll_bounces, every, id="bounces", next_run_time=jobs.clock())
     return scheduler

@@ -185,7 +185,10 @@ def _build_period(
         return build_digests(window, profiles, period_start=start, period_end=end, now=now)
 
     def render(triples: Sequence[tuple[Claim, Digest, str]]) -> list[RenderedEmail]:
-        return [builder.build(digest, period=claim.period, day=day, now=now) for claim, digest, day in triples]
+        return [
+            builder.build(digest, period=claim.period, day=day, now=now, delivery_id=claim.delivery_id)
+            for claim, digest, day in triples
+        ]
 
     jobs, to_render = [], []
     for claim, digest, day in zip(batch.claims, each_alone(batch.profiles, rank), batch.days, strict=True):

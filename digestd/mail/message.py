@@ -34,7 +34,10 @@ from digestd.errors import ConfigError, InputError
 CRLF = "\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # The headers a DKIM signature covers (RFC 8058 asks for both List-Unsubscribe headers).
-DKIM_HEADERS = (
+# Those a reader sees or a filter trusts are listed twice ("over-signing", RFC 6376 8.15):
+# the second, absent instance is signed as empty, so a copy with one more From or Subject
+# added on the way no longer verifies.
+OVERSIGNED_HEADERS = (
     "From",
     "To",
     "Subject",
@@ -43,9 +46,8 @@ DKIM_HEADERS = (
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
 )
+DKIM_HEADERS = (*OVERSIGNED_HEADERS, *OVERSIGNED_HEADERS, "MIME-Version", "Content-Type")
 
 
 def clean_header(value: str) -> str:
@@ -131,8 +133,30 @@ def list_id(mail: MailSettings) -> str:
     return f"{list_name(mail)} <digest.{sender_domain(mail)}>"
 
 
+def bounce_address(mail: MailSettings) -> str:
+    """`mail.bounce_address`, checked: empty (bounces go to the From address) or ASCII
+    `local@domain` with no `+` in the local part (the `+` starts the VERP token)."""
+    address = clean_header(mail.bounce_address)
+    local, at, domain = address.rpartition("@")
+    if address and not (at and local and domain and address.isascii() and "+" not in local and " " not in address):
+        raise ConfigError(
+            f"mail.bounce_address = {mail.bounce_address!r} is not allowed: use an ASCII address like "
+            "bounces@digest.example.org (no + in it: digestd adds +<token>)"
+        )
+    return address
+
+
 def unsubscribe_mailto(mail: MailSettings) -> str:
-    return clean_header(mail.unsubscribe_mailto) or f"unsubscribe@{sender_domain(mail)}"
+    """Where mailed unsubscribes go: `mail.unsubscribe_mailto`, else `unsubscribe@` the
+    bounce address's domain (digestd reads both there), else the From domain."""
+    domain = bounce_address(mail).rpartition("@")[2] or sender_domain(mail)
+    return clean_header(mail.unsubscribe_mailto) or f"unsubscribe@{domain}"
+
+
+def verp_address(address: str, token: str) -> str:
+    """`local+<token>@domain` for `local@domain` (variable envelope return path)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}+{token}@{domain}"
 
 
 def message_id(subscriber_id: int, period: str, domain: str) -> str:
@@ -142,7 +166,10 @@ def message_id(subscriber_id: int, period: str, domain: str) -> str:
 
 
 def list_unsubscribe(url: str, mailto: str, token: str) -> str:
-    return f"<{url}>,{CRLF} <mailto:{mailto}?subject=unsubscribe%20{token}>"
+    """The https link, then a mailto: to `mailto` with the link's token in the subject, or,
+    for a VERP `mailto` (its own token in the address, `token` empty), a plain subject."""
+    subject = f"unsubscribe%20{token}" if token else "unsubscribe"
+    return f"<{url}>,{CRLF} <mailto:{mailto}?subject={subject}>"
 
 
 MAX_LINE = 998  # octets per line, CRLF excluded (RFC 5322 2.1.1)

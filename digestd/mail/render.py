@@ -23,6 +23,7 @@ import jinja2
 from digestd.config import MailSettings
 from digestd.mail.message import (
     DkimSigner,
+    bounce_address,
     build_mime,
     clean_header,
     encode_header,
@@ -38,6 +39,7 @@ from digestd.mail.message import (
     sender_address,
     sender_domain,
     unsubscribe_mailto,
+    verp_address,
 )
 from digestd.mail.paper_view import PaperView, format_day, make_paper_view
 from digestd.mail.templates import (
@@ -48,7 +50,7 @@ from digestd.mail.templates import (
     template_error,
     templates_dir,
 )
-from digestd.mail.tokens import DEV_SECRET_KEY, TokenSigner
+from digestd.mail.tokens import BOUNCE, DEV_SECRET_KEY, UNSUBSCRIBE, TokenSigner
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 __all__ = [
@@ -240,6 +242,7 @@ class EmailBuilder:
         self.domain = sender_domain(mail)
         self.list_id = list_id(mail)
         self.mailto = unsubscribe_mailto(mail)
+        self.bounce_address = bounce_address(mail)
         self.eight_bit = False
 
     def for_relay(self, *, eight_bit: bool) -> EmailBuilder:
@@ -249,9 +252,23 @@ class EmailBuilder:
         builder.eight_bit = eight_bit and self.dkim is None
         return builder
 
-    def build(self, digest: Digest, *, period: str, now: datetime, day: str | None = None) -> RenderedEmail:
+    def return_addresses(self, profile: Profile, delivery_id: int | None) -> tuple[str, str]:
+        """(envelope sender, mailto unsubscribe address). With
+        `mail.bounce_address` and a ledger row, both addresses carry a signed token naming
+        the row (VERP), so what comes back to them says which digest it is about."""
+        if not self.bounce_address or delivery_id is None:
+            return self.sender, self.mailto
+        signer = self.renderer.signer
+        bounce = signer.sign_return(BOUNCE, delivery_id, profile.link_key)
+        unsubscribe = signer.sign_return(UNSUBSCRIBE, delivery_id, profile.link_key)
+        return verp_address(self.bounce_address, bounce), verp_address(self.mailto, unsubscribe)
+
+    def build(
+        self, digest: Digest, *, period: str, now: datetime, day: str | None = None, delivery_id: int | None = None
+    ) -> RenderedEmail:
         """`period` is the ledger's (it names the Message-ID); `day` dates the subject and the
-        heading, the day it is sent (a catch-up digest is planned for the first day missed)."""
+        heading, the day it is sent (a catch-up digest is planned for the first day missed);
+        `delivery_id` is its ledger row, named by the return addresses (`return_addresses`)."""
         profile = digest.profile
         text, html, digest = self.renderer.render_parts(digest, period=day or period, ledger_period=period)
         subject = subject_for(digest, day or period)
@@ -259,6 +276,7 @@ class EmailBuilder:
         token = self.renderer.signer.sign_unsubscribe(profile.subscriber_id, profile.link_key)
         url = clean_header(f"{self.mail.base_url.rstrip('/')}/unsubscribe/{token}")
         recipient, smtputf8 = envelope_address(profile.email)
+        sender, mailto = self.return_addresses(profile, delivery_id)
         headers = [
             self.from_header,
             recipient_header(profile.name, recipient),
@@ -266,7 +284,7 @@ class EmailBuilder:
             f"Date: {format_datetime(now.astimezone(UTC))}",
             f"Message-ID: {mid}",
             encode_header("List-Id", self.list_id),
-            f"List-Unsubscribe: {list_unsubscribe(url, self.mailto, token)}",
+            f"List-Unsubscribe: {list_unsubscribe(url, mailto, token if mailto == self.mailto else '')}",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         ]
         pack = not self.renderer.templates.html_lines_matter
@@ -280,7 +298,7 @@ class EmailBuilder:
         return RenderedEmail(
             profile.subscriber_id,
             recipient,
-            self.sender,
+            sender,
             mid,
             subject,
             paper_ids,

@@ -16,6 +16,12 @@ already mailed. Verifying needs the link key, so it takes two steps: `claimed_su
 reads which subscriber a token names (unverified), the caller loads that subscriber's key,
 and `verify` checks the signature with it.
 
+Return tokens (`sign_return`) go into addresses, not links: the envelope sender of a digest
+is `bounces+<token>@domain` (VERP) and its mailto unsubscribe `unsubscribe+<token>@domain`.
+Such a token names the delivery row, `<id>-<signature>`, the signature 80 bits of the same
+HMAC over the kind, the id and the subscriber's link key, in lower-case base32: a relay or
+mailbox may change the case of a local part, and a local part allows only so much.
+
 Tokens from before link keys (signed over the payload alone) are accepted only by
 `verify(..., accept_legacy=True)`, which the web allows for unsubscribe links only, for a
 while after the upgrade (see `web.links`).
@@ -34,6 +40,7 @@ from digestd.errors import ConfigError, InputError
 
 UNSUBSCRIBE, MANAGE, RATE = "unsubscribe", "manage", "rate"
 VIEW, ARCHIVE = "view", "archive"  # one digest on the web; the archive and the feed
+BOUNCE = "bounce"  # return tokens only (`sign_return`)
 TOKEN_KINDS = (UNSUBSCRIBE, MANAGE, RATE, VIEW, ARCHIVE)
 # Used by --dry-run and previews when DIGESTD_SECRET_KEY is unset; never for real mail.
 DEV_SECRET_KEY = "digestd-development-key-not-secret"
@@ -78,6 +85,18 @@ def check_secret_key(secret_key: str) -> str:
     return secret_key
 
 
+_RETURN_TOKEN = re.compile(r"([0-9]{1,10})-([a-z2-7]{16})")
+_RETURN_SIGNATURE_BYTES = 10
+
+
+def read_return_token(text: str) -> tuple[int, str] | None:
+    """(delivery id, signature) of a return token, NOT verified; None if it is not one."""
+    match = _RETURN_TOKEN.fullmatch(text.strip().lower())
+    if match is None or not 0 < int(match[1]) <= MAX_SUBSCRIBER_ID:
+        return None
+    return int(match[1]), match[2]
+
+
 class TokenSigner:
     """Signs and verifies tokens with one secret key."""
 
@@ -118,6 +137,22 @@ class TokenSigner:
         if accept_legacy and hmac.compare_digest(legacy, given):
             return token
         raise TokenError("the link is not valid", hint="it may be damaged, old, or for a subscription that ended")
+
+    def _return_signature(self, kind: str, delivery_id: int, link_key: str) -> str:
+        digest = self._signature(f"return{_SEPARATOR}{kind}{_SEPARATOR}{delivery_id}".encode(), link_key)
+        return base64.b32encode(digest[:_RETURN_SIGNATURE_BYTES]).decode("ascii").lower()
+
+    def sign_return(self, kind: str, delivery_id: int, link_key: str) -> str:
+        """The token for `kind+<token>@domain` addresses (`kind`: bounce or unsubscribe)."""
+        return f"{delivery_id}-{self._return_signature(kind, delivery_id, link_key)}"
+
+    def verify_return(self, text: str, *, kind: str, link_key: str) -> int:
+        """The delivery id `text` names, or `TokenError` unless this key signed it for `kind`
+        and the subscriber with `link_key`."""
+        read = read_return_token(text)
+        if read is None or not hmac.compare_digest(self._return_signature(kind, read[0], link_key), read[1]):
+            raise TokenError("the return address is not one digestd signed")
+        return read[0]
 
     def sign_unsubscribe(self, subscriber_id: int, link_key: str) -> str:
         return self.sign(Token(UNSUBSCRIBE, subscriber_id), link_key)

@@ -9,6 +9,7 @@
     forms, manage  form parsing and the manage page's view
     pages, messages, mailer   page templates, the web's emails and how they are sent
     csrf, limits, context     CSRF tokens, rate limits, what every route is given
+    hook_routes    `POST /hooks/bounce`: bounces reported over HTTP (`digestd.bounces`)
 
-May import: delivery (its SMTP helpers), mail, subscribers, store, and the base modules.
+May import: delivery (its SMTP helpers), bounces, mail, subscribers, store, and the base modules.
 """

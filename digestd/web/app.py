@@ -31,6 +31,7 @@ from digestd.web.confirmation import ConfirmSigner
 from digestd.web.context import Web
 from digestd.web.csrf import CsrfGuard
 from digestd.web.digest_routes import digest_routes
+from digestd.web.hook_routes import hook_routes
 from digestd.web.limits import RateLimiter
 from digestd.web.link_routes import link_routes
 from digestd.web.mailer import SendMessage
@@ -192,6 +193,7 @@ def create_app(
         *signup_routes(web),
         *link_routes(web),
         *digest_routes(web),
+        *hook_routes(web),
         Mount("/static", StaticFiles(directory=shipped_web_dir() / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=_error_handlers(web), lifespan=lifespan)  # type: ignore[arg-type]

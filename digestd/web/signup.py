@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from digestd.config import DigestSettings
 from digestd.errors import NotFoundError
 from digestd.mail.tokens import UNSUBSCRIBE, Token, TokenError, TokenSigner
-from digestd.models import Delivery, ProfileItem, Rating, SentPaper, Subscriber
+from digestd.models import Bounce, Delivery, ProfileItem, Rating, SentPaper, Subscriber
 from digestd.records import ACTIVE, PAUSED, PENDING, UNSUBSCRIBED
 from digestd.store import insert_on_conflict
 from digestd.subscribers import SubscriberInput, add_subscriber, check_input, edit_subscriber, is_suppressed, reschedule
@@ -122,7 +122,7 @@ def purge_unconfirmed(session: Session, now: datetime, *, older_than: timedelta 
     ids = [sid for sid in session.scalars(query) if sid is not None]
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for table in (ProfileItem, Rating, SentPaper, Delivery):
+        for table in (ProfileItem, Rating, SentPaper, Bounce, Delivery):
             session.execute(delete(table).where(col(table.subscriber_id).in_(chunk)))
         session.execute(delete(Subscriber).where(col(Subscriber.id).in_(chunk)))
     session.flush()

@@ -254,6 +254,27 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(tmp_path: Path) -> 
     check_golden("digest-dkim.eml", data)
 
 
+def test_dkim_over_signing_a_copy_with_one_more_from_or_subject_fails(tmp_path: Path) -> None:
+    """The visible headers are signed once more than they occur (RFC 6376 8.15): dkimpy, an
+    independent verifier, refuses a copy that gained a From or Subject on the way."""
+    mail, public = dkim_mail(tmp_path)
+    data = make_email_builder(mail, secret_key=SECRET).build(golden_digest(), period="2026-11-30", now=NOW).data
+    record = b"v=DKIM1; k=rsa; p=" + __import__("base64").b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
+    signed = re.search(rb"h=([^;]+);", data.replace(b"\r\n ", b"").replace(b"\r\n\t", b"")).group(1)  # type: ignore[union-attr]
+    names = [name.strip().lower() for name in signed.split(b":")]
+    for header in (b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe"):
+        assert names.count(header) == 2, header
+    for added in (b"From: Your Bank <security@bank.example>\r\n", b"Subject: Urgent: verify your account\r\n"):
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert not dkim.verify(head + b"\r\n" + added.rstrip(b"\r\n") + b"\r\n\r\n" + body, dnsfunc=dns)
+        assert not dkim.verify(added + data, dnsfunc=dns)
+
+
 def test_an_unreadable_dkim_key_fails_at_start_up(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_text("not a key")
     with pytest.raises(ConfigError, match="dkim_key_file"):
@@ -445,3 +466,46 @@ def test_a_template_reaching_for_python_internals_fails_at_start_up_and_runs_not
     with pytest.raises(RenderError, match=r"digest\.txt.*(unsafe|not available to templates)"):
         make_email_builder(replace(MAIL, templates_dir=str(folder)), secret_key=SECRET)
     assert not marker.exists()
+
+
+def test_with_a_bounce_address_the_envelope_sender_and_mailto_name_the_delivery() -> None:
+    from digestd.mail.tokens import BOUNCE
+
+    mail = replace(MAIL, bounce_address="bounces@digest.example.org")
+    builder = make_email_builder(mail, secret_key=SECRET)
+    sent = builder.build(golden_digest(), period="2026-11-30", now=NOW, delivery_id=77)
+    signer = TokenSigner(SECRET)
+    assert sent.sender == f"bounces+{signer.sign_return(BOUNCE, 77, PROFILE.link_key)}@digest.example.org"
+    message = email.message_from_bytes(sent.data, policy=email.policy.default)
+    assert message["From"] == "Paper Digest <digest@example.org>"
+    unsubscribe = signer.sign_return("unsubscribe", 77, PROFILE.link_key)
+    assert f"<mailto:unsubscribe+{unsubscribe}@digest.example.org?subject=unsubscribe>" in str(
+        message["List-Unsubscribe"]
+    )
+    preview = builder.build(golden_digest(), period="2026-11-30", now=NOW)  # no ledger row: as before
+    assert preview.sender == "digest@example.org"
+    for bad in ("bounces+x@digest.example.org", "bounces", "bö@digest.example.org"):
+        with pytest.raises(ConfigError, match="bounce_address"):
+            make_email_builder(replace(MAIL, bounce_address=bad), secret_key=SECRET)
+
+
+# SpamAssassin 4's rawbody rule __HTML_SINGLET (72_active.cf): a lone letter or character
+# reference between two tags; more than 20 of them is HTML_SINGLET_MANY (+1.0 by default).
+SPAMASSASSIN_SINGLET = re.compile(r'>\s*(?:[a-z"]|&#(?:\d+|x[0-9a-f]+);)\s*<', re.I)
+
+
+def test_a_20_paper_digest_stays_under_spamassassins_html_singlet_many() -> None:
+    picks = tuple(
+        Pick(
+            paper(f"2611.{n:05d}", f"Paper number {n}", pdf_url=f"https://arxiv.org/pdf/2611.{n:05d}"),
+            0.5,
+            ("matched: x",),
+        )
+        for n in range(20)
+    )
+    digest = Digest(PROFILE, START, NOW, (Section("Everything", picks),), candidates=100, generated_at=NOW)
+    data = make_email_builder(MAIL, secret_key=SECRET).build(digest, period="2026-11-30", now=NOW).data
+    html = email.message_from_bytes(data, policy=email.policy.default).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert len(SPAMASSASSIN_SINGLET.findall(html)) <= 20
+    spaced = " ".join(html.split())  # lines are broken at spaces
+    assert spaced.count("More like this</a>&nbsp;&nbsp;&nbsp; <a") == 20  # the links are still set apart

@@ -88,3 +88,25 @@ def test_view_and_archive_tokens_carry_their_digest_and_show_only() -> None:
         signer.verify(signer.sign_archive(7, KEY), link_key=KEY, kind=MANAGE)  # a feed reader's token
     with pytest.raises(ValueError):
         signer.sign_view(7, KEY, "../etc")  # a period is never a path
+
+
+def test_return_tokens_name_the_delivery_and_fit_any_local_part() -> None:
+    from digestd.mail.tokens import BOUNCE, read_return_token
+
+    signer = TokenSigner("k1")
+    token = signer.sign_return(BOUNCE, 1234, KEY)
+    assert read_return_token(token) is not None and read_return_token(token)[0] == 1234  # type: ignore[index]
+    assert token == token.lower() and len(f"bounces+{token}") <= 64  # a relay may lower-case a local part
+    assert signer.verify_return(token.upper(), kind=BOUNCE, link_key=KEY) == 1234
+    for wrong in (
+        {"kind": UNSUBSCRIBE, "link_key": KEY},  # the kind is signed
+        {"kind": BOUNCE, "link_key": "another subscriber's key"},
+    ):
+        with pytest.raises(TokenError):
+            signer.verify_return(token, **wrong)
+    for bad in ("", "1234", "1234-", "0-aaaaaaaaaaaaaaaa", "12345678901-aaaaaaaaaaaaaaaa", token.replace("-", "+")):
+        assert read_return_token(bad) is None
+        with pytest.raises(TokenError):
+            signer.verify_return(bad, kind=BOUNCE, link_key=KEY)
+    with pytest.raises(TokenError):
+        TokenSigner("k2").verify_return(token, kind=BOUNCE, link_key=KEY)
