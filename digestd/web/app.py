@@ -32,16 +32,18 @@ from digestd.web.context import Web
 from digestd.web.csrf import CsrfGuard
 from digestd.web.limits import RateLimiter
 from digestd.web.link_routes import link_routes
+from digestd.web.listing import PaperListing
 from digestd.web.mailer import SendMessage
-from digestd.web.pages import Pages, list_timezones, make_environment, shipped_web_dir
+from digestd.web.pages import Pages, list_timezones, make_environment, make_site, shipped_web_dir
+from digestd.web.paper_routes import paper_routes
 from digestd.web.signup_queue import RETRY_SECONDS, SignupSender
 from digestd.web.signup_routes import signup_routes
 
 log = logging.getLogger(__name__)
 
 PAGES = (
-    "index.html check_inbox.html confirm.html confirmed.html manage.html unsubscribe.html unsubscribed.html "
-    "rate.html rated.html error.html confirm_email.txt already_email.txt"
+    "papers.html _example_digest.html index.html check_inbox.html confirm.html confirmed.html manage.html "
+    "unsubscribe.html unsubscribed.html rate.html rated.html error.html confirm_email.txt already_email.txt"
 ).split()
 SECURITY_HEADERS = [
     (
@@ -101,7 +103,7 @@ def make_web(
             raise ConfigError(f"web.{name} = {getattr(web_settings, name)!r} is not allowed: must be greater than 0")
     csrf = CsrfGuard(key, secure_cookie=settings.mail.base_url.startswith("https://"))
     categories = [c.strip() for c in web_settings.categories.split(",") if c.strip()]
-    pages = Pages(make_environment(settings.mail), csrf, categories, list_timezones())
+    pages = Pages(make_environment(settings.mail), csrf, categories, list_timezones(), make_site(web_settings))
     pages.check_templates(PAGES)
     return Web(
         settings=settings,
@@ -170,7 +172,7 @@ def create_app(
     now: Callable[[], datetime] = _utc_now,
     retry_seconds: Sequence[float] = RETRY_SECONDS,
 ) -> Starlette:
-    """The ASGI app: sign-up, confirm, manage, unsubscribe and rate pages, plus `/static`.
+    """The ASGI app: the public paper list, sign-up, confirm, manage, unsubscribe and rate pages, plus `/static`.
     While it runs (its lifespan), a `SignupSender` mails the queued sign-ups."""
     web = make_web(settings, engine, send_message=send_message, now=now)
     sender = SignupSender(web, retry_seconds=retry_seconds)
@@ -187,6 +189,7 @@ def create_app(
             await sending
 
     routes = [
+        *paper_routes(web, PaperListing()),
         *signup_routes(web),
         *link_routes(web),
         Mount("/static", StaticFiles(directory=shipped_web_dir() / "static"), name="static"),
