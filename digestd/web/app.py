@@ -171,9 +171,11 @@ def create_app(
     send_message: SendMessage,
     now: Callable[[], datetime] = _utc_now,
     retry_seconds: Sequence[float] = RETRY_SECONDS,
+    paper_listing: PaperListing | None = None,
 ) -> Starlette:
     """The ASGI app: the public paper list, sign-up, confirm, manage, unsubscribe and rate pages, plus `/static`.
-    While it runs (its lifespan), a `SignupSender` mails the queued sign-ups."""
+    While it runs (its lifespan), a `SignupSender` mails the queued sign-ups. `paper_listing`
+    keeps the public list's days (the benchmark passes one that keeps nothing)."""
     web = make_web(settings, engine, send_message=send_message, now=now)
     sender = SignupSender(web, retry_seconds=retry_seconds)
     web.wake_sender = sender.wake
@@ -189,7 +191,7 @@ def create_app(
             await sending
 
     routes = [
-        *paper_routes(web, PaperListing()),
+        *paper_routes(web, paper_listing or PaperListing()),
         *signup_routes(web),
         *link_routes(web),
         Mount("/static", StaticFiles(directory=shipped_web_dir() / "static"), name="static"),

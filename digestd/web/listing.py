@@ -48,7 +48,8 @@ class ListedPaper:
     authors: str
     abstract_head: str  # the first sentences; the whole abstract when it is short
     abstract_rest: str  # what "more" shows; empty when nothing is left
-    categories: tuple[tuple[str, str], ...]  # (code, name)
+    categories: tuple[tuple[str, str], ...]  # (code, name), one per name
+    codes: frozenset[str]  # every category, for the filter
     upvotes: int | None  # Hugging Face upvotes, when a source gave them
     search_text: str  # title, authors and abstract, lower-cased
 
@@ -68,10 +69,17 @@ def list_paper(paper: PaperRecord) -> ListedPaper:
         authors=authors,
         abstract_head=head,
         abstract_rest=rest,
-        categories=tuple((code, category_name(code)) for code in paper.categories),
+        categories=tuple(_named(paper.categories)),
+        codes=frozenset(paper.categories),
         upvotes=paper.popularity,
         search_text=" ".join((title, " ".join(paper.authors), abstract)).lower(),
     )
+
+
+def _named(codes: Sequence[str]) -> list[tuple[str, str]]:
+    """(code, name) once per name: cs.LG and stat.ML are both "Machine Learning"."""
+    named = {category_name(code): code for code in reversed(codes)}
+    return sorted(((code, name) for name, code in named.items()), key=lambda pair: codes.index(pair[0]))
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,7 @@ class Day:
         return [
             paper
             for paper in self.papers
-            if (not category or any(code == category for code, _ in paper.categories))
-            and all(word in paper.search_text for word in words)
+            if (not category or category in paper.codes) and all(word in paper.search_text for word in words)
         ]
 
 
@@ -96,7 +103,7 @@ def make_day(day: date, records: Sequence[PaperRecord]) -> Day:
     papers = sorted((list_paper(r) for r in records), key=lambda p: (-(p.upvotes or 0), p.id))
     counts: dict[str, int] = {}
     for paper in papers:
-        for code, _ in paper.categories:
+        for code in paper.codes:
             counts[code] = counts.get(code, 0) + 1
     categories = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return Day(day, tuple(papers), tuple((code, category_name(code), n) for code, n in categories))

@@ -207,3 +207,56 @@ def test_no_papers_yet(engine: Engine) -> None:
 def test_a_bad_face_setting_stops_the_start(engine: Engine, setting: str, value: str, says: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(says)):
         create_app(make_settings(**{setting: value}), engine, send_message=Outbox())
+
+
+# --- the small texts -----------------------------------------------------------------------
+
+
+def test_confirming_says_when_the_first_digest_arrives(engine: Engine) -> None:
+    outbox = Outbox()
+
+    def settings(base_url: str):  # type: ignore[no-untyped-def]
+        return make_settings(base_url, site_name="Lab Papers")
+
+    with RunningWeb(settings, engine, outbox) as running, httpx.Client(base_url=running.base_url) as browser:
+        form = browser.get("/subscribe").text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form).group(1)  # type: ignore[union-attr]
+        fields = {"csrf": csrf, "email": "ada@example.org", "name": "Ada", "keywords": "graph networks"}
+        fields |= {"frequency": "daily", "day": "mon", "time": "07:30", "timezone": "Europe/Berlin"}
+        assert browser.post("/subscribe", data=fields).status_code == 200
+        (mail,) = outbox.wait_for(1)
+        assert mail["Subject"] == "Please confirm your subscription to Lab Papers"
+        assert "receive Lab Papers at this address" in mail.get_content()
+        assert "Ada" not in mail.get_content()  # nothing the requester typed (see web.messages)
+        confirm = outbox.last_link("confirm")
+        page = browser.get(confirm).text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+        done = browser.post(confirm, data={"csrf": csrf})
+    assert done.status_code == 200 and "You are subscribed" in done.text
+    first = re.search(r'Your first digest arrives on <strong id="first-digest">([^<]+)</strong>', done.text)
+    assert first, done.text
+    assert re.fullmatch(r"(Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day \d{1,2} \w+ 20\d\d at 07:30 \(Europe/Berlin time\)",
+                        first.group(1))  # fmt: skip
+
+
+def test_a_damaged_link_reads_as_a_sentence(site: RunningWeb) -> None:
+    page = get(site, "/manage/not-a-token")
+    assert page.status_code in (400, 404)
+    message = re.search(r"<h1>[^<]+</h1>\n<p>([^<]+)</p>", page.text)
+    assert message, page.text
+    assert message.group(1)[0].isupper() and message.group(1).endswith("."), message.group(1)
+
+
+def test_every_category_in_the_shared_data_has_a_name() -> None:
+    import gzip
+    import json
+
+    from conftest import need_shared
+
+    from digestd.categories import CATEGORY_NAMES, category_name
+
+    with gzip.open(need_shared("abstracts.jsonl.gz"), "rt", encoding="utf-8") as handle:
+        codes = {code for line in handle for code in json.loads(line)["categories"]}
+    not_arxiv = {"na"}  # what one source writes when it has no category
+    assert codes - not_arxiv <= set(CATEGORY_NAMES), sorted(codes - not_arxiv - set(CATEGORY_NAMES))
+    assert category_name("cs.LG") == "Machine Learning" and category_name("na") == "na"
