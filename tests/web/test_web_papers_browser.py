@@ -8,12 +8,11 @@ skipped, except under CI=true.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS, _need
+from test_web_browser import browser  # noqa: F401 (the Chromium fixture, shared)
 from test_web_papers import PAPERS
 from web_support import Outbox, RunningWeb, make_settings
 
@@ -22,22 +21,10 @@ from digestd.store import open_session, save_papers
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("playwright is not installed (pip install playwright; never `playwright install`)")
-    if not CHROMIUM.exists():
-        _need(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
 def test_the_public_page_filters_searches_and_fits_a_phone(
-    chromium: Any, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    engine: Engine,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     from datetime import UTC, datetime
 
@@ -45,7 +32,7 @@ def test_the_public_page_filters_searches_and_fits_a_phone(
         save_papers(session, PAPERS, now=datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
     shots = tmp_path_factory.mktemp("screenshots")
     with RunningWeb(make_settings, engine, Outbox()) as web:
-        context = chromium.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+        context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.goto(web.base_url + "/")
         assert page.locator("h1").inner_text() == "Papers of Monday, 30 November 2026"
@@ -80,7 +67,7 @@ def test_the_public_page_filters_searches_and_fits_a_phone(
         context.close()
 
         for scheme in ("light", "dark"):
-            phone = chromium.new_context(viewport={"width": 375, "height": 740}, color_scheme=scheme)
+            phone = browser.new_context(viewport={"width": 375, "height": 740}, color_scheme=scheme)
             page = phone.new_page()
             for name, path in (("papers", "/"), ("subscribe", "/subscribe")):
                 page.goto(web.base_url + path)
