@@ -1,12 +1,13 @@
 """The public paper page under load: requests/s and latency percentiles on loopback.
 
-    python -m bench.public_page [--requests 2000] [--concurrency 8]
+    python -m bench.public_page [--requests 2000] [--baseline-requests 200] [--concurrency 8]
 
 The 14,370 papers of `../shared/data/abstracts.jsonl.gz` go into a fresh SQLite file
 (WAL, migrated by Alembic). The real app then runs under uvicorn in its own process on
 127.0.0.1, twice: with the list kept per day (as shipped) and, as the baseline measured in
 the same run, with a listing that keeps nothing (every request reads its day from the
-database and renders it). A client in this process sends `--requests` GETs per address,
+database and renders it). A client in this process sends `--requests` GETs per address
+(`--baseline-requests` to the baseline, which is much slower),
 `--concurrency` at a time over keep-alive connections, after an untimed warm-up; the two
 servers take turns address by address so that the machine's load falls on both alike.
 """
@@ -122,7 +123,8 @@ def percentile(values: list[float], share: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000, help="timed GETs per address and server")
+    parser.add_argument("--requests", type=int, default=2000, help="timed GETs per address")
+    parser.add_argument("--baseline-requests", type=int, default=200, help="timed GETs per address, baseline")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -137,17 +139,19 @@ def main() -> None:
         count = fill_database(database)
         print(f"{count:,} papers loaded in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs")
         servers = {"kept": (free_port(), True), "baseline": (free_port(), False)}
+        requests = {"kept": args.requests, "baseline": args.baseline_requests}
         running = [start_server(database, port, keep=keep) for port, keep in servers.values()]
         try:
-            print(f"{args.requests} GETs per address, {args.concurrency} at a time")
+            print(f"{args.requests} GETs per address ({args.baseline_requests} to the baseline), ", end="")
+            print(f"{args.concurrency} at a time")
             print(f"{'address':<40} {'server':<9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'speed-up':>9}")
             for label, path in ADDRESSES:
                 rates = {}
                 for name, (port, _) in servers.items():
                     elapsed, latencies = asyncio.run(
-                        load(f"http://127.0.0.1:{port}", path, requests=args.requests, concurrency=args.concurrency)
+                        load(f"http://127.0.0.1:{port}", path, requests=requests[name], concurrency=args.concurrency)
                     )
-                    rates[name] = args.requests / elapsed
+                    rates[name] = requests[name] / elapsed
                     p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
                     ratio = f"{rates['kept'] / rates['baseline']:.1f}×" if name == "baseline" else ""
                     print(f"{label:<40} {name:<9} {rates[name]:>8.0f} {p50:>8.1f} {p99:>8.1f} {ratio:>9}")
