@@ -260,3 +260,27 @@ def test_every_category_in_the_shared_data_has_a_name() -> None:
     not_arxiv = {"na"}  # what one source writes when it has no category
     assert codes - not_arxiv <= set(CATEGORY_NAMES), sorted(codes - not_arxiv - set(CATEGORY_NAMES))
     assert category_name("cs.LG") == "Machine Learning" and category_name("na") == "na"
+
+
+def test_the_sign_up_form_offers_trending_papers_alone(engine: Engine) -> None:
+    from sqlmodel import select
+    from web_support import queue_done
+
+    from digestd.models import Subscriber
+
+    with RunningWeb(make_settings, engine, Outbox()) as running, httpx.Client(base_url=running.base_url) as browser:
+
+        def post(**extra: str) -> httpx.Response:
+            page = browser.get("/subscribe").text
+            assert 'name="trending" value="yes"' in page
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+            fields = {"csrf": csrf, "email": "ada@example.org", "frequency": "weekly", "day": "mon"}
+            return browser.post("/subscribe", data=fields | {"time": "08:00", "timezone": "UTC", **extra})
+
+        neither = post()
+        assert neither.status_code == 400 and "or ask for trending papers" in neither.text
+        assert post(trending="yes").status_code == 200
+        queue_done(engine)
+    with open_session(engine) as session:
+        ada = session.scalar(select(Subscriber).where(Subscriber.email == "ada@example.org"))
+        assert ada is not None and ada.trending and ada.status == "pending"
