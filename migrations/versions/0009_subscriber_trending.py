@@ -17,10 +17,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("subscriber", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("trending", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # A plain ADD COLUMN: a batch would rebuild SQLite's table without its AUTOINCREMENT (ids reused)
+    op.add_column("subscriber", sa.Column("trending", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("subscriber", schema=None) as batch_op:
+    with op.batch_alter_table("subscriber", table_kwargs={"sqlite_autoincrement": True}) as batch_op:
         batch_op.drop_column("trending")
