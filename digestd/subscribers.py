@@ -469,6 +469,7 @@ def describe(subscriber: Subscriber, items: Sequence[ProfileItem]) -> dict[str, 
         "category_filter": subscriber.category_filter,
         "max_papers": subscriber.max_papers,
         "min_score": subscriber.min_score,
+        "trending": subscriber.trending,
     }
 
 

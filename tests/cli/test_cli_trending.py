@@ -65,3 +65,15 @@ def test_without_upvotes_the_readers_who_got_a_paper_count(run, engine: Engine) 
         session.add_all(SentPaper(subscriber_id=sid, paper_id="2603.00002", sent_at=SEEN) for sid in others)
     picks = preview(run, "ada@example.org")
     assert picks[0] == ("2603.00002", ["trending: carried by 1 source, picked for 2 readers"])
+
+
+def test_export_and_import_keep_trending(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert run("subscribers", "add", "ada@example.org", "--trending").exit_code == 0
+    assert json.loads(run("subscribers", "show", "ada@example.org", "--json").output)["trending"] is True
+    exported = tmp_path / "subscribers.csv"
+    assert run("subscribers", "export", str(exported)).exit_code == 0
+    assert exported.read_text().splitlines()[0].endswith(",min_score,trending")
+    assert run("subscribers", "remove", "ada@example.org", "--yes").exit_code == 0
+    imported = run("subscribers", "import", str(exported))
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(run("subscribers", "show", "ada@example.org", "--json").output)["trending"] is True
