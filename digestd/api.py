@@ -86,6 +86,12 @@ def referenced_by_active(session: Session) -> list[PaperRecord]:
     return load_papers_by_id(session, sorted(ids))
 
 
+def anyone_trending(session: Session) -> bool:
+    """Some active subscriber asked for trending papers."""
+    query = select(Subscriber.id).where(col(Subscriber.trending), Subscriber.status == ACTIVE).limit(1)
+    return session.scalar(query) is not None
+
+
 def count_readers(session: Session, paper_ids: Sequence[str]) -> dict[str, int]:
     """Per paper: the readers it was sent to plus those who liked it (what trending ranks by
     when no source gave upvotes)."""

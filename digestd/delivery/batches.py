@@ -138,11 +138,10 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
             if (start, end) not in cache.papers:
                 cache.papers[(start, end)] = api.load_candidates(session, start=start, end=end)
                 cache.paper_ids[(start, end)] = frozenset(paper.id for paper in cache.papers[(start, end)])
-            batch = _load_period(session, members, sent_among=cache.paper_ids[(start, end)])
-            # Only trending needs them (sent_paper has no index by paper alone: a scan per 500 ids)
-            if (start, end) not in cache.readers and any(profile.trending for profile in batch.profiles):
-                cache.readers[(start, end)] = api.count_readers(session, sorted(cache.paper_ids[(start, end)]))
-            loaded.append(batch)
+                # Only trending needs them (sent_paper has no index by paper alone: a scan per 500 ids)
+                if api.anyone_trending(session):
+                    cache.readers[(start, end)] = api.count_readers(session, sorted(cache.paper_ids[(start, end)]))
+            loaded.append(_load_period(session, members, sent_among=cache.paper_ids[(start, end)]))
     return loaded
 
 
