@@ -10,12 +10,12 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine, func, or_
 from sqlmodel import Session, col, select
 
 from digestd.config import Settings
 from digestd.errors import InputError
-from digestd.models import Paper, ProfileItem, Rating, Subscriber
+from digestd.models import Paper, ProfileItem, Rating, SentPaper, Subscriber
 from digestd.records import ACTIVE, SEED, Digest, PaperRecord, Profile
 from digestd.schedule import Period, period_key, period_length
 from digestd.store import (
@@ -86,6 +86,27 @@ def referenced_by_active(session: Session) -> list[PaperRecord]:
     return load_papers_by_id(session, sorted(ids))
 
 
+def anyone_trending(session: Session) -> bool:
+    """Some active subscriber asked for trending papers."""
+    query = select(Subscriber.id).where(col(Subscriber.trending), Subscriber.status == ACTIVE).limit(1)
+    return session.scalar(query) is not None
+
+
+def count_readers(session: Session, paper_ids: Sequence[str]) -> dict[str, int]:
+    """Per paper: the readers it was sent to plus those who liked it (what trending ranks by
+    when no source gave upvotes)."""
+    counts: dict[str, int] = {}
+    ids = list(dict.fromkeys(paper_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for table, liked in ((SentPaper, None), (Rating, col(Rating.value) > 0)):
+            query = select(table.paper_id, func.count()).where(col(table.paper_id).in_(chunk))
+            query = query if liked is None else query.where(liked)
+            for paper_id, count in session.execute(query.group_by(col(table.paper_id))):
+                counts[paper_id] = counts.get(paper_id, 0) + int(count)
+    return counts
+
+
 def _day_bounds(since: date, until: date) -> tuple[datetime, datetime]:
     return datetime.combine(since, time(), UTC), datetime.combine(until + timedelta(days=1), time(), UTC)
 
@@ -109,9 +130,10 @@ def preview_digest(
             start, end = period.start, period.end
             papers = load_candidates(session, start=start, end=end)
         referenced = referenced_papers(session, [profile])
+        readers = count_readers(session, [paper.id for paper in papers]) if profile.trending else {}
     from digestd.ranking.digest import build_digests, prepare_window  # here: scikit-learn is slow to import
 
-    window = prepare_window(papers, referenced=referenced)
+    window = prepare_window(papers, referenced=referenced, readers=readers)
     return build_digests(window, [profile], period_start=start, period_end=end, now=now)[0]
 
 

@@ -132,6 +132,10 @@ class WebSettings:
     subscribe_per_ip_per_hour: float = 10.0  # sign-up form posts per client address
     mails_per_address_per_day: float = 3.0  # confirmation / "already subscribed" mails per email address
     forwarded_allow_ips: str = "127.0.0.1"  # proxies trusted for X-Forwarded-For (comma-separated, or *)
+    public_papers: bool = True  # `/` lists the latest papers; false: `/` is the sign-up form (a private site)
+    site_name: str = "Paper digest"  # shown on every page and in the emails
+    logo_file: str = ""  # an SVG, PNG or JPEG shown beside the name (served at /logo)
+    accent_color: str = "#1a5fb4"  # links and buttons, as #rgb or #rrggbb
 
 
 @dataclass(frozen=True)

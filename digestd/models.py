@@ -73,6 +73,7 @@ class Subscriber(SQLModel, table=True):
     timezone: str = Field(default="UTC", max_length=TIMEZONE_MAX)
     weekdays_only: bool = False
     category_filter: bool = False  # categories: only these (True) or a boost (False)
+    trending: bool = False  # also (or only) the period's trending papers
     max_papers: int = 20
     min_score: float = 0.0
     format: str = Field(default="both", max_length=10)  # both | text

@@ -78,6 +78,7 @@ class Profile:
     already_sent: frozenset[str] = frozenset()  # paper ids mailed before
     category_filter: bool = False  # True: only papers in `categories`; False: they get a boost
     link_key: str = ""  # signs the links in their emails (`mail.tokens`); from the subscriber's row
+    trending: bool = False  # the period's trending papers rank first (`ranking.trending`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ FIELDS = [
     "category_filter",
     "max_papers",
     "min_score",
+    "trending",
 ]
 MAX_REPORTED = 50
 # A spreadsheet runs a CSV cell that starts with one of = + - @ (or tab, CR) as a formula

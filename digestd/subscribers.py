@@ -123,6 +123,7 @@ class SubscriberInput:
     timezone: str | None = None
     weekdays_only: bool | None = None
     category_filter: bool | None = None
+    trending: bool | None = None
     max_papers: int | None = None
     min_score: float | None = None
     status: str | None = None
@@ -182,6 +183,7 @@ def check_input(given: SubscriberInput) -> SubscriberInput:
         seeds=list(dict.fromkeys(check_arxiv_id(seed) for seed in seeds)) if seeds is not None else None,
         weekdays_only=None if given.weekdays_only is None else check_flag("weekdays only", given.weekdays_only),
         category_filter=None if given.category_filter is None else check_flag("category filter", given.category_filter),
+        trending=None if given.trending is None else check_flag("trending", given.trending),
         max_papers=None
         if given.max_papers is None
         else check_number("max papers", given.max_papers, whole=True, minimum=1, maximum=MAX_PAPERS),
@@ -195,9 +197,12 @@ INTERESTS = (("keywords", KEYWORD), ("categories", CATEGORY), ("authors", AUTHOR
 
 
 def check_interests(checked: SubscriberInput) -> None:
-    """A digest needs something to match: a keyword, a category, an author or a seed paper."""
-    if not any(getattr(checked, name) for name, _ in INTERESTS):
-        raise InputError("no interests given: give at least one keyword, category, author or seed paper")
+    """A digest needs something to match: a keyword, a category, an author or a seed paper,
+    or the trending papers."""
+    if not checked.trending and not any(getattr(checked, name) for name, _ in INTERESTS):
+        raise InputError(
+            "no interests given: give at least one keyword, category, author or seed paper, or ask for trending papers"
+        )
 
 
 # --- reads ------------------------------------------------------------------------------
@@ -256,6 +261,7 @@ def make_profile(
         already_sent=sent,
         category_filter=subscriber.category_filter,
         link_key=subscriber.link_key,
+        trending=subscriber.trending,
     )
 
 
@@ -375,6 +381,7 @@ def add_subscriber(session: Session, given: SubscriberInput, *, defaults: Digest
         timezone=checked.timezone or defaults.default_timezone,
         weekdays_only=bool(checked.weekdays_only),
         category_filter=bool(checked.category_filter),
+        trending=bool(checked.trending),
         max_papers=checked.max_papers or defaults.max_papers,
         min_score=checked.min_score if checked.min_score is not None else defaults.min_score,
         created_at=now,
@@ -394,10 +401,11 @@ def edit_subscriber(session: Session, given: SubscriberInput, *, now: datetime) 
     checked = check_input(given)
     subscriber = get_subscriber(session, checked.email)
     assert subscriber.id is not None
-    if any(getattr(checked, name) is not None for name, _ in INTERESTS):
+    if checked.trending is not None or any(getattr(checked, name) is not None for name, _ in INTERESTS):
         stored = load_profile_items(session, [subscriber.id])[subscriber.id]
         kept: dict[str, Any] = {n: list(_values(stored, k)) for n, k in INTERESTS if getattr(checked, n) is None}
-        check_interests(replace(checked, **kept))
+        trending = subscriber.trending if checked.trending is None else checked.trending
+        check_interests(replace(checked, trending=trending, **kept))
     changes = {
         "name": checked.name,
         "frequency": checked.frequency,
@@ -406,6 +414,7 @@ def edit_subscriber(session: Session, given: SubscriberInput, *, now: datetime) 
         "timezone": checked.timezone,
         "weekdays_only": checked.weekdays_only,
         "category_filter": checked.category_filter,
+        "trending": checked.trending,
         "max_papers": checked.max_papers,
         "min_score": checked.min_score,
         "status": checked.status,
@@ -461,6 +470,7 @@ def describe(subscriber: Subscriber, items: Sequence[ProfileItem]) -> dict[str, 
         "category_filter": subscriber.category_filter,
         "max_papers": subscriber.max_papers,
         "min_score": subscriber.min_score,
+        "trending": subscriber.trending,
     }
 
 

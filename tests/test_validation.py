@@ -137,7 +137,7 @@ def import_json(world: World, field: str, value: str, tmp_path: Path) -> str:
 
 
 def _form(client: TestClient, path: str, field: str, value: str, **base: str) -> dict[str, Any]:
-    page = "/" if path == "/subscribe" else path  # the page whose form posts to `path`
+    page = path  # the page whose form posts to `path` (the sign-up form is at /subscribe)
     data: dict[str, Any] = {"csrf": csrf_of(client, page), "frequency": "weekly", "day": "mon", "time": "08:00"}
     data |= {"timezone": "UTC", **base}
     if field == "no interests":

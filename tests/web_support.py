@@ -99,7 +99,7 @@ def old_token(secret: str, kind: str, subscriber_id: int) -> str:
     return ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in (payload, signature))
 
 
-def csrf_of(client: TestClient, path: str = "/") -> str:
+def csrf_of(client: TestClient, path: str = "/subscribe") -> str:
     """GET a page with a form and return its CSRF field (the client keeps the cookie)."""
     page = client.get(path)
     match = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)

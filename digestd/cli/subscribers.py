@@ -41,6 +41,11 @@ def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Chosen categories: only papers in them (filter), or a boost for them (default).",
         ),
+        click.option(
+            "--trending/--no-trending",
+            default=None,
+            help="The period's trending papers: first (with interests) or alone (with none).",
+        ),
         click.option("--max-papers", type=int, help="At most this many papers per digest."),
         click.option("--min-score", type=float, help="Leave out papers scoring below this."),
     ]
@@ -70,6 +75,7 @@ def _input(email: str, values: dict[str, Any], *, is_edit: bool) -> SubscriberIn
         timezone=values["timezone"],
         weekdays_only=values["weekdays_only"],
         category_filter=values["category_filter"],
+        trending=values["trending"],
         max_papers=values["max_papers"],
         min_score=values["min_score"],
         status=values.get("status"),

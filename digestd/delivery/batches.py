@@ -112,13 +112,15 @@ class PeriodCache:
     paper_ids: dict[PeriodKey, frozenset[str]] = field(default_factory=dict)  # the candidates' ids
     windows: dict[PeriodKey, Any] = field(default_factory=dict)
     referenced: list[PaperRecord] | None = None
+    readers: dict[PeriodKey, dict[str, int]] = field(default_factory=dict)  # for trending (`ranking.trending`)
 
     def window(self, batch: PeriodBatch) -> Any:
         period = (batch.claims[0].period_start, batch.claims[0].period_end)
         if period not in self.windows:
             from digestd.ranking.digest import prepare_window  # here: scikit-learn is slow to import
 
-            self.windows[period] = prepare_window(self.papers[period], referenced=self.referenced or ())
+            papers, readers = self.papers[period], self.readers.get(period)
+            self.windows[period] = prepare_window(papers, referenced=self.referenced or (), readers=readers)
         return self.windows[period]
 
 
@@ -136,6 +138,9 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
             if (start, end) not in cache.papers:
                 cache.papers[(start, end)] = api.load_candidates(session, start=start, end=end)
                 cache.paper_ids[(start, end)] = frozenset(paper.id for paper in cache.papers[(start, end)])
+                # Only trending needs them (sent_paper has no index by paper alone: a scan per 500 ids)
+                if api.anyone_trending(session):
+                    cache.readers[(start, end)] = api.count_readers(session, sorted(cache.paper_ids[(start, end)]))
             loaded.append(_load_period(session, members, sent_among=cache.paper_ids[(start, end)]))
     return loaded
 

@@ -31,6 +31,7 @@ from digestd.ranking.queries import PaperIndex, ProfileQuery, Queries, build_que
 from digestd.ranking.reasons import explain_picks
 from digestd.ranking.scoring import Space, build_space, score_chunk, select_picks
 from digestd.ranking.sections import Clusters, cluster_papers, plan_chunk_sections
+from digestd.ranking.trending import has_interests, trend_reason, trend_scores
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Window:
     space: Space
     index: PaperIndex
     clusters: Clusters
+    trend: np.ndarray  # per window paper, 0..1 (`trending`)
+    readers: Mapping[str, int]  # per paper id: readers it was sent to or liked by
 
     @cached_property
     def paper_array(self) -> np.ndarray:
@@ -73,13 +76,18 @@ class Window:
         return self.clusters.labels
 
 
-def prepare_window(papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = ()) -> Window:
-    """Fit the TF-IDF space on the window, place the referenced papers in it, cluster the window: once per run."""
+def prepare_window(
+    papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = (), readers: Mapping[str, int] | None = None
+) -> Window:
+    """Fit the TF-IDF space on the window, place the referenced papers in it, cluster the window: once per run.
+    `readers` (paper id → readers who were sent or liked it) ranks trending papers no source gave upvotes for."""
     with _collector_paused():
-        return _prepare_window(papers, referenced)
+        return _prepare_window(papers, referenced, readers or {})
 
 
-def _prepare_window(papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord]) -> Window:
+def _prepare_window(
+    papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord], readers: Mapping[str, int]
+) -> Window:
     window = tuple(_unique(papers, set()))
     extra = tuple(_unique(referenced, {paper.id for paper in window}))
     texts = [paper.text for paper in window]
@@ -88,7 +96,7 @@ def _prepare_window(papers: Sequence[PaperRecord], referenced: Sequence[PaperRec
     names = space.vectorizer.get_feature_names_out() if space.matrix.shape[1] else np.array([], dtype=object)
     clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names], texts)
     log.debug("window: %d papers, %d referenced, %d clusters", len(window), len(extra), len(clusters.labels))
-    return Window(window, extra, space, index, clusters)
+    return Window(window, extra, space, index, clusters, trend_scores(window, readers), readers)
 
 
 def build_digests(
@@ -130,7 +138,7 @@ def _build_digests(
 
 def _rank_chunk(window: Window, queries: Queries, asked: list[ProfileQuery]) -> tuple[np.ndarray, np.ndarray]:
     """Picked window rows per profile (score order, -1 padded) and their scores rounded for display."""
-    scores = score_chunk(window.space, queries, asked, window.index.popularity)
+    scores = score_chunk(window.space, queries, asked, window.index.popularity, window.trend)
     chosen = select_picks(scores, window.space.text_sims, [query.profile.max_papers for query in asked])
     picked = np.take_along_axis(scores, np.maximum(chosen, 0), axis=1)
     return chosen, np.round(picked.astype(np.float64), 4)
@@ -150,6 +158,10 @@ def _sections(
     owners, slots = np.nonzero(chosen >= 0)  # -1 padding is on the right: picks stay in rank order
     rows = chosen[owners, slots]
     reasons = explain_picks(window.space, queries, asked, owners, rows)
+    for at in np.flatnonzero([asked[owner].profile.trending for owner in owners.tolist()]).tolist():
+        trending = trend_reason(window.papers[rows[at]], window.readers)
+        # without interests the trend is the only reason ("related to your interests" would not be true)
+        reasons[at] = (*reasons[at], trending) if has_interests(asked[owners[at]].profile) else (trending,)
     plan = plan_chunk_sections(owners, rows, window.clusters)
     picks = list(
         map(

@@ -34,6 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from digestd.ranking.queries import ProfileQuery, Queries
+from digestd.ranking.trending import add_trend
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,15 @@ def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
     return np.asarray(normalize(svd.transform(matrix[:, frequent])), dtype=np.float32)
 
 
-def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], popularity: np.ndarray) -> np.ndarray:
-    """Scores (len(chunk) × n_window); masked papers are -inf."""
+def score_chunk(
+    space: Space,
+    queries: Queries,
+    chunk: Sequence[ProfileQuery],
+    popularity: np.ndarray,
+    trend: np.ndarray | None = None,
+) -> np.ndarray:
+    """Scores (len(chunk) × n_window); masked papers are -inf. `trend` (see `trending`) counts
+    for the profiles that asked for trending papers."""
     scores = queries.keyword_scores(chunk)
     _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
     feedback = _feedback(scores, space.sims[: space.n_window])
@@ -133,6 +141,8 @@ def score_chunk(space: Space, queries: Queries, chunk: Sequence[ProfileQuery], p
     scores[owners, columns] += CATEGORY_BOOST
     if popularity.any():
         scores += np.where(scores > 0, POPULARITY_WEIGHT * popularity, 0).astype(np.float32)
+    if trend is not None:
+        add_trend(scores, [query.profile for query in chunk], trend)
     _mask(scores, chunk)
     return scores
 

@@ -34,16 +34,19 @@ from digestd.web.digest_routes import digest_routes
 from digestd.web.hook_routes import hook_routes
 from digestd.web.limits import RateLimiter
 from digestd.web.link_routes import link_routes
+from digestd.web.listing import PaperListing
 from digestd.web.mailer import SendMessage
-from digestd.web.pages import Pages, list_timezones, make_environment, shipped_web_dir
+from digestd.web.pages import Pages, list_timezones, make_environment, make_site, shipped_web_dir
+from digestd.web.paper_routes import paper_routes
 from digestd.web.signup_queue import RETRY_SECONDS, SignupSender
 from digestd.web.signup_routes import signup_routes
 
 log = logging.getLogger(__name__)
 
 PAGES = (
-    "index.html check_inbox.html confirm.html confirmed.html manage.html unsubscribe.html unsubscribed.html "
-    "rate.html rated.html error.html confirm_email.txt already_email.txt view.html archive.html feed_entry.html"
+    "papers.html _example_digest.html index.html check_inbox.html confirm.html confirmed.html manage.html "
+    "unsubscribe.html unsubscribed.html rate.html rated.html error.html confirm_email.txt already_email.txt "
+    "view.html archive.html feed_entry.html"
 ).split()
 SECURITY_HEADERS = [
     (
@@ -103,7 +106,7 @@ def make_web(
             raise ConfigError(f"web.{name} = {getattr(web_settings, name)!r} is not allowed: must be greater than 0")
     csrf = CsrfGuard(key, secure_cookie=settings.mail.base_url.startswith("https://"))
     categories = [c.strip() for c in web_settings.categories.split(",") if c.strip()]
-    pages = Pages(make_environment(settings.mail), csrf, categories, list_timezones())
+    pages = Pages(make_environment(settings.mail), csrf, categories, list_timezones(), make_site(web_settings))
     pages.check_templates(PAGES)
     return Web(
         settings=settings,
@@ -171,10 +174,12 @@ def create_app(
     send_message: SendMessage,
     now: Callable[[], datetime] = _utc_now,
     retry_seconds: Sequence[float] = RETRY_SECONDS,
+    paper_listing: PaperListing | None = None,
 ) -> Starlette:
-    """The ASGI app: sign-up, confirm, manage, unsubscribe and rate pages, past digests
-    (view, archive, Atom feed), plus `/static`.
-    While it runs (its lifespan), a `SignupSender` mails the queued sign-ups."""
+    """The ASGI app: the public paper list, sign-up, confirm, manage, unsubscribe and rate pages,
+    past digests (view, archive, Atom feed), the bounce webhook, plus `/static`.
+    While it runs (its lifespan), a `SignupSender` mails the queued sign-ups. `paper_listing`
+    keeps the public list's days (the benchmark passes one that keeps nothing)."""
     web = make_web(settings, engine, send_message=send_message, now=now)
     sender = SignupSender(web, retry_seconds=retry_seconds)
     web.wake_sender = sender.wake
@@ -190,6 +195,7 @@ def create_app(
             await sending
 
     routes = [
+        *paper_routes(web, paper_listing or PaperListing()),
         *signup_routes(web),
         *link_routes(web),
         *digest_routes(web),

@@ -34,6 +34,7 @@ class ProfileForm:
     time: str = "08:00"
     timezone: str = "UTC"
     timezone_chosen: bool = False  # the person (not the default) picked the timezone
+    trending: bool = False  # the period's trending papers (`ranking.trending`)
 
 
 def default_form(defaults: DigestSettings) -> ProfileForm:
@@ -67,6 +68,7 @@ def read_profile_form(form: FormData, *, with_email: bool) -> ProfileForm:
         time=_text(form, "time"),
         timezone=_text(form, "timezone"),
         timezone_chosen=True,
+        trending=_text(form, "trending") == "yes",
     )
 
 
@@ -90,4 +92,5 @@ def to_input(form: ProfileForm, *, email: str, with_seeds: bool) -> SubscriberIn
         day=form.day or None,
         time=form.time or None,
         timezone=form.timezone or None,
+        trending=form.trending,
     )

@@ -94,6 +94,7 @@ def load_manage_view(session: Session, subscriber_id: int, signer: TokenSigner) 
         time=subscriber.send_time,
         timezone=subscriber.timezone,
         timezone_chosen=True,
+        trending=subscriber.trending,
     )
     return ManageView(
         subscriber_id=subscriber_id,

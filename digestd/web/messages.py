@@ -2,6 +2,7 @@
 
 Anyone can make us send these to any address, so they carry nothing the requester typed
 (not even the name): the sign-up form cannot be used to mail chosen text to strangers.
+They speak in the site's name (`[web] site_name`), the one the pages show.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ def _message(mail: MailSettings, *, to: str, subject: str, body: str, now: datet
 
 def compose_confirmation(pages: Pages, mail: MailSettings, *, to: str, link: str, now: datetime) -> EmailMessage:
     body = pages.render_text("confirm_email.txt", link=link, base_url=mail.base_url)
-    return _message(mail, to=to, subject="Please confirm your paper digest subscription", body=body, now=now)
+    return _message(mail, to=to, subject=f"Please confirm your subscription to {pages.site.name}", body=body, now=now)
 
 
 def compose_already_subscribed(
     pages: Pages, mail: MailSettings, *, to: str, manage_link: str, now: datetime
 ) -> EmailMessage:
     body = pages.render_text("already_email.txt", manage_link=manage_link, base_url=mail.base_url)
-    return _message(mail, to=to, subject="You are already subscribed to the paper digest", body=body, now=now)
+    return _message(mail, to=to, subject=f"You are already subscribed to {pages.site.name}", body=body, now=now)

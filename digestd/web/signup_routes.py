@@ -1,4 +1,4 @@
-"""`/` (the sign-up form), `/subscribe` and `/confirm/<token>`: double opt-in.
+"""`/subscribe` (the sign-up form; also `/` when `[web] public_papers = false`) and `/confirm/<token>`: double opt-in.
 
 `POST /subscribe` always ends on the same "check your inbox" page after the same work,
 whether the address is new, pending, already subscribed or suppressed: it only queues the
@@ -10,7 +10,9 @@ button's POST activates the subscription.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from functools import partial
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session
 from starlette.requests import Request
@@ -85,20 +87,32 @@ async def confirm(web: Web, request: Request) -> Response:
     token = web.confirms.verify(request.path_params["token"])
     now = web.now()
 
-    def activate(session: Session) -> tuple[int, str]:
+    def activate(session: Session) -> tuple[int, str, str]:
         subscriber = confirm_signup(session, token, now=now)
         assert subscriber.id is not None
-        return subscriber.id, subscriber.link_key
+        return subscriber.id, subscriber.link_key, describe_due(subscriber.next_due_at, subscriber.timezone)
 
-    subscriber_id, link_key = await web.run_db(activate, immediate=True)
+    subscriber_id, link_key, first_digest = await web.run_db(activate, immediate=True)
     log.info("sign-up: subscriber %s confirmed", subscriber_id)
     manage_url = web.link("manage", web.links.sign_manage(subscriber_id, link_key))
-    return web.page(request, "confirmed.html", manage_url=manage_url)
+    return web.page(request, "confirmed.html", manage_url=manage_url, first_digest=first_digest)
+
+
+def describe_due(due: datetime | None, timezone: str) -> str:
+    """`Monday 7 December 2026 at 08:00 (Europe/Berlin time)`, or "" when nothing is due."""
+    if due is None:
+        return ""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone, timezone = ZoneInfo("UTC"), "UTC"
+    local = (due if due.tzinfo else due.replace(tzinfo=UTC)).astimezone(zone)
+    return f"{local:%A %-d %B %Y at %H:%M} ({timezone} time)"
 
 
 def signup_routes(web: Web) -> list[Route]:
     return [
-        Route("/", partial(signup_page, web), methods=["GET"]),
+        Route("/subscribe", partial(signup_page, web), methods=["GET"]),
         Route("/subscribe", partial(subscribe, web), methods=["POST"]),
         Route("/confirm/{token}", partial(confirm_page, web), methods=["GET"]),
         Route("/confirm/{token}", partial(confirm, web), methods=["POST"]),

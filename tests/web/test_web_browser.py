@@ -48,7 +48,7 @@ def test_subscribe_confirm_manage_and_leave_in_a_browser(
     context = browser.new_context(timezone_id="Europe/Berlin", locale="en-GB")
     page = context.new_page()
 
-    page.goto(web.base_url + "/")
+    page.goto(web.base_url + "/subscribe")
     assert page.locator("h1").inner_text() == "Subscribe to the paper digest"
     assert page.locator("#timezone").input_value() == "Europe/Berlin"  # preselected from the browser
     page.get_by_label("Email address").fill("ada@example.org")
@@ -105,7 +105,7 @@ def test_the_form_works_without_javascript(browser: Any, web: RunningWeb, engine
         java_script_enabled=False, timezone_id="Asia/Tokyo", viewport={"width": 360, "height": 740}
     )
     page = context.new_page()
-    page.goto(web.base_url + "/")
+    page.goto(web.base_url + "/subscribe")
     assert page.locator("#timezone").input_value() == "UTC"  # the server's default, no script ran
     page.get_by_label("Email address").fill("bob@example.org")
     page.get_by_role("button", name="Subscribe").click()

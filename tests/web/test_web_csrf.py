@@ -86,7 +86,7 @@ def test_the_field_must_be_the_one_made_for_this_cookie(app: object, attacker: t
 def test_on_https_the_cookie_cannot_be_set_by_another_host(engine: Engine) -> None:
     app = create_app(make_settings(base_url="https://digest.example.org"), engine, send_message=Outbox(), now=Clock())
     with client_for(app, "https://digest.example.org") as client:
-        page = client.get("/")
+        page = client.get("/subscribe")
         cookie = page.headers["set-cookie"]
         assert cookie.startswith("__Host-digestd_csrf=") and "Secure" in cookie and "Domain" not in cookie
         data = {"csrf": csrf_of(client), **sign_up()}

@@ -70,7 +70,7 @@ def test_a_sign_up_on_the_served_pages_is_mailed(
     try:
         wait_until_up(base, process)
         with httpx.Client(base_url=base) as browser:
-            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', browser.get("/").text).group(1)  # type: ignore[union-attr]
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', browser.get("/subscribe").text).group(1)  # type: ignore[union-attr]
             data = {"csrf": csrf, "email": "ada@example.org", "keywords": "graphs", "frequency": "weekly",
                     "day": "mon", "time": "08:00", "timezone": "UTC"}  # fmt: skip
             assert browser.post("/subscribe", data=data).status_code == 200

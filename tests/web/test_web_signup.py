@@ -63,7 +63,7 @@ def subscriber(engine: Engine, email: str = "ada@example.org") -> Subscriber | N
 
 
 def test_the_form_is_accessible_html_with_a_csrf_cookie(client: TestClient) -> None:
-    page = client.get("/")
+    page = client.get("/subscribe")
     assert page.status_code == 200
     assert '<html lang="en">' in page.text and '<label for="email">' in page.text
     assert 'value="cs.LG"' in page.text and "<option selected>UTC</option>" in page.text

@@ -1,5 +1,6 @@
-"""The whole walk in Chromium: subscribe, confirm, manage (an error keeps the input), then a
-digest sent for real, viewed in the browser, the archive and the Atom feed.
+"""The whole walk in Chromium: the public paper page and its filter, subscribe, confirm, manage
+(an error keeps the input), then a digest sent for real, viewed in the browser, the archive
+and the Atom feed.
 
 Each page is checked with axe-core (no serious or critical violation) and photographed at
 1280 and 375 pixels wide into a temporary folder, named on the terminal, for a reviewer.
@@ -8,6 +9,7 @@ Each page is checked with axe-core (no serious or critical violation) and photog
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,14 @@ from sqlmodel import select
 from web_support import RecordingHandler, RunningWeb, queue_done
 
 from digestd.config import SmtpSettings
+from digestd.demo import SAMPLE_PAPERS
+from digestd.ingest.run import ingest_file
 from digestd.models import Subscriber
 from digestd.store import open_session
 from digestd.web.digests import as_utc
 
 pytestmark = pytest.mark.slow
 
-SIGNUP_PAGE = "/"  # the sign-up form
 WIDTHS = (1280, 375)
 
 
@@ -65,7 +68,19 @@ def test_subscribe_manage_and_read_digests_on_the_web(
     context = browser.new_context(timezone_id="Europe/Berlin", locale="en-GB", viewport={"width": 1280, "height": 900})
     page = context.new_page()
 
-    page.goto(web.base_url + SIGNUP_PAGE)
+    ingest_file(engine, SAMPLE_PAPERS, now=datetime.now(UTC))  # what the public page lists
+    page.goto(web.base_url + "/")
+    everything = page.locator("li.card").count()  # the sample's latest day, 2026-11-21: 5 papers
+    assert everything > 1, page.content()[:2000]
+    look_at(page, screenshots, "00-papers")
+    page.get_by_label("Category").select_option("quant-ph")
+    page.get_by_role("button", name="Show papers").click()
+    chosen = page.locator("li.card")
+    assert 0 < chosen.count() < everything
+    assert all("Quantum Physics" in text for text in chosen.all_inner_texts())  # categories by name
+    look_at(page, screenshots, "00-papers-filtered")
+    page.get_by_role("link", name="Subscribe").first.click()
+    assert page.url.endswith("/subscribe")
     look_at(page, screenshots, "01-subscribe")
     page.get_by_label("Email address").fill("ada@example.org")
     page.get_by_label("Keywords").fill("graph neural networks, diffusion models")
