@@ -43,6 +43,7 @@ SMTP_SECURITY = ("starttls", "tls", "none")
 # key cannot be guessed offline from one signed link, which never expires.
 SECRET_KEY_MIN = 32
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_COLOUR = re.compile(r"^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
 def default_data_dir() -> Path:
@@ -366,6 +367,18 @@ def _positive(key: str, value: float) -> None:
     check_number(key, value, above=0, error=ConfigError)
 
 
+def check_accent_color(value: str) -> str:
+    """`[web] accent_color` if it is #rgb or #rrggbb: it goes into the pages' and the emails' CSS."""
+    if not _COLOUR.match(value):
+        raise ConfigError(f"web.accent_color = {shown(value)} is not allowed: write it as #rgb or #rrggbb")
+    return value
+
+
+def site_name(web: WebSettings) -> str:
+    """`[web] site_name` on one line (the default when it is blank)."""
+    return " ".join(web.site_name.split()) or WebSettings.site_name
+
+
 def validate_settings(settings: Settings) -> None:
     """Check values that have a fixed set of choices or a range."""
     digest = settings.digest
@@ -386,6 +399,7 @@ def validate_settings(settings: Settings) -> None:
     _positive("ingest.max_response_mb", settings.ingest.max_response_mb)
     _positive("ingest.max_decompressed_mb", settings.ingest.max_decompressed_mb)
     check_number("ingest.catch_up_wait_seconds", settings.ingest.catch_up_wait_seconds, minimum=0, error=ConfigError)
+    check_accent_color(settings.web.accent_color)
     _positive("web.subscribe_per_ip_per_hour", settings.web.subscribe_per_ip_per_hour)
     _positive("web.mails_per_address_per_day", settings.web.mails_per_address_per_day)
     _positive("bounces.poll_minutes", settings.bounces.poll_minutes)

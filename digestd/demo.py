@@ -9,7 +9,7 @@ from pathlib import Path
 from digestd import api
 from digestd.config import DatabaseSettings, Settings
 from digestd.ingest.run import ingest_file
-from digestd.mail.render import load_templates, render_email, render_parts
+from digestd.mail.render import face_of, load_templates, render_email, render_parts
 from digestd.records import Digest
 from digestd.store import open_session
 from digestd.subscribers import SubscriberInput, add_subscriber
@@ -68,11 +68,13 @@ def run_demo(folder: Path, settings: Settings, *, now: datetime) -> list[DemoRes
             for given in DEMO_SUBSCRIBERS:
                 add_subscriber(session, given, defaults=settings.digest, now=now)
         templates = load_templates(settings.mail)
+        face = face_of(settings.web, settings.mail)
         results = []
         for given in DEMO_SUBSCRIBERS:
             digest = api.preview_digest(engine, given.email, now=now, since=SAMPLE_SINCE, until=SAMPLE_UNTIL)
-            message = render_email(templates, digest, mail=settings.mail, period=SAMPLE_UNTIL.isoformat(), now=now)
-            _, html = render_parts(templates, digest, mail=settings.mail)
+            period = SAMPLE_UNTIL.isoformat()
+            message = render_email(templates, digest, mail=settings.mail, period=period, now=now, face=face)
+            _, html = render_parts(templates, digest, mail=settings.mail, face=face)
             stem = folder / given.email.split("@")[0]
             eml, html_path = stem.with_suffix(".eml"), stem.with_suffix(".html")
             eml.write_bytes(message.as_bytes())

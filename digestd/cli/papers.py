@@ -142,7 +142,7 @@ def preview(app: AppContext, email: str, since: str | None, until: str | None, f
       digestd preview ada@example.org --since 2026-01-01 --until 2026-01-31 --format json
     """
     from digestd import api
-    from digestd.mail.render import load_templates, render_email, render_parts
+    from digestd.mail.render import face_of, load_templates, render_email, render_parts
 
     now = app.now()
     digest = api.preview_digest(
@@ -152,11 +152,13 @@ def preview(app: AppContext, email: str, since: str | None, until: str | None, f
         click.echo(json.dumps(digest_json(digest), indent=2, ensure_ascii=False))
         return
     templates = load_templates(app.settings.mail)
+    face = face_of(app.settings.web, app.settings.mail)
     if fmt == "eml":
-        message = render_email(templates, digest, mail=app.settings.mail, period=_period(digest.period_end), now=now)
+        period = _period(digest.period_end)
+        message = render_email(templates, digest, mail=app.settings.mail, period=period, now=now, face=face)
         click.echo(message.as_string(), nl=False)
         return
-    text, html = render_parts(templates, digest, mail=app.settings.mail)
+    text, html = render_parts(templates, digest, mail=app.settings.mail, face=face)
     click.echo(html if fmt == "html" else text)
 
 

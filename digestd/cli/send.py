@@ -112,7 +112,7 @@ def _dry_run_builder(settings: Settings) -> EmailBuilder:
     if not key:
         click.echo("warning: DIGESTD_SECRET_KEY is not set; links are signed with a development key", err=True)
         key = DEV_SECRET_KEY
-    return make_email_builder(settings.mail, secret_key=key)
+    return make_email_builder(settings.mail, secret_key=key, web=settings.web)
 
 
 @click.command()
@@ -154,7 +154,9 @@ def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, res
             out,
         )
         return
-    builder = make_email_builder(app.settings.mail, secret_key=check_secret_key(app.settings.secret_key))
+    builder = make_email_builder(
+        app.settings.mail, secret_key=check_secret_key(app.settings.secret_key), web=app.settings.web
+    )
     tune_collector()
     report = SendReport()
     try:

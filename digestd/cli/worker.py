@@ -30,7 +30,7 @@ async def _work(app: AppContext, engine: Engine, poll_seconds: float, exit_when_
     from digestd.mail.render import make_email_builder
 
     settings = app.settings
-    builder = make_email_builder(settings.mail, secret_key=check_secret_key(settings.secret_key))
+    builder = make_email_builder(settings.mail, secret_key=check_secret_key(settings.secret_key), web=settings.web)
     stop = asyncio.Event()
     install_stop_signals(asyncio.get_running_loop(), stop)
     return await run_worker(

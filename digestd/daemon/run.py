@@ -30,7 +30,7 @@ async def run_daemon(settings: Settings, *, deliver: bool = True, web: bool = Tr
         jobs = DaemonJobs(
             engine,
             settings,
-            make_email_builder(settings.mail, secret_key=secret_key),
+            make_email_builder(settings.mail, secret_key=secret_key, web=settings.web),
             stop,
             deliver=deliver,
             catch_up_wait=settings.ingest.catch_up_wait_seconds,

@@ -259,7 +259,7 @@ def _start_renderer(url: str, settings: Settings) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
-        builder = make_email_builder(settings.mail, secret_key=settings.secret_key)
+        builder = make_email_builder(settings.mail, secret_key=settings.secret_key, web=settings.web)
         _renderer = (make_engine(url), builder, PeriodCache())
     except DigestdError as error:
         _renderer = error

@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from digestd.config import MailSettings
+from digestd.config import MailSettings, WebSettings, check_accent_color, site_name
 from digestd.mail.message import (
     DkimSigner,
     bounce_address,
@@ -110,6 +110,20 @@ def section_views(
     return sections
 
 
+@dataclass(frozen=True)
+class Face:
+    """The site's look in the emails, as on its pages (`[web]`): name, accent colour, logo."""
+
+    name: str = WebSettings.site_name
+    accent: str = WebSettings.accent_color  # checked by `config.check_accent_color`
+    logo_url: str = ""  # the web's /logo, absolute; empty: none
+
+
+def face_of(web: WebSettings, mail: MailSettings) -> Face:
+    logo = f"{mail.base_url.rstrip('/')}/logo" if web.logo_file else ""
+    return Face(site_name(web), check_accent_color(web.accent_color), logo)
+
+
 @dataclass
 class DigestRenderer:
     """Renders digests of one run; caches paper views (per paper and abstract limit)."""
@@ -118,6 +132,7 @@ class DigestRenderer:
     mail: MailSettings
     signer: TokenSigner
     list_name: str
+    face: Face = Face()
     _views: dict[tuple[str, int], PaperView] = field(default_factory=dict)
 
     def paper_view(self, paper: PaperRecord, limit: int) -> PaperView:
@@ -154,6 +169,7 @@ class DigestRenderer:
             "email": digest.profile.email,
             "name": digest.profile.name,
             "list_name": self.list_name,
+            "site": self.face,
             "base_url": base,
             "view_url": f"{base}/view/{self.signer.sign_view(sid, key, ledger_period or period)}",
             **self.links(digest.profile),
@@ -233,9 +249,11 @@ class RenderedEmail:
 class EmailBuilder:
     """Digest in, finished email out: templates, signed links, headers, MIME, DKIM."""
 
-    def __init__(self, templates: Templates, mail: MailSettings, *, secret_key: str, dkim: DkimSigner | None) -> None:
+    def __init__(
+        self, templates: Templates, mail: MailSettings, *, secret_key: str, dkim: DkimSigner | None, face: Face = Face()
+    ) -> None:
         self.mail = mail
-        self.renderer = DigestRenderer(templates, mail, TokenSigner(secret_key), list_name(mail))
+        self.renderer = DigestRenderer(templates, mail, TokenSigner(secret_key), list_name(mail), face)
         self.dkim = dkim
         self.sender_name, self.sender = sender_address(mail)
         self.from_header = encode_header("From", format_address(self.sender_name, self.sender))
@@ -325,33 +343,44 @@ def sample_digest(now: datetime) -> Digest:
     return Digest(profile, now, now, (Section("Sample", (pick,)),), candidates=1, generated_at=now)
 
 
-def make_email_builder(mail: MailSettings, *, secret_key: str) -> EmailBuilder:
-    """Load templates and DKIM key and try them once, so problems show at start-up."""
+def make_email_builder(mail: MailSettings, *, secret_key: str, web: WebSettings | None = None) -> EmailBuilder:
+    """Load templates and DKIM key and try them once, so problems show at start-up; `web`
+    gives the site's name, colour and logo (`[web]`; the defaults without it)."""
     now = datetime(2000, 1, 1, tzinfo=UTC)
+    face = face_of(web, mail) if web is not None else Face()
 
     def check(templates: Templates) -> None:
-        trial = EmailBuilder(templates, mail, secret_key=secret_key, dkim=None)
+        trial = EmailBuilder(templates, mail, secret_key=secret_key, dkim=None, face=face)
         for digest in (sample_digest(now), Digest(sample_digest(now).profile, now, now)):
             trial.renderer.render_parts(digest, period="2000-01-01")
 
     templates = load_templates(mail, check=check)
-    return EmailBuilder(templates, mail, secret_key=secret_key, dkim=load_dkim_signer(mail))
+    return EmailBuilder(templates, mail, secret_key=secret_key, dkim=load_dkim_signer(mail), face=face)
 
 
-def render_parts(templates: Templates, digest: Digest, *, mail: MailSettings, secret_key: str = "") -> tuple[str, str]:
+def render_parts(
+    templates: Templates, digest: Digest, *, mail: MailSettings, secret_key: str = "", face: Face = Face()
+) -> tuple[str, str]:
     """(text, HTML) of one digest, for previews (links signed with the development key
     unless `secret_key` is given)."""
-    builder = EmailBuilder(templates, mail, secret_key=secret_key or DEV_SECRET_KEY, dkim=None)
+    builder = EmailBuilder(templates, mail, secret_key=secret_key or DEV_SECRET_KEY, dkim=None, face=face)
     period = digest.period_end.date().isoformat()
     text, html, _ = builder.renderer.render_parts(digest, period=period)
     return text, html
 
 
 def render_email(
-    templates: Templates, digest: Digest, *, mail: MailSettings, period: str, now: datetime, secret_key: str = ""
+    templates: Templates,
+    digest: Digest,
+    *,
+    mail: MailSettings,
+    period: str,
+    now: datetime,
+    secret_key: str = "",
+    face: Face = Face(),
 ) -> EmailMessage:
     """One digest as an `EmailMessage`, for previews and the demo (delivery uses `EmailBuilder`)."""
-    builder = EmailBuilder(templates, mail, secret_key=secret_key or DEV_SECRET_KEY, dkim=None)
+    builder = EmailBuilder(templates, mail, secret_key=secret_key or DEV_SECRET_KEY, dkim=None, face=face)
     data = builder.build(digest, period=period, now=now).data
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)

@@ -8,7 +8,6 @@ browser has none yet. An operator's `mail.templates_dir/web/` overrides single f
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from digestd.categories import category_name
-from digestd.config import FREQUENCIES, WEEKDAYS, MailSettings, WebSettings
+from digestd.config import FREQUENCIES, WEEKDAYS, MailSettings, WebSettings, check_accent_color, site_name
 from digestd.errors import ConfigError, RenderError
 from digestd.mail.render import Sandbox, SandboxedLoader, templates_dir
 from digestd.web.csrf import FIELD_NAME, CsrfGuard, cookie_header
@@ -29,7 +28,6 @@ DAY_NAMES = dict(
 )
 
 
-_COLOUR = re.compile(r"^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
@@ -53,9 +51,8 @@ class Site:
 
 def make_site(web: WebSettings) -> Site:
     """The checked face: a usable colour, a logo file that exists and is an image."""
-    name = " ".join(web.site_name.split()) or "Paper digest"
-    if not _COLOUR.match(web.accent_color):
-        raise ConfigError(f"web.accent_color = {web.accent_color!r} is not allowed: write it as #rgb or #rrggbb")
+    name = site_name(web)
+    check_accent_color(web.accent_color)
     logo = Path(web.logo_file).expanduser() if web.logo_file else None
     if logo is not None:
         if logo.suffix.lower() not in LOGO_TYPES:

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from digestd.config import MailSettings
+from digestd.config import MailSettings, WebSettings
 from digestd.errors import ConfigError, InputError, RenderError
 from digestd.mail.message import build_mime
 from digestd.mail.paper_view import shorten_authors, trim_abstract
@@ -137,6 +137,32 @@ def test_structure_and_headers() -> None:
     assert TokenSigner(SECRET).verify(rate[0], link_key="golden-link-key", kind="rate").paper_id == "2611.00001"
 
 
+def test_the_email_wears_the_sites_name_colour_and_logo(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.svg"
+    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    web = WebSettings(site_name="  Lab\nPapers ", accent_color="#7a3e9d", logo_file=str(logo))
+    built = make_email_builder(MAIL, secret_key=SECRET, web=web).build(golden_digest(), period="2026-11-30", now=NOW)
+    message = parse(built.data)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.splitlines()[0] == "Lab Papers"
+    page = " ".join(message.get_body(("html",)).get_content().split())  # type: ignore[union-attr]
+    assert re.search(r'<p class="site"[^>]*><img src="https://digest.example.org/logo" alt="" height="28"[^>]*>', page)
+    assert "Lab Papers</p>" in page
+    titles = re.findall(r'<h3 class="title"[^>]*><a href="[^"]+" style="([^"]+)"', page)
+    assert titles and all("color: #7a3e9d" in style for style in titles), titles  # inlined from the accent
+    plain = make_email_builder(MAIL, secret_key=SECRET).build(golden_digest(), period="2026-11-30", now=NOW)
+    assert "/logo" not in plain.data.decode() and b"Paper digest" in plain.data  # the defaults: no logo
+
+
+def test_a_colour_that_is_not_one_is_refused_with_the_settings(tmp_path: Path) -> None:
+    from digestd.config import load_settings
+
+    path = tmp_path / "digestd.toml"
+    path.write_text('[web]\naccent_color = "red; } body { display: none"\n')
+    with pytest.raises(ConfigError, match=re.escape("web.accent_color = 'red; } body { display: none' is not allowed")):
+        load_settings(path, environ={})
+
+
 def test_message_id_is_deterministic_per_subscriber_and_period() -> None:
     builder = make_email_builder(MAIL, secret_key=SECRET)
     ids = [
@@ -213,7 +239,7 @@ def test_an_unknown_variable_fails_at_start_up_with_file_and_line(tmp_path: Path
     folder = _copy_templates(tmp_path)
     source = (folder / "digest.txt").read_text().replace("{{ intro }}", "{{ intro_typo }}")
     (folder / "digest.txt").write_text(source)
-    with pytest.raises(RenderError, match=r"digest\.txt, line 2: 'intro_typo' is undefined"):
+    with pytest.raises(RenderError, match=r"digest\.txt, line 4: 'intro_typo' is undefined"):
         make_email_builder(replace(MAIL, templates_dir=str(folder)), secret_key=SECRET)
 
 
