@@ -177,9 +177,10 @@ class Queries:
         """Per profile × paper: whether one of its keywords matches strongly (evidence of its own),
         and whether one occurs at all (the textual evidence a chosen category needs)."""
         asking = self._asking(chunk)
-        strong = (asking @ self.evident).toarray() > 0
         occurs = (asking @ self.present).toarray() > 0
-        return strong, occurs
+        if self.evident is self.present:  # no level beyond occurring (the default): one product
+            return occurs, occurs
+        return (asking @ self.evident).toarray() > 0, occurs
 
     def _asking(self, chunk: Sequence[ProfileQuery]) -> sparse.csr_matrix:
         """Profile × keyword, 1 where the profile asks for the keyword."""

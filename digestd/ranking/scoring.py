@@ -184,16 +184,18 @@ def _qualified(
     """Papers with evidence of their own: a strong keyword match, a close seed or liked paper,
     a followed author, or a chosen category with some text evidence (a keyword that occurs, or
     half the closeness) unless the profile asks for categories alone."""
-    qualified = strong | (nearest >= evidence.reference)
+    qualified = nearest >= evidence.reference
+    qualified |= strong
     qualified[_cells([query.author_rows for query in chunk])] = True
-    textual = occurs | (nearest >= CATEGORY_TEXT_SHARE * evidence.reference)
+    near = CATEGORY_TEXT_SHARE * evidence.reference
     for row, query in enumerate(chunk):
-        if not len(query.category_rows):
+        columns = query.category_rows
+        if not len(columns):
             continue
         if len(query.keyword_ids) or len(query.positive_rows):
-            qualified[row, query.category_rows] |= textual[row, query.category_rows]
+            qualified[row, columns] |= occurs[row, columns] | (nearest[row, columns] >= near)
         else:
-            qualified[row, query.category_rows] = True
+            qualified[row, columns] = True
     return qualified
 
 
