@@ -29,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digestd.ranking.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
 from digestd.ranking.reasons import explain_picks
-from digestd.ranking.scoring import Space, build_space, score_chunk, select_picks
+from digestd.ranking.scoring import EVIDENCE, Evidence, Space, build_space, score_chunk, select_picks
 from digestd.ranking.sections import Clusters, cluster_papers, plan_chunk_sections
 from digestd.ranking.trending import has_interests, trend_reason, trend_scores
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
@@ -100,22 +100,35 @@ def _prepare_window(
 
 
 def build_digests(
-    window: Window, profiles: Sequence[Profile], *, period_start: datetime, period_end: datetime, now: datetime
+    window: Window,
+    profiles: Sequence[Profile],
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    now: datetime,
+    evidence: Evidence = EVIDENCE,
 ) -> list[Digest]:
-    """One digest per profile, in the same order."""
+    """One digest per profile, in the same order. `evidence`: the levels a paper must reach on its
+    own (the calibrated defaults unless a benchmark tries others)."""
     with _collector_paused():
-        return _build_digests(window, profiles, period_start, period_end, now)
+        return _build_digests(window, profiles, period_start, period_end, now, evidence)
 
 
 def _build_digests(
-    window: Window, profiles: Sequence[Profile], period_start: datetime, period_end: datetime, now: datetime
+    window: Window,
+    profiles: Sequence[Profile],
+    period_start: datetime,
+    period_end: datetime,
+    now: datetime,
+    evidence: Evidence,
 ) -> list[Digest]:
-    queries = build_queries(window.vectorizer, window.matrix[: len(window.papers)], window.index, profiles)
+    matrix = window.matrix[: len(window.papers)]
+    queries = build_queries(window.vectorizer, matrix, window.index, profiles, evidence.keyword)
     digests: list[Digest] = []
 
-    def assemble(asked: list[ProfileQuery], ranked: Future[tuple[np.ndarray, np.ndarray]]) -> None:
-        chosen, scores = ranked.result()
-        sections = _sections(window, queries, asked, chosen, scores)
+    def assemble(asked: list[ProfileQuery], ranked: Future[Ranked]) -> None:
+        chosen, scores, lifted = ranked.result()
+        sections = _sections(window, queries, asked, chosen, scores, lifted, evidence)
         digests.extend(
             Digest(query.profile, period_start, period_end, found, len(window.papers), now)
             for query, found in zip(asked, sections, strict=True)
@@ -127,7 +140,7 @@ def _build_digests(
         previous = None
         for chunk in _chunks(profiles, len(window.papers)):
             asked = [queries.query_for(profile) for profile in chunk]
-            ranked = pool.submit(_rank_chunk, window, queries, asked)
+            ranked = pool.submit(_rank_chunk, window, queries, asked, evidence)
             if previous:
                 assemble(*previous)
             previous = (asked, ranked)
@@ -136,12 +149,18 @@ def _build_digests(
     return digests
 
 
-def _rank_chunk(window: Window, queries: Queries, asked: list[ProfileQuery]) -> tuple[np.ndarray, np.ndarray]:
-    """Picked window rows per profile (score order, -1 padded) and their scores rounded for display."""
-    scores = score_chunk(window.space, queries, asked, window.index.popularity, window.trend)
-    chosen = select_picks(scores, window.space.text_sims, [query.profile.max_papers for query in asked])
-    picked = np.take_along_axis(scores, np.maximum(chosen, 0), axis=1)
-    return chosen, np.round(picked.astype(np.float64), 4)
+Ranked = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _rank_chunk(window: Window, queries: Queries, asked: list[ProfileQuery], evidence: Evidence) -> Ranked:
+    """Picked window rows per profile (score order, -1 padded), their scores rounded for display,
+    and whether each pick was lifted by feedback (no evidence of its own)."""
+    scores, lifted = score_chunk(window.space, queries, asked, window.index.popularity, window.trend, evidence)
+    limits = [query.profile.max_papers for query in asked]
+    chosen = select_picks(scores, window.space.text_sims, limits, lifted, evidence.lift_share)
+    at = np.maximum(chosen, 0)
+    picked = np.take_along_axis(scores, at, axis=1)
+    return chosen, np.round(picked.astype(np.float64), 4), np.take_along_axis(lifted, at, axis=1) & (chosen >= 0)
 
 
 def build_digest(
@@ -152,12 +171,18 @@ def build_digest(
 
 
 def _sections(
-    window: Window, queries: Queries, asked: list[ProfileQuery], chosen: np.ndarray, scores: np.ndarray
+    window: Window,
+    queries: Queries,
+    asked: list[ProfileQuery],
+    chosen: np.ndarray,
+    scores: np.ndarray,
+    lifted: np.ndarray,
+    evidence: Evidence,
 ) -> list[tuple[Section, ...]]:
     """Each profile's picks with reasons, grouped by the window's clusters: a whole chunk at once."""
     owners, slots = np.nonzero(chosen >= 0)  # -1 padding is on the right: picks stay in rank order
     rows = chosen[owners, slots]
-    reasons = explain_picks(window.space, queries, asked, owners, rows)
+    reasons = explain_picks(window.space, queries, asked, owners, rows, lifted[owners, slots], evidence.reference)
     for at in np.flatnonzero([asked[owner].profile.trending for owner in owners.tolist()]).tolist():
         trending = trend_reason(window.papers[rows[at]], window.readers)
         # without interests the trend is the only reason ("related to your interests" would not be true)

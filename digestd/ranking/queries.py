@@ -134,6 +134,7 @@ class Queries:
         index: PaperIndex,
         terms: list[str],
         spellings: Mapping[str, str],
+        keyword_level: float = 0.0,
     ) -> None:
         self.index = index
         self.terms = terms
@@ -141,8 +142,10 @@ class Queries:
         # Keyed by the keyword as typed, so that no profile needs to fold its keywords again.
         number_of = {term: number for number, term in enumerate(terms)}
         self.term_id = {raw: number_of[term] for raw, term in spellings.items() if term}
-        self.present = _keyword_presence(vectorizer, window, terms)  # keyword × paper
+        self.present = _confirmed(_keyword_presence(vectorizer, window, terms), terms, index)  # keyword × paper
         self.words = _keyword_words(index, terms)  # keyword × word, 1 for each (non stop) word of the keyword
+        # Keyword × paper: the keyword occurs and its words weigh at least `keyword_level` there.
+        self.evident = _strong_matches(self.present, self.words, index, keyword_level)
         self._excluded: dict[str, np.ndarray] = {}
         self._authors: dict[str, dict[int, str]] = {}
         self._categories: dict[tuple[str, ...], np.ndarray] = {}
@@ -170,20 +173,32 @@ class Queries:
         ideal = np.maximum(asked @ self.index.bm25_ideal, 1e-9).astype(np.float32)
         return np.asarray((asked @ self.index.bm25_by_word).toarray() / ideal[:, None], dtype=np.float32)
 
+    def keyword_evidence(self, chunk: Sequence[ProfileQuery]) -> tuple[np.ndarray, np.ndarray]:
+        """Per profile × paper: whether one of its keywords matches strongly (evidence of its own),
+        and whether one occurs at all (the textual evidence a chosen category needs)."""
+        asking = self._asking(chunk)
+        occurs = (asking @ self.present).toarray() > 0
+        if self.evident is self.present:  # no level beyond occurring (the default): one product
+            return occurs, occurs
+        return (asking @ self.evident).toarray() > 0, occurs
+
+    def _asking(self, chunk: Sequence[ProfileQuery]) -> sparse.csr_matrix:
+        """Profile × keyword, 1 where the profile asks for the keyword."""
+        counts = [len(query.keyword_ids) for query in chunk]
+        return sparse.csr_matrix(
+            (
+                np.ones(sum(counts), dtype=np.float32),
+                np.concatenate([query.keyword_ids for query in chunk]),
+                np.r_[0, np.cumsum(counts)],
+            ),
+            shape=(len(chunk), len(self.terms)),
+        )
+
     def occurs(self, keywords: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """For (keyword, window row) pairs: whether the keyword (or its plural/singular twin) occurs there."""
         if not len(keywords):
             return np.zeros(0, dtype=bool)
         return np.asarray(self.present[keywords, rows], dtype=bool).ravel()
-
-    def keyword_weights(self, keywords: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """For (keyword, window row) pairs: the BM25 weight of the keyword's words in the paper."""
-        if not len(keywords):
-            return np.zeros(0, dtype=np.float32)
-        distinct_keywords, keyword_at = np.unique(keywords, return_inverse=True)
-        distinct_rows, row_at = np.unique(rows, return_inverse=True)
-        weights = (self.words[distinct_keywords] @ self.index.bm25[distinct_rows].T).toarray()
-        return weights[keyword_at.ravel(), row_at.ravel()]
 
     def query_for(self, profile: Profile) -> ProfileQuery:
         n, row_of, term_id = len(self.index.papers), self.index.row_of, self.term_id
@@ -270,13 +285,36 @@ class Queries:
 
 
 def build_queries(
-    vectorizer: TfidfVectorizer, window: sparse.csr_matrix, index: PaperIndex, profiles: Sequence[Profile]
+    vectorizer: TfidfVectorizer,
+    window: sparse.csr_matrix,
+    index: PaperIndex,
+    profiles: Sequence[Profile],
+    keyword_level: float = 0.0,
 ) -> Queries:
     """The per-run lookups for these profiles' distinct keywords."""
     typed = {keyword.term for profile in profiles for keyword in profile.keywords}
     spellings = {raw: fold_text(raw).strip() for raw in typed}  # as typed → folded
     terms = sorted(set(spellings.values()) - {""})
-    return Queries(vectorizer, window, index, terms, spellings)
+    return Queries(vectorizer, window, index, terms, spellings, keyword_level)
+
+
+def _strong_matches(
+    present: sparse.csr_matrix, words: sparse.csr_matrix, index: PaperIndex, level: float
+) -> sparse.csr_matrix:
+    """Keyword × paper, True where the keyword occurs and the BM25 of its words there reaches
+    `level` of the most they could weigh (0 to 1: absolute, whatever the rest of the window)."""
+    cells = present.tocoo()
+    if level <= 0 or not cells.nnz:
+        return present
+    ideal = np.asarray(words @ index.bm25_ideal).ravel()
+    strength = np.zeros(cells.nnz, dtype=np.float32)
+    for slot in range(int(np.diff(words.indptr).max(initial=0))):  # the k-th word of every keyword at once
+        has = np.flatnonzero(np.diff(words.indptr)[cells.row] > slot)
+        if len(has):
+            columns = words.indices[words.indptr[cells.row[has]] + slot]
+            strength[has] += np.asarray(index.bm25[cells.col[has], columns], dtype=np.float32).ravel()
+    keep = strength >= level * np.maximum(ideal[cells.row], 1e-9)
+    return sparse.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (cells.row[keep], cells.col[keep])), present.shape)
 
 
 def _keyword_words(index: PaperIndex, terms: list[str]) -> sparse.csr_matrix:
@@ -305,6 +343,23 @@ def _phrase_rows(index: PaperIndex, tokens: tuple[str, ...]) -> np.ndarray:
         return rows
     pattern = compile_phrase(tokens)
     return np.array([row for row in rows if pattern.search(fold_text(index.papers[row].text))], dtype=np.int64)
+
+
+def _confirmed(present: sparse.csr_matrix, terms: list[str], index: PaperIndex) -> sparse.csr_matrix:
+    """`present` without the papers where a keyword of three words or more has all its bigrams but
+    not in one run ("quantum error ... error correction" is not "quantum error correction")."""
+    cells = present.tocoo()
+    long = [number for number, term in enumerate(terms) if len(phrase_tokens(term)) >= 3]
+    if not long or not cells.nnz:
+        return present
+    patterns = {n: [compile_phrase(phrase_tokens(v)) for v in keyword_variants(terms[n])] for n in long}
+    keep = np.ones(cells.nnz, dtype=bool)
+    folded: dict[int, str] = {}
+    for at in np.flatnonzero(np.isin(cells.row, long)).tolist():
+        row = int(cells.col[at])
+        text = folded.get(row) or folded.setdefault(row, fold_text(index.papers[row].text))
+        keep[at] = any(pattern.search(text) for pattern in patterns[int(cells.row[at])])
+    return sparse.csr_matrix((cells.data[keep], (cells.row[keep], cells.col[keep])), shape=present.shape)
 
 
 def _keyword_presence(vectorizer: TfidfVectorizer, window: sparse.csr_matrix, terms: list[str]) -> sparse.csr_matrix:

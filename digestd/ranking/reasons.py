@@ -1,10 +1,10 @@
 """Why each pick is in a digest: short human reasons, made for a whole chunk of digests at once.
 
 A pick's reasons, in this order, each when it applies: the profile's keywords found in the
-paper ("matched: a, b, c"), the nearest seed paper and the nearest liked paper (when
-close enough), a followed author, a chosen category. A pick with none of these was found
-through feedback: it gets the nearest seed (or liked) paper anyway, else the keyword
-whose words weigh most in it.
+paper ("matched: a, b, c", only keywords that occur in it, or their plural/singular twin),
+the nearest seed paper and the nearest liked paper (when as close as the evidence level),
+a followed author, a chosen category. A pick lifted by feedback (no evidence of its own)
+says which of the digest's own papers it resembles: "close to: <title>".
 
 There are about twenty picks per subscriber, so everything that can be is done with
 arrays over all the picks of a chunk; Python touches each pick only to build its strings.
@@ -17,29 +17,53 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from digestd.ranking.queries import ProfileQuery, Queries
-from digestd.ranking.scoring import MODEL_MIN_LIKES, Space
+from digestd.ranking.scoring import EVIDENCE, MODEL_MIN_LIKES, Space
 
-REASON_SIMILARITY = 0.1  # cosine from which "close to your seed paper" is worth saying
 MATCHED_SHOWN = 3  # keywords named in "matched: ..."
 
 
 def explain_picks(
-    space: Space, queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
+    space: Space,
+    queries: Queries,
+    asked: Sequence[ProfileQuery],
+    owners: np.ndarray,
+    rows: np.ndarray,
+    lifted: np.ndarray | None = None,
+    reference_level: float = EVIDENCE.reference,
 ) -> list[tuple[str, ...]]:
-    """Reasons (at least one each) for picks given as (index into `asked`, window row) pairs."""
+    """Reasons (at least one each) for picks given as (index into `asked`, window row) pairs, in
+    rank order per owner; `lifted` marks the picks admitted by feedback alone."""
     if not len(rows):
         return []
     columns = [_matched_keywords(queries, asked, owners, rows)]
-    nearest: list[str | None] = [None] * len(rows)  # the fallback: nearest seed, else nearest liked paper
-    for label in ("you liked", "close to your seed paper"):  # seeds last: they win the fallback
-        texts, close = _nearest_references(space, queries, asked, owners, rows, label)
+    for label in ("you liked", "close to your seed paper"):
+        texts, close = _nearest_references(space, queries, asked, owners, rows, label, reference_level)
         columns.insert(1, [text if near else None for text, near in zip(texts, close, strict=True)])
-        nearest = [text or before for text, before in zip(texts, nearest, strict=True)]
     columns.append(_author_reasons(asked, owners, rows))
     columns.append(_category_reasons(queries, asked, owners, rows))
+    if lifted is not None and lifted.any():
+        columns.append(_resembled_picks(space, queries, len(asked), owners, rows, lifted))
     reasons = [tuple(filter(None, found)) for found in zip(*columns, strict=True)]
-    _fill_bare(queries, asked, owners, rows, reasons, nearest)
+    for at in [at for at, found in enumerate(reasons) if not found]:  # none expected: every pick has evidence
+        reasons[at] = _general_reason(asked[owners[at]])
     return reasons
+
+
+def _resembled_picks(
+    space: Space, queries: Queries, n_owners: int, owners: np.ndarray, rows: np.ndarray, lifted: np.ndarray
+) -> list[str | None]:
+    """ "close to: <title>" for each lifted pick: the most similar pick of the same digest that has
+    evidence of its own (a digest with lifted picks always has one)."""
+    own = ~lifted
+    bounds = np.searchsorted(owners[own], np.arange(n_owners + 1))
+    references = _padded(np.split(rows[own], bounds[1:-1]))[owners[lifted]]
+    at = np.flatnonzero(lifted)
+    similarities = np.where(references >= 0, space.sims[np.maximum(references, 0), rows[at, None]], -np.inf)
+    nearest = np.take_along_axis(references, similarities.argmax(axis=1)[:, None], axis=1).ravel()
+    texts: list[str | None] = [None] * len(rows)
+    for position, row in zip(at.tolist(), nearest.tolist(), strict=True):
+        texts[position] = queries.reference_reason("close to", row) if row >= 0 else None
+    return texts
 
 
 def _matched_keywords(
@@ -66,7 +90,13 @@ def _matched_keywords(
 
 
 def _nearest_references(
-    space: Space, queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray, label: str
+    space: Space,
+    queries: Queries,
+    asked: Sequence[ProfileQuery],
+    owners: np.ndarray,
+    rows: np.ndarray,
+    label: str,
+    level: float,
 ) -> tuple[list[str | None], list[bool]]:
     """For each pick, "<label>: <title>" of the owner's nearest seed (or liked) paper, and whether it is close."""
     liked = label == "you liked"
@@ -77,7 +107,7 @@ def _nearest_references(
     nearest = np.take_along_axis(references, similarities.argmax(axis=1)[:, None], axis=1).ravel()
     distinct, which = np.unique(nearest, return_inverse=True)
     texts = [queries.reference_reason(label, row) if row >= 0 else None for row in distinct.tolist()]
-    close = similarities.max(axis=1) >= REASON_SIMILARITY
+    close = similarities.max(axis=1) >= level
     return [texts[at] for at in which.tolist()], close.tolist()
 
 
@@ -98,42 +128,8 @@ def _category_reasons(
     return reasons
 
 
-def _fill_bare(
-    queries: Queries,
-    asked: Sequence[ProfileQuery],
-    owners: np.ndarray,
-    rows: np.ndarray,
-    reasons: list[tuple[str, ...]],
-    nearest: list[str | None],
-) -> None:
-    """Picks with no reason were found through feedback: say what they are closest to."""
-    bare = [at for at, found in enumerate(reasons) if not found]
-    for at in bare:
-        text = nearest[at]
-        reasons[at] = (text,) if text else _general_reason(asked[owners[at]])
-    worded = np.array([at for at in bare if not nearest[at] and len(asked[owners[at]].keyword_ids)], dtype=np.int64)
-    keywords = _nearest_keywords(queries, asked, owners[worded], rows[worded])
-    for at, keyword in zip(worded.tolist(), keywords, strict=True):
-        reasons[at] = (f"related to: {keyword}" if keyword else "related to your keywords",)
-
-
 def _general_reason(query: ProfileQuery) -> tuple[str]:
     return ("fits your ratings",) if len(query.liked_rows) >= MODEL_MIN_LIKES else ("related to your interests",)
-
-
-def _nearest_keywords(
-    queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
-) -> list[str]:
-    """For each pick, the owner's keyword whose words weigh most in the paper ("" if none)."""
-    if not len(rows):
-        return []
-    keywords = _padded([query.keyword_ids for query in asked])[owners]
-    weights = np.full(keywords.shape, -np.inf, dtype=np.float32)
-    known = keywords >= 0
-    weights[known] = queries.keyword_weights(keywords[known], np.broadcast_to(rows[:, None], keywords.shape)[known])
-    best = np.take_along_axis(keywords, weights.argmax(axis=1)[:, None], axis=1).ravel().tolist()
-    found = (weights.max(axis=1) > 0).tolist()
-    return [queries.terms[keyword] if weighs else "" for keyword, weighs in zip(best, found, strict=True)]
 
 
 def _picks_of(

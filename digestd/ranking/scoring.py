@@ -16,6 +16,13 @@ and the scores are matrix products, never a Python loop over papers:
           + 0.5 if by a followed author + 0.1 if in a chosen category
           + a tiny popularity term         (breaks ties only)
 
+A paper may be sent only on evidence of its own, on absolute levels (`Evidence`, calibrated in
+`bench/quality.py`), never relative to the week: one of the keywords occurs in it (as a phrase,
+or its plural/singular twin) with enough weight, it is close enough to a seed or liked paper, a
+followed author wrote it, or it is in a chosen category and has some text evidence too. Feedback
+(from the best papers *with* evidence) reorders, and lifts papers without evidence that are
+close to those, but never more than a third of a digest, and nothing when nothing qualified.
+
 Excluded words, papers already sent and (when asked) other categories are masked out;
 then `min_score` (at least `NOISE_FLOOR`), and maximal marginal relevance over the best 3 × max_papers.
 """
@@ -34,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from digestd.ranking.queries import ProfileQuery, Queries
-from digestd.ranking.trending import add_trend
+from digestd.ranking.trending import add_trend, has_interests
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +121,30 @@ def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
     if dimensions < 2:  # too few papers for a latent space: fall back to the terms themselves
         return np.asarray(normalize(matrix).toarray() if matrix.shape[1] else matrix.toarray(), dtype=np.float32)
     svd = TruncatedSVD(n_components=dimensions, random_state=0).fit(matrix[:n_window, frequent])
-    return np.asarray(normalize(svd.transform(matrix[:, frequent])), dtype=np.float32)
+    points = svd.transform(matrix[:, frequent])
+    norms = np.linalg.norm(points, axis=1)
+    points /= np.maximum(norms, 1e-12)[:, None]
+    # A referenced paper that lies mostly outside the window's topics (little of it in the latent
+    # space) would, made a unit vector, look as close to some window paper as an on-topic one:
+    # it keeps its share of the typical window paper's length instead.
+    typical = float(np.median(norms[:n_window])) or 1.0
+    points[n_window:] *= np.minimum(1.0, norms[n_window:] / typical)[:, None]
+    return np.asarray(points, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The absolute levels at which a paper has evidence of its own for a profile (see the module
+    docstring). Calibrated with `bench/quality.py` on windows kept apart from the ones it reports."""
+
+    keyword: float = 0.0  # a keyword occurs, its words weighing this share of their best BM25
+    reference: float = 0.25  # similarity to the nearest seed or liked paper
+    lift: float = 0.4  # mean similarity to the best papers with evidence, for a paper without
+    lift_share: float = 1 / 3  # the most of a digest (at every length) that may be lifted
+
+
+EVIDENCE = Evidence()
+CATEGORY_TEXT_SHARE = 0.5  # of `Evidence.reference`: the closeness that, with a chosen category, is evidence
 
 
 def score_chunk(
@@ -123,12 +153,17 @@ def score_chunk(
     chunk: Sequence[ProfileQuery],
     popularity: np.ndarray,
     trend: np.ndarray | None = None,
-) -> np.ndarray:
-    """Scores (len(chunk) × n_window); masked papers are -inf. `trend` (see `trending`) counts
-    for the profiles that asked for trending papers."""
+    evidence: Evidence = EVIDENCE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (len(chunk) × n_window; -inf where a paper may not be sent) and which papers are
+    admitted only as lifted by feedback (no evidence of their own). `trend` (see `trending`)
+    counts for the profiles that asked for trending papers."""
     scores = queries.keyword_scores(chunk)
-    _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
-    feedback = _feedback(scores, space.sims[: space.n_window])
+    strong, occurs = queries.keyword_evidence(chunk)
+    nearest = _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
+    qualified = _qualified(chunk, strong, occurs, nearest, evidence)
+    feedback = _feedback(np.where(qualified, scores, -np.inf), space.sims[: space.n_window])
+    lifted = ~qualified & (feedback >= evidence.lift)
     feedback *= FEEDBACK_WEIGHT
     scores += feedback
     _add_similarity(scores, space.sims, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
@@ -143,24 +178,53 @@ def score_chunk(
         scores += np.where(scores > 0, POPULARITY_WEIGHT * popularity, 0).astype(np.float32)
     if trend is not None:
         add_trend(scores, [query.profile for query in chunk], trend)
+    np.putmask(scores, ~(qualified | lifted), -np.inf)
     _mask(scores, chunk)
-    return scores
+    return scores, lifted & np.isfinite(scores)
 
 
-def _add_similarity(scores: np.ndarray, sims: np.ndarray, rows: list[np.ndarray], weight: float) -> None:
-    """Add `weight` × (mean and max cosine, see NEAREST_SHARE) of each window paper to each profile's references."""
+def _qualified(
+    chunk: Sequence[ProfileQuery], strong: np.ndarray, occurs: np.ndarray, nearest: np.ndarray, evidence: Evidence
+) -> np.ndarray:
+    """Papers with evidence of their own: a strong keyword match, a close seed or liked paper,
+    a followed author, or a chosen category with some text evidence (a keyword that occurs, or
+    half the closeness) unless the profile asks for categories alone."""
+    qualified = nearest >= evidence.reference
+    qualified |= strong
+    qualified[_cells([query.author_rows for query in chunk])] = True
+    near = CATEGORY_TEXT_SHARE * evidence.reference
+    for row, query in enumerate(chunk):
+        if query.profile.trending and not has_interests(query.profile):
+            qualified[row] = True  # trending alone: the trend is the evidence, every paper may compete
+            continue
+        columns = query.category_rows
+        if not len(columns):
+            continue
+        if len(query.keyword_ids) or len(query.positive_rows):
+            qualified[row, columns] |= occurs[row, columns] | (nearest[row, columns] >= near)
+        else:
+            qualified[row, columns] = True
+    return qualified
+
+
+def _add_similarity(scores: np.ndarray, sims: np.ndarray, rows: list[np.ndarray], weight: float) -> np.ndarray:
+    """Add `weight` × (mean and max cosine, see NEAREST_SHARE) of each window paper to each profile's
+    references; returns the max cosine (0 for a profile without references)."""
     counts = np.array([len(r) for r in rows])
+    nearest = np.zeros(scores.shape, dtype=np.float32)
     if not counts.any():
-        return
+        return nearest
     weights = np.repeat((1 - NEAREST_SHARE) * weight / np.maximum(counts, 1), counts).astype(np.float32)
     mean = sparse.csr_matrix((weights, np.concatenate(rows), np.r_[0, np.cumsum(counts)]), (len(rows), sims.shape[0]))
     scores += mean @ sims
     holders = np.flatnonzero(counts)
-    nearest = sims[[rows[i][0] for i in holders]]
+    closest = sims[[rows[i][0] for i in holders]]
     for slot in range(1, counts.max()):  # a running max over the k-th reference of every profile
         has = np.flatnonzero(counts[holders] > slot)
-        nearest[has] = np.maximum(nearest[has], sims[[rows[holders[j]][slot] for j in has]])
-    scores[holders] += np.float32(NEAREST_SHARE * weight) * nearest
+        closest[has] = np.maximum(closest[has], sims[[rows[holders[j]][slot] for j in has]])
+    nearest[holders] = closest
+    scores[holders] += np.float32(NEAREST_SHARE * weight) * closest
+    return nearest
 
 
 def _feedback(scores: np.ndarray, window_sims: np.ndarray) -> np.ndarray:
@@ -214,11 +278,17 @@ def _mask(scores: np.ndarray, chunk: Sequence[ProfileQuery]) -> None:
         np.putmask(scores, scores < RELATIVE_FLOOR * scores.max(axis=1, keepdims=True), -np.inf)
 
 
-def select_picks(scores: np.ndarray, text_sims: np.ndarray, limits: Sequence[int]) -> np.ndarray:
+def select_picks(
+    scores: np.ndarray,
+    text_sims: np.ndarray,
+    limits: Sequence[int],
+    lifted: np.ndarray | None = None,
+    lift_share: float = EVIDENCE.lift_share,
+) -> np.ndarray:
     """Window rows each profile gets, in score order, padded with -1: MMR over its best 3 × limit.
 
     Runs for the whole chunk at once; a candidate too close to a pick (near-duplicate)
-    is never taken.
+    is never taken, and lifted papers (`lifted`) never make more than `lift_share` of the picks.
     """
     rows, n = scores.shape
     width = min(n, CANDIDATES_PER_PICK * max(limits, default=0))
@@ -232,14 +302,22 @@ def select_picks(scores: np.ndarray, text_sims: np.ndarray, limits: Sequence[int
     valid = np.isfinite(relevance)
     best = np.where(valid[:, :1], relevance[:, :1], 1.0)
     relevance = np.where(valid, relevance / np.maximum(best, 1e-9), -np.inf)
-    taken = _greedy_mmr(relevance, candidates, text_sims, np.asarray(limits))
+    is_lifted = np.zeros(candidates.shape, dtype=bool) if lifted is None else np.take_along_axis(lifted, candidates, 1)
+    taken = _greedy_mmr(relevance, candidates, text_sims, np.asarray(limits), is_lifted, lift_share)
     # Columns are in score order, so sorting the taken ones gives the picks in score order.
     columns = np.sort(np.where(taken >= 0, taken, width), axis=1)
     picks = np.take_along_axis(np.c_[candidates, np.full(rows, -1)], columns, axis=1)
     return picks
 
 
-def _greedy_mmr(relevance: np.ndarray, candidates: np.ndarray, text_sims: np.ndarray, limits: np.ndarray) -> np.ndarray:
+def _greedy_mmr(
+    relevance: np.ndarray,
+    candidates: np.ndarray,
+    text_sims: np.ndarray,
+    limits: np.ndarray,
+    lifted: np.ndarray,
+    lift_share: float,
+) -> np.ndarray:
     """Candidate columns picked per row in pick order, -1 where nothing (more) qualifies."""
     rows, width = relevance.shape
     steps = int(min(limits.max(), width))
@@ -250,16 +328,21 @@ def _greedy_mmr(relevance: np.ndarray, candidates: np.ndarray, text_sims: np.nda
     # Rows still picking: a row that takes nothing at one step never takes anything again,
     # so each step works on fewer rows (most digests stop at 10 or 20 of the 30 steps).
     active = np.arange(rows)
+    lifted_taken = np.zeros(rows, dtype=np.int64)
     flat_sims, n = text_sims.reshape(-1), text_sims.shape[1]  # one flat gather beats a 2-D fancy index
     for step in range(steps):
         active = active[step < limits[active]]
-        gain = np.where(open_[active], weighted[active] - (1 - MMR_LAMBDA) * closest[active], -np.inf)
+        # A lifted paper only while lifted picks stay within their share of the digest so far.
+        may_lift = lifted_taken[active] + 1 <= lift_share * (step + 1) + 1e-9
+        allowed = open_[active] & (may_lift[:, None] | ~lifted[active])
+        gain = np.where(allowed, weighted[active] - (1 - MMR_LAMBDA) * closest[active], -np.inf)
         column = np.argmax(gain, axis=1)
         taking = np.isfinite(gain[np.arange(len(active)), column])
         active, column = active[taking], column[taking]
         if not len(active):
             break
         chosen[active, step] = column
+        lifted_taken[active] += lifted[active, column]
         open_[active, column] = False
         picked = candidates[active, column]
         near = np.maximum(closest[active], np.take(flat_sims, picked[:, None] * n + candidates[active]))
