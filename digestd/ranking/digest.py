@@ -3,7 +3,7 @@
     window = prepare_window(papers, referenced=seed_and_rated_papers)   # once per run
     digests = build_digests(window, profiles, period_start=..., period_end=..., now=...)
 
-`prepare_window` fits the TF-IDF space and clusters the window once; `build_digests`
+`prepare_window` fits the TF-IDF space and finds the window's label phrases once; `build_digests`
 scores profiles in chunks (see `ranking`) and returns one `Digest` per profile, in order.
 
 Never twice: a paper whose id is in `Profile.already_sent` is never picked again. Ids
@@ -28,9 +28,9 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digestd.ranking.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
-from digestd.ranking.reasons import explain_picks
+from digestd.ranking.reasons import explain_picks, keyword_matches
 from digestd.ranking.scoring import Space, build_space, score_chunk, select_picks
-from digestd.ranking.sections import Clusters, cluster_papers, plan_chunk_sections
+from digestd.ranking.sections import Phrases, find_phrases, plan_chunk_sections
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,13 @@ CHUNK_CELLS = 4_000_000  # profiles × papers scored at once: ~16 MB per float32
 
 @dataclass(frozen=True, eq=False)
 class Window:
-    """The candidate papers of one run, with their TF-IDF space, lookups and clusters."""
+    """The candidate papers of one run, with their TF-IDF space, lookups and label phrases."""
 
     papers: tuple[PaperRecord, ...]
     referenced: tuple[PaperRecord, ...]  # seed and rated papers outside the window
     space: Space
     index: PaperIndex
-    clusters: Clusters
+    phrases: Phrases
 
     @cached_property
     def paper_array(self) -> np.ndarray:
@@ -70,11 +70,12 @@ class Window:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.clusters.labels
+        """The phrases that may name a section."""
+        return self.phrases.names
 
 
 def prepare_window(papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = ()) -> Window:
-    """Fit the TF-IDF space on the window, place the referenced papers in it, cluster the window: once per run."""
+    """Fit the TF-IDF space on the window, place the referenced papers in it, find label phrases: once per run."""
     with _collector_paused():
         return _prepare_window(papers, referenced)
 
@@ -85,10 +86,9 @@ def _prepare_window(papers: Sequence[PaperRecord], referenced: Sequence[PaperRec
     texts = [paper.text for paper in window]
     space = build_space(texts, [paper.text for paper in extra])
     index = index_papers(window, extra)
-    names = space.vectorizer.get_feature_names_out() if space.matrix.shape[1] else np.array([], dtype=object)
-    clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names], texts)
-    log.debug("window: %d papers, %d referenced, %d clusters", len(window), len(extra), len(clusters.labels))
-    return Window(window, extra, space, index, clusters)
+    phrases = find_phrases(texts)
+    log.debug("window: %d papers, %d referenced, %d label phrases", len(window), len(extra), len(phrases.names))
+    return Window(window, extra, space, index, phrases)
 
 
 def build_digests(
@@ -146,11 +146,12 @@ def build_digest(
 def _sections(
     window: Window, queries: Queries, asked: list[ProfileQuery], chosen: np.ndarray, scores: np.ndarray
 ) -> list[tuple[Section, ...]]:
-    """Each profile's picks with reasons, grouped by the window's clusters: a whole chunk at once."""
+    """Each profile's picks with reasons, in sections by what brought them: a whole chunk at once."""
     owners, slots = np.nonzero(chosen >= 0)  # -1 padding is on the right: picks stay in rank order
     rows = chosen[owners, slots]
-    reasons = explain_picks(window.space, queries, asked, owners, rows)
-    plan = plan_chunk_sections(owners, rows, window.clusters)
+    matched = keyword_matches(queries, asked, owners, rows)  # what brought each pick, in words
+    reasons = explain_picks(window.space, queries, asked, owners, rows, matched)
+    plan = plan_chunk_sections(owners, rows, window.phrases, matched, queries.terms)
     picks = list(
         map(
             Pick,
