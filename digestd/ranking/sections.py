@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy import sparse
@@ -54,26 +54,29 @@ FILLER = frozenset(
     across within toward towards via significantly substantial substantially comprehensive respectively
     novelty insight insights aim aims goal goals need needs lack gap gaps make makes making yield yields
     outperform outperforms outperforming superior competitive state achieves compared comparison prior
-    achieving instead like good remain remains relying rely alternative""".split()
+    achieving instead like good remain remains relying rely alternative project page website""".split()
 )
-# Words too broad for a label on their own or at its end (they may start one: "dark matter").
-VAGUE = frozenset(
-    """dark random finite machine image images video videos model models learning deep neural network networks
-    quantum system systems method data language languages graph graphs training inference generation process
-    processes structure structures function functions information features feature representation
-    representations design control signal signals energy field fields theory space spaces physical
-    multi self fine grained cross pre non semi high low small large open free online offline global local
-    efficient dynamic dynamics optimal linear nonlinear complex simple spatial temporal visual textual
-    generative adaptive interactive effective scalable accurate robust reliable consistent coherent recent
-    current present independent dependent sufficient frequent latent persistent transparent relevant
-    invariant constant dominant unified general universal standard classical modern novel strong weak
-    interacting supervised unsupervised based driven aware guided conditioned trained fixed full total
-    single multiple many several various new hybrid joint diverse rich extreme prediction predictions
-    approach analysis evaluation tool tools task tasks problem problems challenge challenges black white
-    poor forward term success forming preserving""".split()
+# Adjectives that cannot end a label ("Dark", "Finite", "Spiking"; but "dark matter").
+MODIFIERS = frozenset(
+    """dark random finite deep neural quantum multi self fine grained cross pre non semi high low small large
+    open free online offline global local efficient dynamic optimal linear nonlinear complex simple spatial
+    temporal visual textual generative adaptive interactive effective scalable accurate robust reliable
+    consistent coherent recent current present independent dependent sufficient frequent latent persistent
+    transparent relevant invariant constant dominant unified general universal standard classical modern
+    strong weak interacting supervised unsupervised based driven aware guided conditioned trained fixed full
+    total single multiple many several hybrid joint diverse rich extreme black white poor forward spiking
+    forming preserving physical machine""".split()
 )
-# Words that may end a label but say too little alone: "Codes" (but "Surface codes").
-VAGUE_ALONE = frozenset("code codes game games life spin contact diffusion entropy noise error errors".split())
+# Nouns too broad to name a topic alone, or with only modifiers and each other ("Neural networks",
+# "Image data"); with a telling word they do ("Diffusion models", "Graph neural networks").
+BROAD = frozenset(
+    """image images video videos model models learning network networks system systems method data language
+    languages graph graphs training inference generation process processes structure structures function
+    functions information features feature representation representations design control signal signals
+    energy field fields theory space spaces dynamics prediction predictions approach analysis evaluation
+    tool tools task tasks problem problems challenge challenges term success code codes game games life spin
+    contact diffusion entropy noise error errors""".split()
+)
 _ADJECTIVE_ENDINGS = ("ed", "ous", "ly", "ive", "ful", "less", "able", "ible", "al", "ic", "ar", "ary")
 _ADVERB_ENDINGS = (
     "ally",
@@ -97,7 +100,9 @@ _NOUNS_WITH_THOSE_ENDINGS = frozenset(
 _NOT_EDGES = ENGLISH_STOP_WORDS | FILLER
 _NOT_INSIDE = _NOT_EDGES - {"of"}  # the one stop word a phrase may hold inside: "chain of thought"
 _CLAUSE = re.compile(r"[.,;:!?()\[\]{}\"']|\s-+\s")
-_TOKEN = re.compile(r"\b[^\W\d_]{2,}\b")
+_TOKEN = re.compile(r"\b[^\W\d_]+(?:-[^\W\d_]+)*\b")
+# Ends of hyphenated adjectives: "large-scale", "real-time", "open-source", "training-free".
+_HYPHEN_TAILS = frozenset("scale world art quality cost source end free play level based aware term time".split())
 _UNNAMED = {-1: MORE_PAPERS, -2: SINGLE_SECTION}
 _CASED = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*\b")
 
@@ -153,19 +158,26 @@ def find_phrases(texts: Sequence[str]) -> Phrases:
 
 def _candidate_phrases(text: str) -> list[str]:
     """Runs of one to three words within a clause, with content words at both ends and
-    nothing but "of" inside: what may name a topic."""
+    nothing but "of" inside: what may name a topic. Hyphenated words are one word ("few-shot")."""
     found = []
     for clause in _CLAUSE.split(strip_accents_unicode(text.lower())):
         words = _TOKEN.findall(clause)
+        edges = [_is_edge(word) for word in words]
         for at, word in enumerate(words):
-            if word in _NOT_EDGES:
+            if not edges[at]:
                 continue
             found.append(word)
-            if at + 1 < len(words) and words[at + 1] not in _NOT_EDGES:
+            if at + 1 < len(words) and edges[at + 1]:
                 found.append(f"{word} {words[at + 1]}")
-            if at + 2 < len(words) and words[at + 2] not in _NOT_EDGES and words[at + 1] not in _NOT_INSIDE:
+            if at + 2 < len(words) and edges[at + 2] and words[at + 1] not in _NOT_INSIDE:
                 found.append(f"{word} {words[at + 1]} {words[at + 2]}")
     return found
+
+
+@lru_cache(maxsize=65536)
+def _is_edge(word: str) -> bool:
+    """Whether `word` may begin or end a phrase: not a stop word or filler ("state-of-the-art" neither)."""
+    return len(word) > 1 and not all(part in _NOT_EDGES for part in word.split("-"))
 
 
 def _names_a_topic(name: str, spellings: dict[str, str]) -> bool:
@@ -173,8 +185,10 @@ def _names_a_topic(name: str, spellings: dict[str, str]) -> bool:
     words = name.split()
     if any(len(word) < 3 and word not in spellings for word in (words[0], words[-1])):
         return False
-    last = words[-1]
-    if last in VAGUE or (len(words) == 1 and (last in VAGUE_ALONE or len(last) < 5) and last not in spellings):
+    last = words[-1].rpartition("-")[2]  # "fine-tuning" ends as "tuning" does, "large-scale" as "scale"
+    if last in MODIFIERS or last in _HYPHEN_TAILS or all(word in BROAD or word in MODIFIERS for word in words):
+        return False
+    if len(words) == 1 and len(last) < 5 and words[0] not in spellings and "-" not in words[0]:
         return False
     if any(word.endswith(_ADVERB_ENDINGS) for word in words):  # "adaptively modulate"
         return False
