@@ -27,10 +27,11 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from digestd.ranking.phrases import Phrases, find_phrases
 from digestd.ranking.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
 from digestd.ranking.reasons import explain_picks, keyword_matches
 from digestd.ranking.scoring import Space, build_space, score_chunk, select_picks
-from digestd.ranking.sections import Phrases, find_phrases, plan_chunk_sections
+from digestd.ranking.sections import plan_chunk_sections
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
 log = logging.getLogger(__name__)

@@ -14,15 +14,9 @@ import pytest
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from digestd.ranking.digest import Window, build_digests, prepare_window
+from digestd.ranking.phrases import Phrases
 from digestd.ranking.profiles import fold_text, keyword_variants
-from digestd.ranking.sections import (
-    MORE_PAPERS,
-    SINGLE_SECTION,
-    Phrases,
-    find_phrases,
-    plan_chunk_sections,
-    plan_sections,
-)
+from digestd.ranking.sections import MORE_PAPERS, SINGLE_SECTION, plan_chunk_sections, plan_sections
 from digestd.records import Digest, Keyword, PaperRecord, Profile
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -37,48 +31,6 @@ GENERIC_LABELS = frozenset(
 ADJECTIVES = frozenset(
     "dark random finite deep neural quantum large small high low fine self multi cross spiking".split()
 )
-FILLER_TEXTS = [
-    "We propose a novel framework. Experimental results show state of the art performance.",
-    "In this paper we present a new method. Extensive experiments demonstrate significant improvements.",
-]
-
-
-def topic_texts() -> list[str]:
-    """Four papers on surface codes, three on Gaussian splatting, two on LLM agents, filler around them."""
-    codes = [
-        f"{verb} surface codes. We study random circuits and finite noise with neural networks."
-        for verb in ("Decoding", "Simulating", "Benchmarking", "Compiling")
-    ]
-    splats = [
-        f"Gaussian splatting for {n}. A dark image of Gaussian splatting, applied to scenes."
-        for n in ("cities", "faces", "robots")
-    ]
-    agents = ["LLM agents call tools.", "Tool use by LLM agents in the wild."]
-    return codes + splats + agents + FILLER_TEXTS * 6
-
-
-def test_phrases_name_topics_never_filler_or_bare_adjectives() -> None:
-    phrases = find_phrases(topic_texts())
-    assert {"surface codes", "gaussian splatting", "llm agents"} <= set(phrases.names)
-    words = {word for name in phrases.names for word in name.split()}
-    assert not words & {"propose", "novel", "results", "experiments", "paper", "we", "the", "apply", "applied"}
-    singles = {name for name in phrases.names if " " not in name}
-    assert not singles & {"random", "dark", "finite", "image", "machine", "neural"}
-    assert "neural networks" not in phrases.names  # too broad, though in four papers
-
-
-def test_labels_keep_the_capitals_of_acronyms_as_papers_write_them() -> None:
-    phrases = find_phrases(topic_texts())
-    assert phrases.written("llm agents") == "LLM agents"
-    assert phrases.written("surface codes") == "Surface codes"
-
-
-def test_each_paper_offers_its_most_telling_phrases() -> None:
-    texts = topic_texts()
-    phrases = find_phrases(texts)
-    first = [phrases.names[at] for at in phrases.top[0] if at >= 0]
-    assert "surface codes" in first
-    assert all(name.split()[0] in texts[0].lower() for name in first)
 
 
 def toy_phrases() -> Phrases:
@@ -141,12 +93,6 @@ def test_sections_of_many_digests_at_once_match_each_digest_alone() -> None:
     # The keyword brought papers 7 and 8 (rather than their phrase "galaxy clusters"), and it is
     # also the phrase of papers 0 to 3: one section.
     assert (2, "Surface codes", [0, 1, 2, 4, 5, 6]) in alone
-
-
-def test_phrases_are_deterministic() -> None:
-    first, second = find_phrases(topic_texts()), find_phrases(list(topic_texts()))
-    assert first.names == second.names and np.array_equal(first.top, second.top)
-    assert find_phrases([]).names == () and find_phrases(["the and of"]).names == ()
 
 
 def load_window_papers() -> tuple[list[PaperRecord], list[PaperRecord]]:
