@@ -126,17 +126,18 @@ class Phrases:
 
 def find_phrases(texts: Sequence[str]) -> Phrases:
     """The label phrases of the window's papers (`texts`, title and abstract); deterministic."""
-    counter = CountVectorizer(
-        analyzer=_candidate_phrases, min_df=2, max_df=COMMON_SHARE if len(texts) >= 20 else 1.0, dtype=np.float32
-    )
+    counter = CountVectorizer(analyzer=_candidate_phrases, dtype=np.float32)
     try:
         counts = sparse.csr_matrix(counter.fit_transform(texts))
-    except ValueError:  # no words, or too few papers for a phrase to be shared
+    except ValueError:  # no words at all
         return Phrases((), np.zeros(0), np.full((len(texts), PHRASES_PER_PAPER), -1, dtype=np.int64))
     names = [str(name) for name in counter.get_feature_names_out()]
-    frequency = np.diff(counts.tocsc().indptr)
-    spellings = _spellings(texts, dict(zip(names, frequency.tolist(), strict=True)))
-    keep = np.array([_names_a_topic(name, spellings) for name in names], dtype=bool)
+    frequency = np.diff(counts.tocsc().indptr)  # papers holding each phrase
+    words = {name: int(count) for name, count in zip(names, frequency.tolist(), strict=True) if " " not in name}
+    spellings = _spellings(texts, words)
+    common = COMMON_SHARE * len(texts) if len(texts) >= 20 else len(texts)
+    keep = (frequency >= 2) & (frequency <= common)  # shared, and still telling
+    keep[keep] = [_names_a_topic(names[at], spellings) for at in np.flatnonzero(keep).tolist()]
     keep &= ~_inside_longer(names, frequency, keep)
     columns = np.flatnonzero(keep)
     counts = counts[:, columns]
