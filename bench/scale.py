@@ -76,7 +76,7 @@ def run(subscribers: int, papers: int) -> None:
         f"subscribers={subscribers:>7,} papers={len(window):>6,} referenced={len(seeds):>5,} | "
         f"prepare {prepared_at - started:5.1f} s + digests {finished - prepared_at:5.1f} s = "
         f"{finished - started:5.1f} s | peak RSS {peak_mb():,.0f} MB (before ranking {before:,.0f} MB) | "
-        f"{picks / max(len(digests), 1):.1f} picks/digest, {len(prepared.labels)} clusters | "
+        f"{picks / max(len(digests), 1):.1f} picks/digest, {len(prepared.labels):,} label phrases | "
         f"CPU {cpu:.1f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
 

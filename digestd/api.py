@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Engine, func, or_
+from sqlalchemy import ColumnElement, Engine, func, or_
 from sqlmodel import Session, col, select
 
 from digestd.config import Settings
@@ -62,13 +62,17 @@ def next_period(subscriber: Subscriber, now: datetime) -> Period:
 
 def load_candidates(session: Session, *, start: datetime, end: datetime) -> list[PaperRecord]:
     """Papers that reached us in [start, end) and are not old news."""
+    query = select(Paper).where(*_candidate_conditions(start, end))
+    return [to_record(paper) for paper in session.scalars(query)]
+
+
+def _candidate_conditions(start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
     oldest = (start - STALE_AFTER).date()
-    query = select(Paper).where(
+    return (
         col(Paper.first_seen) >= start,
         col(Paper.first_seen) < end,
         or_(col(Paper.published).is_(None), col(Paper.published) >= oldest),
     )
-    return [to_record(paper) for paper in session.scalars(query)]
 
 
 def referenced_papers(session: Session, profiles: Sequence[Profile]) -> list[PaperRecord]:
@@ -135,6 +139,42 @@ def preview_digest(
 
     window = prepare_window(papers, referenced=referenced, readers=readers)
     return build_digests(window, [profile], period_start=start, period_end=end, now=now)[0]
+
+
+def explain_no_new_papers(
+    engine: Engine, email: str, *, start: datetime, end: datetime, dated: bool = False
+) -> tuple[str, str] | None:
+    """Why a digest of [start, end) has no candidate although papers are stored, and a command
+    that shows a digest of them: (note, hint). None when the period has candidates or nothing is stored.
+
+    `dated`: the period was asked for by published dates (`preview --since/--until`)."""
+    with open_session(engine) as session:
+        if not dated and _count_candidates(session, start=start, end=end):
+            return None
+        found = session.execute(
+            select(func.count(), func.min(Paper.published), func.max(Paper.published)).select_from(Paper)
+        ).one()
+    stored, first, last = int(found[0] or 0), found[1], found[2]
+    if not stored:
+        return None
+    span = f" (published {first} to {last})" if first and last else ""
+    period = f"{start.date()} to {(end - timedelta(microseconds=1)).date()}"
+    if dated:
+        note = f"none of the {stored:,} stored papers{span} was published from {period}"
+    else:
+        note = (
+            f"0 new papers for {period}: none of the {stored:,} stored papers{span} reached digestd in that "
+            f"period and was published at most {STALE_AFTER.days} days before it"
+        )
+    latest = last or end.date()
+    command = f"digestd preview {email} --since {latest - timedelta(days=6)} --until {latest}"
+    return note, f"to see a digest of stored papers, name their published dates: {command}"
+
+
+def _count_candidates(session: Session, *, start: datetime, end: datetime) -> int:
+    """How many papers `load_candidates` would return."""
+    query = select(func.count()).select_from(Paper).where(*_candidate_conditions(start, end))
+    return int(session.scalar(query) or 0)
 
 
 def due_subscribers(session: Session, now: datetime) -> list[Subscriber]:

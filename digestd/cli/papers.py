@@ -142,24 +142,41 @@ def preview(app: AppContext, email: str, since: str | None, until: str | None, f
       digestd preview ada@example.org --since 2026-01-01 --until 2026-01-31 --format json
     """
     from digestd import api
-    from digestd.mail.render import face_of, load_templates, render_email, render_parts
 
     now = app.now()
     digest = api.preview_digest(
         app.engine(), email, now=now, since=_date(since, "--since"), until=_date(until, "--until")
     )
+    click.echo(_rendered(app, digest, fmt, now), nl=fmt != "eml")
+    _explain_no_candidates(app, digest, email, dated=bool(since or until))
+
+
+def _rendered(app: AppContext, digest: Digest, fmt: str, now: datetime) -> str:
+    from digestd.mail.render import face_of, load_templates, render_email, render_parts
+
     if fmt == "json":
-        click.echo(json.dumps(digest_json(digest), indent=2, ensure_ascii=False))
-        return
+        return json.dumps(digest_json(digest), indent=2, ensure_ascii=False)
     templates = load_templates(app.settings.mail)
     face = face_of(app.settings.web, app.settings.mail)
     if fmt == "eml":
         period = _period(digest.period_end)
-        message = render_email(templates, digest, mail=app.settings.mail, period=period, now=now, face=face)
-        click.echo(message.as_string(), nl=False)
-        return
+        return render_email(templates, digest, mail=app.settings.mail, period=period, now=now, face=face).as_string()
     text, html = render_parts(templates, digest, mail=app.settings.mail, face=face)
-    click.echo(html if fmt == "html" else text)
+    return html if fmt == "html" else text
+
+
+def _explain_no_candidates(app: AppContext, digest: Digest, email: str, *, dated: bool) -> None:
+    """On stderr (stdout may be JSON or an email): why no stored paper is a candidate, and how to see some."""
+    from digestd import api
+
+    if digest.candidates:
+        return
+    found = api.explain_no_new_papers(
+        app.engine(), email, start=digest.period_start, end=digest.period_end, dated=dated
+    )
+    if found:
+        click.echo(f"note: {found[0]}", err=True)
+        click.echo(f"hint: {found[1]}", err=True)
 
 
 def _period(end: datetime) -> str:

@@ -20,6 +20,7 @@ from digestd.errors import ConfigError
 from digestd.mail.tokens import DEV_SECRET_KEY, check_secret_key
 
 if TYPE_CHECKING:
+    from digestd.delivery.claims import Claim
     from digestd.delivery.send import Job, SendReport
     from digestd.mail.render import EmailBuilder
 
@@ -80,9 +81,11 @@ async def _send(
             loop.remove_signal_handler(number)
 
 
-def _write(jobs: Sequence[Job], folder: Path) -> None:
+def _write(app: AppContext, jobs: Sequence[Job], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     written = 0
+    if not jobs:
+        click.echo("no digest is due now; `digestd send --dry-run EMAIL` builds one subscriber's digest now")
     for job in jobs:
         claim = job.claim
         if job.failure:
@@ -90,6 +93,7 @@ def _write(jobs: Sequence[Job], folder: Path) -> None:
             continue
         if job.email is None:
             click.echo(f"{claim.email}: nothing matched; would be skipped (mail.send_empty is off)")
+            _explain_no_candidates(app, claim)
             continue
         path = folder / _file_name(claim.email, claim.period)
         path.write_bytes(job.email.data)
@@ -103,6 +107,15 @@ def _file_name(email: str, period: object) -> str:
     local part) or should not (other punctuation, non-ASCII letters stay) as `_`."""
     safe = re.sub(r"[^\w@.+-]", "_", email).lstrip(".")
     return f"{safe}-{period}.eml"
+
+
+def _explain_no_candidates(app: AppContext, claim: Claim) -> None:
+    from digestd import api
+
+    found = api.explain_no_new_papers(app.engine(), claim.email, start=claim.period_start, end=claim.period_end)
+    if found:
+        click.echo(f"  note: {found[0]}")
+        click.echo(f"  hint: {found[1]}")
 
 
 def _dry_run_builder(settings: Settings) -> EmailBuilder:
@@ -150,6 +163,7 @@ def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, res
     if dry_run:
         builder = _dry_run_builder(app.settings)
         _write(
+            app,
             preview_due(app.engine(), builder, now=_clock(), emails=emails, send_empty=app.settings.mail.send_empty),
             out,
         )

@@ -106,7 +106,7 @@ class PeriodCache:
 
     A period's window holds the seed and rated papers of every active subscriber (loaded
     once per run), so every batch of that period shares it: preparing a window (TF-IDF,
-    latent space, clusters) takes seconds, and must not happen once per batch."""
+    latent space, label phrases) takes seconds, and must not happen once per batch."""
 
     papers: dict[PeriodKey, list[PaperRecord]] = field(default_factory=dict)
     paper_ids: dict[PeriodKey, frozenset[str]] = field(default_factory=dict)  # the candidates' ids

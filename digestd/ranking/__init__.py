@@ -4,7 +4,8 @@
     queries    profiles as sparse query matrices over the window's vocabulary
     scoring    the TF-IDF space, scores of a chunk of profiles, picks
     reasons    why each pick is there, in words
-    sections   topic sections and their labels
+    phrases    the window's label phrases, what may name a section
+    sections   sections of a digest's picks, named by what brought them
     digest     the public API: `prepare_window` once per run, `build_digests` per chunk
 
 May import: records, identity, config, errors (and numpy, scipy, scikit-learn).

@@ -3,7 +3,7 @@
     window = prepare_window(papers, referenced=seed_and_rated_papers)   # once per run
     digests = build_digests(window, profiles, period_start=..., period_end=..., now=...)
 
-`prepare_window` fits the TF-IDF space and clusters the window once; `build_digests`
+`prepare_window` fits the TF-IDF space and finds the window's label phrases once; `build_digests`
 scores profiles in chunks (see `ranking`) and returns one `Digest` per profile, in order.
 
 Never twice: a paper whose id is in `Profile.already_sent` is never picked again. Ids
@@ -27,10 +27,11 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from digestd.ranking.phrases import Phrases, find_phrases
 from digestd.ranking.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
-from digestd.ranking.reasons import explain_picks
+from digestd.ranking.reasons import explain_picks, keyword_matches
 from digestd.ranking.scoring import EVIDENCE, Evidence, Space, build_space, score_chunk, select_picks
-from digestd.ranking.sections import Clusters, cluster_papers, plan_chunk_sections
+from digestd.ranking.sections import plan_chunk_sections
 from digestd.ranking.trending import has_interests, trend_reason, trend_scores
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
 
@@ -41,13 +42,13 @@ CHUNK_CELLS = 4_000_000  # profiles × papers scored at once: ~16 MB per float32
 
 @dataclass(frozen=True, eq=False)
 class Window:
-    """The candidate papers of one run, with their TF-IDF space, lookups and clusters."""
+    """The candidate papers of one run, with their TF-IDF space, lookups and label phrases."""
 
     papers: tuple[PaperRecord, ...]
     referenced: tuple[PaperRecord, ...]  # seed and rated papers outside the window
     space: Space
     index: PaperIndex
-    clusters: Clusters
+    phrases: Phrases
     trend: np.ndarray  # per window paper, 0..1 (`trending`)
     readers: Mapping[str, int]  # per paper id: readers it was sent to or liked by
 
@@ -73,13 +74,14 @@ class Window:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.clusters.labels
+        """The phrases that may name a section."""
+        return self.phrases.names
 
 
 def prepare_window(
     papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = (), readers: Mapping[str, int] | None = None
 ) -> Window:
-    """Fit the TF-IDF space on the window, place the referenced papers in it, cluster the window: once per run.
+    """Fit the TF-IDF space on the window, place the referenced papers in it, find label phrases: once per run.
     `readers` (paper id → readers who were sent or liked it) ranks trending papers no source gave upvotes for."""
     with _collector_paused():
         return _prepare_window(papers, referenced, readers or {})
@@ -93,10 +95,9 @@ def _prepare_window(
     texts = [paper.text for paper in window]
     space = build_space(texts, [paper.text for paper in extra])
     index = index_papers(window, extra)
-    names = space.vectorizer.get_feature_names_out() if space.matrix.shape[1] else np.array([], dtype=object)
-    clusters = cluster_papers(space.matrix[: len(window)], space.points, [str(name) for name in names], texts)
-    log.debug("window: %d papers, %d referenced, %d clusters", len(window), len(extra), len(clusters.labels))
-    return Window(window, extra, space, index, clusters, trend_scores(window, readers), readers)
+    phrases = find_phrases(texts)
+    log.debug("window: %d papers, %d referenced, %d label phrases", len(window), len(extra), len(phrases.names))
+    return Window(window, extra, space, index, phrases, trend_scores(window, readers), readers)
 
 
 def build_digests(
@@ -179,15 +180,18 @@ def _sections(
     lifted: np.ndarray,
     evidence: Evidence,
 ) -> list[tuple[Section, ...]]:
-    """Each profile's picks with reasons, grouped by the window's clusters: a whole chunk at once."""
+    """Each profile's picks with reasons, in sections by what brought them: a whole chunk at once."""
     owners, slots = np.nonzero(chosen >= 0)  # -1 padding is on the right: picks stay in rank order
     rows = chosen[owners, slots]
-    reasons = explain_picks(window.space, queries, asked, owners, rows, lifted[owners, slots], evidence.reference)
+    matched = keyword_matches(queries, asked, owners, rows)  # what brought each pick, in words
+    reasons = explain_picks(
+        window.space, queries, asked, owners, rows, lifted[owners, slots], evidence.reference, matched
+    )
     for at in np.flatnonzero([asked[owner].profile.trending for owner in owners.tolist()]).tolist():
         trending = trend_reason(window.papers[rows[at]], window.readers)
         # without interests the trend is the only reason ("related to your interests" would not be true)
         reasons[at] = (*reasons[at], trending) if has_interests(asked[owners[at]].profile) else (trending,)
-    plan = plan_chunk_sections(owners, rows, window.clusters)
+    plan = plan_chunk_sections(owners, rows, window.phrases, matched, queries.terms)
     picks = list(
         map(
             Pick,

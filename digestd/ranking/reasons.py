@@ -30,12 +30,16 @@ def explain_picks(
     rows: np.ndarray,
     lifted: np.ndarray | None = None,
     reference_level: float = EVIDENCE.reference,
+    matched: np.ndarray | None = None,
 ) -> list[tuple[str, ...]]:
     """Reasons (at least one each) for picks given as (index into `asked`, window row) pairs, in
-    rank order per owner; `lifted` marks the picks admitted by feedback alone."""
+    rank order per owner; `lifted` marks the picks admitted by feedback alone; `matched`: their
+    `keyword_matches`, when the caller has them already."""
     if not len(rows):
         return []
-    columns = [_matched_keywords(queries, asked, owners, rows)]
+    if matched is None:
+        matched = keyword_matches(queries, asked, owners, rows)
+    columns = [_matched_keywords(queries, matched)]
     for label in ("you liked", "close to your seed paper"):
         texts, close = _nearest_references(space, queries, asked, owners, rows, label, reference_level)
         columns.insert(1, [text if near else None for text, near in zip(texts, close, strict=True)])
@@ -66,22 +70,29 @@ def _resembled_picks(
     return texts
 
 
-def _matched_keywords(
+def keyword_matches(
     queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
-) -> list[str | None]:
-    """ "matched: a, b, c": the profile's keywords that occur in the paper, in the profile's order."""
+) -> np.ndarray:
+    """What brought each pick in words: pick × the owner's keywords in the profile's order, the keyword's
+    number (into `queries.terms`) where it occurs in the paper, else -1."""
     keywords = _padded([query.keyword_ids for query in asked])[owners]  # pick × the owner's keywords, -1 padded
     found = keywords >= 0
     found[found] = queries.occurs(keywords[found], np.broadcast_to(rows[:, None], keywords.shape)[found])
+    return np.where(found, keywords, -1)
+
+
+def _matched_keywords(queries: Queries, keywords: np.ndarray) -> list[str | None]:
+    """ "matched: a, b, c": the keywords that occur in the paper (`keyword_matches`), in the profile's order."""
+    found = keywords >= 0
     ranks = np.cumsum(found, axis=1)
     shown = found & (ranks <= MATCHED_SHOWN)
     # Left-aligned: column j holds each pick's (j+1)-th match.
-    lists = np.zeros((len(rows), MATCHED_SHOWN), dtype=np.int64)
+    lists = np.zeros((len(keywords), MATCHED_SHOWN), dtype=np.int64)
     picks, columns = np.nonzero(shown)
     lists[picks, ranks[picks, columns] - 1] = keywords[picks, columns]
-    counts = np.minimum(ranks[:, -1], MATCHED_SHOWN) if keywords.shape[1] else np.zeros(len(rows), dtype=np.int64)
+    counts = np.minimum(ranks[:, -1], MATCHED_SHOWN) if keywords.shape[1] else np.zeros(len(keywords), dtype=np.int64)
     terms = queries.term_array
-    texts = np.full(len(rows), None, dtype=object)
+    texts = np.full(len(keywords), None, dtype=object)
     for count in range(1, MATCHED_SHOWN + 1):
         at = np.flatnonzero(counts == count)
         named = zip(*(terms[lists[at, column]] for column in range(count)), strict=True)

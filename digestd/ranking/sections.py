@@ -1,136 +1,29 @@
-"""Topic clusters of the window's papers (once per run) and digest sections built from them.
+"""Digest sections from the digest's own picks, each named by a label all its papers hold.
 
-The window is clustered once (k-means on the latent points of `ranking.Space`, fixed seed) and
-every cluster gets a readable label from its most distinctive terms. A digest then groups
-its picks by cluster: a small digest is one section, and clusters holding a single pick
-are gathered in "More papers".
+For a whole chunk of digests at once, every pick may join a section named by one of the
+reader's keywords it matched (what brought it) or by one of its label phrases (`phrases`):
+it joins the candidate that the most of its digest's picks share, the reader's keywords
+first, rarer (more distinctive) phrases before common ones. So every section's label occurs
+in each of its papers. Papers that share no label with another go under "More papers"; a
+digest of `SMALL_DIGEST` picks or fewer is one section, named when one label fits most of it.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from sklearn.cluster import KMeans
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from digestd.ranking.phrases import Phrases
 
 MORE_PAPERS = "More papers"
 SINGLE_SECTION = "Your papers"
 SMALL_DIGEST = 5  # picks; up to this many make one section
 MAX_SECTIONS = 5  # topic sections before "More papers"
-LABEL_TERMS = 2
-MAX_CLUSTERS = 60
-# Words that say nothing about a topic: LaTeX markup and the vocabulary of every abstract.
-_NOT_TOPICS = frozenset(
-    "mathrm mathcal mathbf mathbb textit textbf emph cdot frac langle rangle leq geq sim approx times "
-    "rm mbox sqrt odot paper propose proposed method methods approach approaches results result show "
-    "shows based using use new novel study studies work present presents demonstrate existing state art "
-    "problem problems performance framework significantly significant improve improves improved "
-    "achieve achieves including various different recent recently large work works introduce provide "
-    "model models task tasks data extensive experiments available publicly github com https http www long".split()
-)
-_WORD = re.compile(r"^[a-z][a-z\-]*[a-z]$")
-
-
-@dataclass(frozen=True, eq=False)
-class Clusters:
-    """Cluster number of each window paper, and each cluster's label."""
-
-    assignment: np.ndarray
-    labels: tuple[str, ...]
-
-
-def cluster_papers(
-    matrix: sparse.csr_matrix, points: np.ndarray, feature_names: Sequence[str], texts: Sequence[str] = ()
-) -> Clusters:
-    """Cluster the window's papers (TF-IDF rows and their unit latent points); deterministic."""
-    n = matrix.shape[0]
-    if n == 0 or matrix.shape[1] == 0:
-        return Clusters(np.zeros(n, dtype=np.int64), ("",) if n else ())
-    distinct = len(np.unique(np.round(points, 5), axis=0))
-    k = max(1, min(round(math.sqrt(n / 2)), distinct, MAX_CLUSTERS))
-    if k == 1:
-        assignment = np.zeros(n, dtype=np.int64)
-    else:
-        assignment = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(points).astype(np.int64)
-    return Clusters(assignment, label_clusters(matrix, assignment, k, feature_names, texts))
-
-
-def label_clusters(
-    matrix: sparse.csr_matrix, assignment: np.ndarray, k: int, feature_names: Sequence[str], texts: Sequence[str]
-) -> tuple[str, ...]:
-    """A label per cluster from the terms most over-represented in it, written as its papers write them."""
-    members = sparse.csr_matrix(
-        (np.ones(len(assignment)), (assignment, np.arange(len(assignment)))), shape=(k, len(assignment))
-    )
-    sizes = np.maximum(np.asarray(members.sum(axis=1)), 1)
-    means = sparse.csr_matrix(members.multiply(1 / sizes) @ matrix)
-    overall = np.asarray(matrix.mean(axis=0)).ravel()
-    labels = []
-    for cluster in range(k):
-        row = means.getrow(cluster)
-        lift = row.data - overall[row.indices]
-        top = row.indices[np.argsort(-lift, kind="stable")[:40]]
-        written = [texts[i] for i in np.flatnonzero(assignment == cluster)[:40]] if texts else []
-        labels.append(compose_label([feature_names[column] for column in top], written))
-    return tuple(labels)
-
-
-def compose_label(terms: Sequence[str], texts: Sequence[str] = ()) -> str:
-    """A label like "Quantum error correction · Surface codes" from terms ranked best first.
-
-    Keeps phrases of real words (no stop words, markup or filler), prefers a phrase to a
-    word it contains, and never repeats a word. Acronyms keep their capitals when `texts`
-    (the cluster's papers) write them so ("LLM agents", not "Llm agents").
-    """
-    readable = [term for term in terms if _is_readable(term)]
-    # A two-word phrase beats its own single words when it is among the top terms.
-    ranked = sorted(readable[:12], key=lambda term: readable.index(term) - (6 if " " in term else 0))
-    chosen: list[str] = []
-    used: set[str] = set()
-    for term in ranked:
-        words = {word.removesuffix("s") for word in term.split()}  # "agent" and "agents" are one word
-        if words & used:
-            continue
-        chosen.append(term)
-        used |= words
-        if len(chosen) == LABEL_TERMS:
-            break
-    written = [_written_form(term, texts) for term in chosen]
-    return " · ".join(term[0].upper() + term[1:] for term in written)
-
-
-def _written_form(term: str, texts: Sequence[str]) -> str:
-    """`term` with the capitals of its most common spelling in `texts`, for words that are not
-    merely capitalised (LLM, LiDAR); other words stay lower case."""
-    pattern = re.compile(r"(?<!\w)" + r"[\s-]+".join(map(re.escape, term.split())) + r"(?!\w)", re.IGNORECASE)
-    forms = Counter(found.group(0) for text in texts for found in pattern.finditer(text))
-    if not forms:
-        return term
-    words = re.split(r"[\s-]+", forms.most_common(1)[0][0])
-    if len(words) != len(term.split()):
-        return term
-    return " ".join(word if any(c.isupper() for c in word[1:]) else word.lower() for word in words)
-
-
-def _is_readable(term: str) -> bool:
-    words = term.split()
-    if not all(_WORD.match(word) and len(word) >= 3 and word not in ENGLISH_STOP_WORDS for word in words):
-        return False
-    return not all(word in _NOT_TOPICS for word in words) and words[0] not in _NOT_TOPICS
-
-
-def plan_sections(rows: Sequence[int], clusters: Clusters) -> list[tuple[str, list[int]]]:
-    """(label, positions in `rows`) per section, for a digest's window rows in rank order."""
-    plan = plan_chunk_sections(np.zeros(len(rows), dtype=np.int64), np.asarray(rows, dtype=np.int64), clusters)
-    bounds = plan.starts.tolist()
-    order = plan.order.tolist()
-    return [(label, order[a:b]) for label, a, b in zip(plan.labels, bounds[:-1], bounds[1:], strict=True)]
+MATCHED_LABELS = 3  # keywords a paper may be filed under: the first it matched, as its reasons name them
+KEYWORD_WEIGHT = 1e6  # the reader's own keyword wins whenever it is shared by as many picks
+_UNNAMED = {-1: MORE_PAPERS, -2: SINGLE_SECTION}
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,60 +36,130 @@ class SectionPlan:
     owners: np.ndarray  # the digest of each section, ascending
 
 
-def plan_chunk_sections(owners: np.ndarray, rows: np.ndarray, clusters: Clusters) -> SectionPlan:
-    """Sections of the picks of many digests at once; `owners` (ascending) says which digest each pick is
-    in, and each digest's picks come in rank order.
+def plan_chunk_sections(
+    owners: np.ndarray,
+    rows: np.ndarray,
+    phrases: Phrases,
+    matched: np.ndarray | None = None,
+    keywords: Sequence[str] = (),
+) -> SectionPlan:
+    """Sections of the picks of many digests at once. `owners` (ascending) says which digest each pick
+    is in, each digest's picks in rank order; `rows` are their window rows; `matched` (pick × any
+    number of columns, -1 padded) the reader's keywords each pick matched, as numbers into `keywords`.
 
-    A digest of up to SMALL_DIGEST picks is one section, named after its commonest topic when that
-    holds half the picks. A larger one gets a section per topic holding two picks or more (the first
-    MAX_SECTIONS topics in rank order), then "More papers"; none such, and it is one section.
+    A digest of up to SMALL_DIGEST picks is one section, named by the label most of it holds. A larger
+    one gets a section per label that two picks or more join (the first MAX_SECTIONS in rank order),
+    then "More papers"; none such, and it is one section.
     """
     if not len(rows):
         nothing = np.zeros(0, dtype=np.int64)
         return SectionPlan(order=nothing, starts=np.zeros(1, dtype=np.int64), labels=[], owners=nothing)
-    names, topic_name = _section_names(clusters)
-    more = names.index(MORE_PAPERS)
-    name = topic_name[clusters.assignment[rows]]
-    sizes = np.bincount(owners, minlength=int(owners.max(initial=-1)) + 1)
-    # Groups: (digest, topic name); `first` is where each starts, picks being in digest then rank order.
-    groups, first, group_of, counts = np.unique(
-        owners * len(names) + name, return_index=True, return_inverse=True, return_counts=True
-    )
-    group_owner, group_name = groups // len(names), groups % len(names)
-    # Topic sections: groups of two picks or more, the first MAX_SECTIONS of each digest by rank.
-    topical = np.flatnonzero((counts >= 2) & (group_name != more))
-    topical = topical[np.argsort(first[topical], kind="stable")]
-    ranks = np.arange(len(topical)) - np.searchsorted(group_owner[topical], group_owner[topical])
-    section = np.full(len(groups), MAX_SECTIONS)
-    section[topical[ranks < MAX_SECTIONS]] = ranks[ranks < MAX_SECTIONS]
-    label = np.where(section < MAX_SECTIONS, group_name, more)
-    has_topics = np.bincount(group_owner[section < MAX_SECTIONS], minlength=len(sizes)) > 0
-    # Small digests: one section, named after the commonest topic (ties: the first seen) if it holds half.
-    common = np.lexsort((first, -counts, group_owner))
-    common = common[np.r_[True, group_owner[common][1:] != group_owner[common][:-1]]]
-    small = sizes <= SMALL_DIGEST
-    holds_half = (2 * counts[common] >= sizes[group_owner[common]]) & (group_name[common] != more)
-    named = common[holds_half & small[group_owner[common]]]
-    whole = np.full(len(sizes), len(names))  # one section: "Your papers", or the name set next
-    whole[group_owner[named]] = group_name[named]
-    whole[~small & has_topics] = -1  # not one section
-    pick_whole = whole[owners]
-    pick_section = np.where(pick_whole >= 0, 0, section[group_of.ravel()])
-    pick_label = np.where(pick_whole >= 0, pick_whole, label[group_of.ravel()])
-    order = np.argsort(owners * (MAX_SECTIONS + 1) + pick_section, kind="stable")
-    keys = (owners * (MAX_SECTIONS + 1) + pick_section)[order]
+    candidates = phrases.top[rows]
+    if matched is not None and matched.shape[1]:
+        first = _first_matches(matched)
+        candidates = np.c_[np.where(first >= 0, first + len(phrases.names), -1), candidates]
+    weights = np.r_[phrases.weights, np.full(len(keywords), KEYWORD_WEIGHT)]
+    sizes = np.bincount(owners)
+    chosen, fitting = _choose_labels(owners, candidates, weights, sizes)
+    chosen = np.where(sizes[owners] <= SMALL_DIGEST, fitting[owners], chosen)
+    # A keyword and the phrase it is ("surface codes", or "surface code") make one section.
+    same = np.arange(max(len(weights), 1))  # (one, unused, when there is no label)
+    for at in np.unique(chosen[chosen >= len(phrases.names)]).tolist():
+        phrase = phrases.number_of(keywords[at - len(phrases.names)])
+        same[at] = at if phrase < 0 else phrase
+    section, label = _number_sections(owners, np.where(chosen >= 0, same[np.maximum(chosen, 0)], chosen), sizes)
+    order = np.lexsort((section, owners))
+    keys = owners[order] * (MAX_SECTIONS + 1) + section[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    every = [*names, SINGLE_SECTION]
-    return SectionPlan(
-        order=order,
-        starts=np.r_[starts, len(order)],
-        labels=[every[at] for at in pick_label[order[starts]].tolist()],
-        owners=owners[order[starts]],
+    # Named as the reader wrote it when a keyword brought some of its papers (keywords come last).
+    shown = np.where(label[order[starts]] >= 0, np.maximum.reduceat(chosen[order], starts), label[order[starts]])
+    names = [*phrases.names, *keywords]
+    texts = [phrases.written(names[at]) if at >= 0 else _UNNAMED[at] for at in shown.tolist()]
+    return SectionPlan(order=order, starts=np.r_[starts, len(order)], labels=texts, owners=owners[order[starts]])
+
+
+def _first_matches(matched: np.ndarray) -> np.ndarray:
+    """The first MATCHED_LABELS keywords of each row of `matched`, left-aligned, -1 padded."""
+    found = matched >= 0
+    rank = np.cumsum(found, axis=1) - 1
+    kept = found & (rank < MATCHED_LABELS)
+    first = np.full((len(matched), MATCHED_LABELS), -1, dtype=np.int64)
+    rows, columns = np.nonzero(kept)
+    first[rows, rank[rows, columns]] = matched[rows, columns]
+    return first
+
+
+def _choose_labels(
+    owners: np.ndarray, candidates: np.ndarray, weights: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pick, the label it joins (-1: none shared); per digest, the label most of it holds (-2: none)."""
+    valid = candidates >= 0
+    if not valid.any():  # no label at all (a window too small for phrases, a trending digest)
+        return np.full(len(owners), -1, dtype=np.int64), np.full(len(sizes), -2, dtype=np.int64)
+    groups, group_of, shared = np.unique(
+        (owners[:, None] * len(weights) + candidates)[valid], return_inverse=True, return_counts=True
     )
+    group = np.full(candidates.shape, -1, dtype=np.int64)
+    group[valid] = group_of.ravel()
+    weight = np.where(valid, weights[np.maximum(candidates, 0)], 0.0)
+    # Each pick joins its label that the most picks of its digest share (squared: bigger sections
+    # first), the rarer of equally shared ones; a pick then left alone joins a section that formed.
+    column = _best_column(np.where(valid, shared[group], 0), weight)
+    at = np.arange(len(owners))
+    joined = np.where(column >= 0, group[at, column], -1)
+    taken = np.bincount(joined[joined >= 0], minlength=len(groups))
+    alone = np.flatnonzero((column < 0) | (taken[joined] < 2))
+    if len(alone):
+        stayed = np.where(valid[alone], taken[group[alone]], 0)
+        column[alone] = _best_column(stayed, weight[alone])
+    chosen = np.where(column >= 0, candidates[at, column], -1)
+    # A small digest's label: the best of those that more than half of its picks hold.
+    group_owner, group_label = groups // len(weights), groups % len(weights)
+    fits = np.flatnonzero((sizes[group_owner] <= SMALL_DIGEST) & (2 * shared > sizes[group_owner]))
+    best = fits[np.lexsort((group_label[fits], -(shared[fits] ** 2) * weights[group_label[fits]], group_owner[fits]))]
+    best = best[np.r_[True, group_owner[best][1:] != group_owner[best][:-1]]] if len(best) else best
+    fitting = np.full(len(sizes), -2, dtype=np.int64)
+    fitting[group_owner[best]] = group_label[best]
+    return chosen, fitting
 
 
-def _section_names(clusters: Clusters) -> tuple[list[str], np.ndarray]:
-    """Distinct section names (one per label; unlabelled topics go to "More papers") and each topic's."""
-    names = list(dict.fromkeys([*(label or MORE_PAPERS for label in clusters.labels), MORE_PAPERS]))
-    number = {name: at for at, name in enumerate(names)}
-    return names, np.array([number[label or MORE_PAPERS] for label in clusters.labels], dtype=np.int64)
+def _best_column(shared: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per pick, the column of its best candidate among those two picks or more share (-1: none)."""
+    if not shared.shape[1]:
+        return np.full(len(shared), -1, dtype=np.int64)
+    score = np.where(shared >= 2, np.square(shared, dtype=np.float64) * weights, 0.0)
+    column = score.argmax(axis=1)
+    return np.where(score[np.arange(len(score)), column] > 0, column, -1)
+
+
+def _number_sections(owners: np.ndarray, pick_label: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pick, its section's number in its digest and that section's label (-1 "More papers",
+    -2 the one section of a digest with no shared label)."""
+    small = sizes[owners] <= SMALL_DIGEST
+    topical = np.flatnonzero((pick_label >= 0) & ~small)
+    keys = owners[topical] * (int(pick_label.max(initial=0)) + 1) + pick_label[topical]
+    groups, first, group_of = np.unique(keys, return_index=True, return_inverse=True)
+    group_owner = owners[topical[first]]
+    by_rank = np.lexsort((first, group_owner))  # each digest's sections in the rank of their best pick
+    rank = np.empty(len(groups), dtype=np.int64)
+    rank[by_rank] = np.arange(len(groups)) - np.searchsorted(group_owner[by_rank], group_owner[by_rank])
+    section = np.full(len(owners), MAX_SECTIONS, dtype=np.int64)
+    label = np.full(len(owners), -1, dtype=np.int64)
+    kept = rank[group_of.ravel()] < MAX_SECTIONS
+    section[topical[kept]] = rank[group_of.ravel()][kept]
+    label[topical[kept]] = pick_label[topical[kept]]
+    has_sections = np.bincount(group_owner[rank < MAX_SECTIONS], minlength=len(sizes)) > 0
+    whole = small | ~has_sections[owners]
+    section[whole] = 0
+    label[whole] = np.where(small[whole], pick_label[whole], -2)
+    return section, label
+
+
+def plan_sections(
+    rows: Sequence[int], phrases: Phrases, matched: np.ndarray | None = None, keywords: Sequence[str] = ()
+) -> list[tuple[str, list[int]]]:
+    """(label, positions in `rows`) per section, for one digest's window rows in rank order."""
+    owners = np.zeros(len(rows), dtype=np.int64)
+    plan = plan_chunk_sections(owners, np.asarray(rows, dtype=np.int64), phrases, matched, keywords)
+    bounds, order = plan.starts.tolist(), plan.order.tolist()
+    return [(label, order[a:b]) for label, a, b in zip(plan.labels, bounds[:-1], bounds[1:], strict=True)]

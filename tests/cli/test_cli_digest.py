@@ -45,7 +45,34 @@ def test_preview_since_until_are_inclusive_published_dates(run) -> None:  # type
     assert ids and ids <= {"2611.10002", "2611.10003", "2611.20002", "2611.30002", "2611.40001"}
     assert "2611.20002" in ids  # published that day, about the surface code
     empty = run("preview", "emmy@example.org", "--since", "2020-01-01", "--until", "2020-01-31", "--format", "json")
-    assert json.loads(empty.output)["papers"] == []
+    assert json.loads(empty.stdout)["papers"] == []
+    assert "note: none of the 29 stored papers (published 2026-11-" in empty.stderr
+    assert "was published from 2020-01-01 to 2020-01-31" in empty.stderr
+
+
+def test_preview_and_dry_run_say_when_no_stored_paper_is_new_and_how_to_see_them(run, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    setup(run)
+    with engine.begin() as connection:  # an import of old papers: none is new for the next digest
+        connection.exec_driver_sql("UPDATE paper SET published = '2025-07-02'")
+    preview = run("preview", "ada@example.org")
+    assert preview.exit_code == 0 and "0 new papers" in preview.stdout
+    note = "none of the 29 stored papers (published 2025-07-02 to 2025-07-02) reached digestd in that period"
+    assert note in preview.stderr
+    command = "digestd preview ada@example.org --since 2025-06-26 --until 2025-07-02"
+    assert f"hint: to see a digest of stored papers, name their published dates: {command}" in preview.stderr
+    shown = run(*command.split()[1:], "--format", "json")
+    assert json.loads(shown.stdout)["papers"] and not shown.stderr
+    nothing_due = run("send", "--dry-run")
+    assert "no digest is due now; `digestd send --dry-run EMAIL` builds one" in nothing_due.stdout
+    dry_run = run("send", "--dry-run", "ada@example.org")
+    assert "ada@example.org: nothing matched; would be skipped" in dry_run.stdout
+    assert note in dry_run.stdout and command in dry_run.stdout
+
+
+def test_no_note_when_nothing_is_stored(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("subscribers", "add", *SUBSCRIBERS[0]).exit_code == 0
+    preview = run("preview", "ada@example.org")
+    assert preview.exit_code == 0 and "0 new papers" in preview.stdout and not preview.stderr
 
 
 def test_preview_formats(run) -> None:  # type: ignore[no-untyped-def]

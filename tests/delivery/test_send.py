@@ -302,7 +302,9 @@ def test_the_text_part_is_8bit_only_for_a_relay_that_offers_8bitmime(
 ) -> None:
     sink: Sink = start_sink()
     sink.handler.eight_bit = offered
-    seed_database(engine, subscribers=2)  # section labels ("A · B") make every text part non-ASCII
+    seed_database(engine, subscribers=2)
+    with engine.begin() as connection:  # every abstract, and so every text part, is non-ASCII
+        connection.exec_driver_sql("UPDATE paper SET abstract = abstract || ' (Schrödinger)'")
     assert run_send(engine, make_settings(sink)).sent == 2
     for message in sink.handler.messages:
         text_part = email.message_from_bytes(message.data, policy=email.policy.default).get_body(("plain",))

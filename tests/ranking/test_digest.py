@@ -11,7 +11,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from digestd.ranking.digest import Window, build_digest, build_digests, prepare_window
 from digestd.ranking.profiles import find_excluded
@@ -130,18 +129,6 @@ def test_same_input_gives_the_same_digests(corpus: list[PaperRecord], window: Wi
     first = build_digests(window, profiles, period_start=START, period_end=END, now=NOW)
     second = build_digests(again, profiles, period_start=START, period_end=END, now=NOW)
     assert first == second
-
-
-def test_section_labels_are_readable(window: Window) -> None:
-    labels = [label for label in window.labels if label]
-    assert len(labels) >= 0.9 * len(window.labels)
-    for label in labels:
-        words = label.lower().replace("·", " ").split()
-        assert len(words) == len({word.removesuffix("s") for word in words}), label
-        assert not set(words) & ENGLISH_STOP_WORDS, label
-        assert all(word.replace("-", "").isalpha() for word in words), label
-    digests = build_digests(window, realistic_profiles(window), period_start=START, period_end=END, now=NOW)
-    assert any(len(digest.sections) > 1 for digest in digests)
 
 
 def test_five_near_duplicates_do_not_fill_the_digest(window: Window) -> None:
