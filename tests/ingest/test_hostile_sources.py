@@ -263,7 +263,7 @@ def test_only_http_links_reach_the_digest(run, engine: Engine, server: FeedServe
     assert report.new == 1 and any("1 link(s) other than http(s) dropped" in note for note in report.notes)
     imported = run("ingest", "--file", str(paper_file))
     assert imported.exit_code == 0 and "2 link(s) other than http(s) dropped" in imported.stdout
-    assert run("subscribers", "add", "ada@example.org", "--keywords", "retrieval decoding").exit_code == 0
+    assert run("subscribers", "add", "ada@example.org", "--keywords", "retrieval, decoding").exit_code == 0
     window = ["--since", "2026-07-16", "--until", "2026-07-16"]
     html = run("preview", "ada@example.org", *window, "--format", "html").output
     text = run("preview", "ada@example.org", *window, "--format", "text").output
