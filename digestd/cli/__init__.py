@@ -54,11 +54,14 @@ class AppContext:
         return engine
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """`store.open_session` on a new engine: commits on success, rolls back on error."""
+    def session(self, *, writes: bool = False) -> Iterator[Session]:
+        """`store.open_session` on a new engine: commits on success, rolls back on error. A
+        command that reads then writes says `writes`: on SQLite it then takes the write lock
+        first, waiting for a running daemon's write, instead of failing ("database is
+        locked") when the daemon wrote between its read and its write."""
         from digestd.store import open_session
 
-        with open_session(self.engine()) as session:
+        with open_session(self.engine(), immediate=writes) as session:
             yield session
 
     def close(self) -> None:

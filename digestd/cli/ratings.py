@@ -25,7 +25,7 @@ def rate(app: AppContext, email: str, paper_id: str, value: str) -> None:
     from digestd.web.signup import save_rating
 
     paper = normalise_arxiv_id(paper_id) or paper_id.strip()
-    with app.session() as session:
+    with app.session(writes=True) as session:
         subscriber = get_subscriber(session, email)
         assert subscriber.id is not None
         save_rating(session, subscriber.id, paper, 1 if value == "up" else -1, now=app.now())

@@ -108,7 +108,7 @@ def add(app: AppContext, email: str, **values: Any) -> None:
     """
     from digestd.subscribers import add_subscriber
 
-    with app.session() as session:
+    with app.session(writes=True) as session:
         subscriber = add_subscriber(
             session, _input(email, values, is_edit=False), defaults=app.settings.digest, now=app.now()
         )
@@ -131,7 +131,7 @@ def edit(app: AppContext, email: str, **values: Any) -> None:
     """
     from digestd.subscribers import edit_subscriber
 
-    with app.session() as session:
+    with app.session(writes=True) as session:
         subscriber = edit_subscriber(session, _input(email, values, is_edit=True), now=app.now())
         address = subscriber.email
     click.echo(f"updated {address}")
@@ -221,7 +221,7 @@ def remove(app: AppContext, email: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Remove {email} and everything about them?", abort=True)
-    with app.session() as session:
+    with app.session(writes=True) as session:
         remove_subscriber(session, email)
     click.echo(f"removed {email}")
 
@@ -242,7 +242,7 @@ def wipe(app: AppContext, email: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Erase {email} for good?", abort=True)
-    with app.session() as session:
+    with app.session(writes=True) as session:
         wipe_subscriber(session, email, now=app.now())
     click.echo(f"wiped {email}; a hash of the address stays on the suppression list")
 
@@ -260,7 +260,7 @@ def unsuppress(app: AppContext, email: str) -> None:
     """
     from digestd.bounces.events import unsuppress as lift
 
-    with app.session() as session:
+    with app.session(writes=True) as session:
         state = lift(session, email, now=app.now())
     click.echo(f"unsuppressed {email}: {state}")
 
@@ -279,7 +279,7 @@ def import_(app: AppContext, path: Path) -> None:
     from digestd import subscriber_files
 
     rows = subscriber_files.read_subscriber_file(path)
-    with app.session() as session:
+    with app.session(writes=True) as session:
         added = subscriber_files.import_subscribers(session, rows, defaults=app.settings.digest, now=app.now())
     click.echo(f"imported {added} subscriber(s) from {path}")
 
@@ -339,7 +339,7 @@ def import_seeds(app: AppContext, email: str, path: Path) -> None:
     found = parse_bibtex_ids(text)
     if not found:
         raise InputError(f"{path} cites no arXiv paper", hint="seeds need arXiv ids (eprint = {2401.01234})")
-    with app.session() as session:
+    with app.session(writes=True) as session:
         added = add_seeds(session, email, found)
     click.echo(f"{len(found)} arXiv id(s) in {path}; {len(added)} new seed(s) for {email}: {', '.join(added) or '-'}")
 

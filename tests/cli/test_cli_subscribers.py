@@ -247,3 +247,37 @@ def test_csv_export_defuses_formulas_and_import_reads_them_back_exactly(run, tmp
         ok(run("subscribers", "remove", address, "--yes"))
     assert "imported 7 subscriber(s)" in ok(run("subscribers", "import", str(path))).output
     assert run("subscribers", "export", "--format", "json").output == before
+
+
+def test_an_edit_while_the_daemon_writes_waits_for_it_and_keeps_both(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A read then a write in one deferred SQLite transaction fails at once ("database is
+    locked", no busy wait) when another connection commits in between, as a running daemon
+    does; `edit` takes the write lock first, so it waits and both changes stay."""
+    import sqlite3
+    import threading
+
+    assert run("subscribers", "add", "ada@example.org", "--keywords", "optics").exit_code == 0
+    holding, release = threading.Event(), threading.Event()
+
+    def daemon_like_writer() -> None:
+        connection = sqlite3.connect(tmp_path / "digestd.sqlite3", timeout=30, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("UPDATE subscriber SET name = 'Ada L.'")
+        holding.set()
+        release.wait(60)
+        connection.execute("COMMIT")
+        connection.close()
+
+    writer = threading.Thread(target=daemon_like_writer)
+    writer.start()
+    assert holding.wait(60), "the writer holds the lock"
+    # the writer commits while `edit` is under way (it reads within 3 s on any machine)
+    threading.Timer(3.0, release.set).start()
+    try:
+        edited = run("subscribers", "edit", "ada@example.org", "--keywords", "lasers")
+    finally:
+        release.set()
+        writer.join(60)
+    assert edited.exit_code == 0, edited.output
+    shown = json.loads(run("subscribers", "show", "ada@example.org", "--json").output)
+    assert (shown["name"], shown["keywords"]) == ("Ada L.", "lasers"), shown

@@ -192,7 +192,9 @@ def test_wrong_methods_get_a_page(client: TestClient) -> None:
 
 
 def test_a_timezone_outside_the_list_is_kept_on_save(client: TestClient, engine: Engine, ada: int) -> None:
-    with open_session(engine) as session:
+    # immediate: a read then a write in one SQLite transaction fails at once ("database is
+    # locked", no busy wait) when the app's sign-up sender wrote in between
+    with open_session(engine, immediate=True) as session:
         found = session.get(Subscriber, ada)
         assert found is not None
         found.timezone = "EST5EDT"  # valid for zoneinfo, not offered in the list
