@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
 import re
 from datetime import date, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from test_digest import load_corpus
 
 from digestd.ranking.digest import Window, build_digests, prepare_window
 from digestd.ranking.phrases import Phrases
@@ -19,7 +16,6 @@ from digestd.ranking.profiles import fold_text, keyword_variants
 from digestd.ranking.sections import MORE_PAPERS, SINGLE_SECTION, plan_chunk_sections, plan_sections
 from digestd.records import Digest, Keyword, PaperRecord, Profile
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NOW = datetime(2026, 3, 1, 8)
 # Words that say nothing about a topic on their own: the issue's examples, and their kin.
 GENERIC_LABELS = frozenset(
@@ -97,26 +93,7 @@ def test_sections_of_many_digests_at_once_match_each_digest_alone() -> None:
 
 def load_window_papers() -> tuple[list[PaperRecord], list[PaperRecord]]:
     """February 2026 of the shared corpus (the window) and 2025 (seeds); skipped when absent, never under CI."""
-    path = DATA / "abstracts.jsonl.gz"
-    if not path.exists():
-        reason = f"shared corpus {path} not found (expected ../shared/data next to the checkout)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
-    papers = [
-        PaperRecord(
-            id=row["id"],
-            title=row["title"],
-            abstract=row["abstract"],
-            authors=tuple(row.get("authors") or ()),
-            categories=tuple(row["categories"]),
-            published=date.fromisoformat(row["published"]),
-        )
-        for row in rows
-        if row["published"]
-    ]
+    papers = [paper for paper in load_corpus() if paper.published]
     window = [paper for paper in papers if date(2026, 2, 1) <= paper.published <= date(2026, 2, 28)]  # type: ignore[operator]
     older = [paper for paper in papers if date(2025, 1, 1) <= paper.published < date(2026, 1, 1)]  # type: ignore[operator]
     return window, older
