@@ -142,10 +142,11 @@ def preview_digest(
 
 
 def explain_no_new_papers(
-    engine: Engine, email: str, *, start: datetime, end: datetime, dated: bool = False
-) -> tuple[str, str] | None:
-    """Why a digest of [start, end) has no candidate although papers are stored, and a command
-    that shows a digest of them: (note, hint). None when the period has candidates or nothing is stored.
+    engine: Engine, *, start: datetime, end: datetime, dated: bool = False
+) -> tuple[str, date] | None:
+    """Why a digest of [start, end) has no candidate although papers are stored: (note, the
+    latest published date, for `preview_hint`). None when the period has candidates or nothing
+    is stored. The same for every subscriber of the period: ask once per period.
 
     `dated`: the period was asked for by published dates (`preview --since/--until`)."""
     with open_session(engine) as session:
@@ -166,9 +167,13 @@ def explain_no_new_papers(
             f"0 new papers for {period}: none of the {stored:,} stored papers{span} reached digestd in that "
             f"period and was published at most {STALE_AFTER.days} days before it"
         )
-    latest = last or end.date()
+    return note, last or end.date()
+
+
+def preview_hint(email: str, latest: date) -> str:
+    """A command that shows `email` a digest of the stored papers up to `latest` (`explain_no_new_papers`)."""
     command = f"digestd preview {email} --since {latest - timedelta(days=6)} --until {latest}"
-    return note, f"to see a digest of stored papers, name their published dates: {command}"
+    return f"to see a digest of stored papers, name their published dates: {command}"
 
 
 def _count_candidates(session: Session, *, start: datetime, end: datetime) -> int:

@@ -171,12 +171,11 @@ def _explain_no_candidates(app: AppContext, digest: Digest, email: str, *, dated
 
     if digest.candidates:
         return
-    found = api.explain_no_new_papers(
-        app.engine(), email, start=digest.period_start, end=digest.period_end, dated=dated
-    )
+    found = api.explain_no_new_papers(app.engine(), start=digest.period_start, end=digest.period_end, dated=dated)
     if found:
-        click.echo(f"note: {found[0]}", err=True)
-        click.echo(f"hint: {found[1]}", err=True)
+        note, latest = found
+        click.echo(f"note: {note}", err=True)
+        click.echo(f"hint: {api.preview_hint(email, latest)}", err=True)
 
 
 def _period(end: datetime) -> str:

@@ -84,6 +84,7 @@ async def _send(
 def _write(app: AppContext, jobs: Sequence[Job], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     written = 0
+    explained: dict[tuple[datetime, datetime], Any] = {}
     if not jobs:
         click.echo("no digest is due now; `digestd send --dry-run EMAIL` builds one subscriber's digest now")
     for job in jobs:
@@ -93,7 +94,7 @@ def _write(app: AppContext, jobs: Sequence[Job], folder: Path) -> None:
             continue
         if job.email is None:
             click.echo(f"{claim.email}: nothing matched; would be skipped (mail.send_empty is off)")
-            _explain_no_candidates(app, claim)
+            _explain_no_candidates(app, claim, explained)
             continue
         path = folder / _file_name(claim.email, claim.period)
         path.write_bytes(job.email.data)
@@ -109,13 +110,19 @@ def _file_name(email: str, period: object) -> str:
     return f"{safe}-{period}.eml"
 
 
-def _explain_no_candidates(app: AppContext, claim: Claim) -> None:
+def _explain_no_candidates(app: AppContext, claim: Claim, explained: dict[tuple[datetime, datetime], Any]) -> None:
+    """The note and hint of `api.explain_no_new_papers`, asked once per period (`explained`
+    keeps the answers): every subscriber skipped in a first session has the same one."""
     from digestd import api
 
-    found = api.explain_no_new_papers(app.engine(), claim.email, start=claim.period_start, end=claim.period_end)
+    period = (claim.period_start, claim.period_end)
+    if period not in explained:
+        explained[period] = api.explain_no_new_papers(app.engine(), start=period[0], end=period[1])
+    found = explained[period]
     if found:
-        click.echo(f"  note: {found[0]}")
-        click.echo(f"  hint: {found[1]}")
+        note, latest = found
+        click.echo(f"  note: {note}")
+        click.echo(f"  hint: {api.preview_hint(claim.email, latest)}")
 
 
 def _dry_run_builder(settings: Settings) -> EmailBuilder:
