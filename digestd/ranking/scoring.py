@@ -6,12 +6,17 @@ and the scores are matrix products, never a Python loop over papers:
 
     score = keyword match                  (BM25 of the keywords' words, as a fraction of the
                                             best possible score: 0 to 1)
-          + seed similarity                (¾ mean + ¼ max cosine to seeds and liked papers: the
-                                            centroid, plus the nearest so a lone niche seed counts)
-          + 0.75 × feedback                (mean similarity to the 10 best papers so far: Rocchio
-                                            pseudo-relevance feedback, so that papers which use
-                                            other words for the same topic come up too)
-          − 0.5 × disliked similarity
+          + seed similarity                (mean cosine to seeds and liked papers, less 1.5 × the
+                                            paper's mean cosine to the whole window: closeness beyond
+                                            what any paper of the week shares with it, as Rocchio's
+                                            negative term; a generic paper no longer rides on the
+                                            common words every seed has)
+          + 0.75 × feedback                (profiles with keywords: mean similarity to the 10 best
+                                            papers so far, Rocchio pseudo-relevance feedback, so that
+                                            papers which use other words for the same topic come up
+                                            too; seeds are already whole papers, and feedback on them
+                                            only drifts, measured in `bench/quality.py`)
+          − 0.5 × disliked similarity      (the same measure as seed similarity)
           + 0.3 × model                    (logistic regression on ratings, from 5 likes on)
           + 0.5 if by a followed author + 0.1 if in a chosen category
           + a tiny popularity term         (breaks ties only)
@@ -48,7 +53,7 @@ log = logging.getLogger(__name__)
 FEEDBACK_WEIGHT = 0.75  # Rocchio's classic beta
 FEEDBACK_DOCS = 10
 FEEDBACK_BLOCK = 256  # papers per block of the feedback product
-NEAREST_SHARE = 0.25  # of reference similarity: the nearest reference; the rest is the centroid (mean)
+COMMON_WEIGHT = 1.5  # of a paper's mean similarity to the window, taken off its similarity to references
 DISLIKE_WEIGHT = 0.5
 MODEL_WEIGHT = 0.3
 MODEL_MIN_LIKES = 5
@@ -80,6 +85,7 @@ class Space:
     sims: np.ndarray  # every row × every window paper, float32
     text_sims: np.ndarray  # window × window
     points: np.ndarray  # unit rows in the latent space, window papers only
+    common: np.ndarray  # per window paper, its mean `sims` to the window's papers: how generic it is
 
 
 def build_space(window_texts: Sequence[str], referenced_texts: Sequence[str]) -> Space:
@@ -111,7 +117,8 @@ def build_space(window_texts: Sequence[str], referenced_texts: Sequence[str]) ->
         block = sims[start : start + 2000]
         block += latent[start : start + 2000] @ latent[:n_window].T
         block *= 0.5
-    return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window])
+    common = sims[:n_window].mean(axis=0, dtype=np.float64).astype(np.float32) if n_window else np.zeros(0, np.float32)
+    return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window], common)
 
 
 def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
@@ -154,19 +161,22 @@ def score_chunk(
     popularity: np.ndarray,
     trend: np.ndarray | None = None,
     evidence: Evidence = EVIDENCE,
+    admit: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores (len(chunk) × n_window; -inf where a paper may not be sent) and which papers are
     admitted only as lifted by feedback (no evidence of their own). `trend` (see `trending`)
-    counts for the profiles that asked for trending papers."""
+    counts for the profiles that asked for trending papers. `admit=False` leaves every paper its
+    score, with or without evidence and whatever the masks: the ranking alone, for benchmarks."""
     scores = queries.keyword_scores(chunk)
     strong, occurs = queries.keyword_evidence(chunk)
-    nearest = _add_similarity(scores, space.sims, [query.positive_rows for query in chunk], 1.0)
+    nearest = _add_similarity(scores, space, [query.positive_rows for query in chunk], 1.0)
     qualified = _qualified(chunk, strong, occurs, nearest, evidence)
     feedback = _feedback(np.where(qualified, scores, -np.inf), space.sims[: space.n_window])
     lifted = ~qualified & (feedback >= evidence.lift)
-    feedback *= FEEDBACK_WEIGHT
+    weights = np.array([FEEDBACK_WEIGHT if len(query.keyword_ids) else 0.0 for query in chunk], dtype=np.float32)
+    feedback *= weights[:, None]
     scores += feedback
-    _add_similarity(scores, space.sims, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
+    _add_similarity(scores, space, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
     for row, query in enumerate(chunk):
         if len(query.liked_rows) >= MODEL_MIN_LIKES:
             scores[row] += MODEL_WEIGHT * _rating_model(space, query)
@@ -178,6 +188,8 @@ def score_chunk(
         scores += np.where(scores > 0, POPULARITY_WEIGHT * popularity, 0).astype(np.float32)
     if trend is not None:
         add_trend(scores, [query.profile for query in chunk], trend)
+    if not admit:
+        return scores, lifted
     np.putmask(scores, ~(qualified | lifted), -np.inf)
     _mask(scores, chunk)
     return scores, lifted & np.isfinite(scores)
@@ -207,23 +219,25 @@ def _qualified(
     return qualified
 
 
-def _add_similarity(scores: np.ndarray, sims: np.ndarray, rows: list[np.ndarray], weight: float) -> np.ndarray:
-    """Add `weight` × (mean and max cosine, see NEAREST_SHARE) of each window paper to each profile's
-    references; returns the max cosine (0 for a profile without references)."""
+def _add_similarity(scores: np.ndarray, space: Space, rows: list[np.ndarray], weight: float) -> np.ndarray:
+    """Add `weight` × (mean cosine to each profile's references, less COMMON_WEIGHT × the paper's mean
+    cosine to the window) to each window paper; returns the cosine to the nearest reference (the
+    evidence: 0 for a profile without references)."""
     counts = np.array([len(r) for r in rows])
     nearest = np.zeros(scores.shape, dtype=np.float32)
     if not counts.any():
         return nearest
-    weights = np.repeat((1 - NEAREST_SHARE) * weight / np.maximum(counts, 1), counts).astype(np.float32)
+    sims = space.sims
+    weights = np.repeat(weight / np.maximum(counts, 1), counts).astype(np.float32)
     mean = sparse.csr_matrix((weights, np.concatenate(rows), np.r_[0, np.cumsum(counts)]), (len(rows), sims.shape[0]))
     scores += mean @ sims
     holders = np.flatnonzero(counts)
+    scores[holders] -= np.float32(COMMON_WEIGHT * weight) * space.common
     closest = sims[[rows[i][0] for i in holders]]
     for slot in range(1, counts.max()):  # a running max over the k-th reference of every profile
         has = np.flatnonzero(counts[holders] > slot)
         closest[has] = np.maximum(closest[has], sims[[rows[holders[j]][slot] for j in has]])
     nearest[holders] = closest
-    scores[holders] += np.float32(NEAREST_SHARE * weight) * closest
     return nearest
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 from digestd.ranking.digest import build_digest, build_digests, prepare_window
@@ -196,3 +197,16 @@ def test_matched_names_only_keywords_that_occur_as_phrases() -> None:
     digest = digest_for(profile)
     assert ids(digest) == ["2603.00001"]
     assert digest.picks[0].reasons == ("matched: surface codes",)
+
+
+BOILERPLATE = "We propose a novel framework and show with extensive experiments that it outperforms strong baselines. "
+
+
+def test_a_paper_that_shares_only_the_weeks_common_words_with_a_seed_is_not_sent() -> None:
+    # Every paper of this week carries the same boilerplate sentence, and so does the seed: a paper
+    # that is mostly boilerplate is close to the seed in words, but no closer than to every other paper.
+    papers = [replace(p, abstract=f"{p.abstract} {BOILERPLATE}") for p in WINDOW]
+    generic = paper("2603.00099", "A novel framework for codes", f"{BOILERPLATE * 2} We study noise in codes.")
+    seed = replace(OLD_SEED, abstract=f"{OLD_SEED.abstract} {BOILERPLATE}")
+    digest = digest_for(Profile(1, "a@example.org", seeds=(seed.id,), max_papers=6), [*papers, generic], (seed,))
+    assert ids(digest) == ["2603.00001", "2603.00002", "2603.00003"]
