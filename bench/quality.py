@@ -384,6 +384,20 @@ def report(months: list[Month]) -> None:
         print(f"{'system':38}" + "".join(f"{name:>20}" for name in MEASURES))
         for system, rows in figures[part].items():
             print(f"{system:38}" + "".join(f"{summarise([r[m] for r in rows]):>20}" for m in MEASURES))
+    print_differences(figures["held out"])
+
+
+def print_differences(figures: dict[str, list[dict[str, float]]]) -> None:
+    """digestd's nDCG less each baseline's, window by window: the paired difference and its 95 %
+    interval, free of how hard each window is (which the tables' intervals include)."""
+    compared = MEASURES[:4]
+    print("\nheld out windows: digestd less each baseline, paired by window, mean ± 95 % interval")
+    print(f"{'baseline':38}" + "".join(f"{name:>20}" for name in compared))
+    ours = figures["digestd"]
+    for system, rows in figures.items():
+        if system != "digestd":
+            cells = [summarise([a[m] - b[m] for a, b in zip(ours, rows, strict=True)]) for m in compared]
+            print(f"{system:38}" + "".join(f"{cell:>20}" for cell in cells))
 
 
 def calibrate(months: list[Month]) -> None:
