@@ -6,11 +6,13 @@ and the scores are matrix products, never a Python loop over papers:
 
     score = keyword match                  (BM25 of the keywords' words, as a fraction of the
                                             best possible score: 0 to 1)
-          + seed similarity                (mean cosine to seeds and liked papers, less 1.5 × the
-                                            paper's mean cosine to the whole window: closeness beyond
-                                            what any paper of the week shares with it, as Rocchio's
-                                            negative term; a generic paper no longer rides on the
-                                            common words every seed has)
+          + seed similarity                (mean cosine to seeds and liked papers less 1.5 × the paper's
+                                            mean cosine to the other papers of the window: closeness
+                                            beyond what any paper of the week shares with it, as
+                                            Rocchio's negative term, so a generic paper does not ride
+                                            on the common words every seed has; or, when more, the
+                                            cosine to the nearest one less 0.35, so that a paper close
+                                            to one corner of a large library is not averaged away)
           + 0.75 × feedback                (profiles with keywords: mean similarity to the 10 best
                                             papers so far, Rocchio pseudo-relevance feedback, so that
                                             papers which use other words for the same topic come up
@@ -29,7 +31,7 @@ followed author wrote it, or it is in a chosen category and has some text eviden
 close to those, but never more than a third of a digest, and nothing when nothing qualified.
 
 Excluded words, papers already sent and (when asked) other categories are masked out;
-then `min_score` (at least `NOISE_FLOOR`), and maximal marginal relevance over the best 3 × max_papers.
+then `min_score` (and a score above 0), and maximal marginal relevance over the best 3 × max_papers.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ FEEDBACK_WEIGHT = 0.75  # Rocchio's classic beta
 FEEDBACK_DOCS = 10
 FEEDBACK_BLOCK = 256  # papers per block of the feedback product
 COMMON_WEIGHT = 1.5  # of a paper's mean similarity to the window, taken off its similarity to references
+NEAREST_MARGIN = 0.35  # a paper's reference similarity is at least its cosine to the nearest reference less this
 DISLIKE_WEIGHT = 0.5
 MODEL_WEIGHT = 0.3
 MODEL_MIN_LIKES = 5
 AUTHOR_BOOST = 0.5
 CATEGORY_BOOST = 0.1
-NOISE_FLOOR = 0.05  # scores up to this are chance word overlap: never picked, whatever min_score says
+NOISE_FLOOR = 0.0  # a score of 0 or less: no closer than any paper of the week (the evidence is the absolute bar)
 # A pick scoring under this share of the subscriber's best paper in the same window is a
 # weak echo of it (one shared word), not a match: it is left out rather than fill the digest.
 RELATIVE_FLOOR = 0.15
@@ -117,7 +120,9 @@ def build_space(window_texts: Sequence[str], referenced_texts: Sequence[str]) ->
         block = sims[start : start + 2000]
         block += latent[start : start + 2000] @ latent[:n_window].T
         block *= 0.5
-    common = sims[:n_window].mean(axis=0, dtype=np.float64).astype(np.float32) if n_window else np.zeros(0, np.float32)
+    # Each paper's mean similarity to the others (itself left out: that would weigh in small windows).
+    total = sims[:n_window].sum(axis=0, dtype=np.float64) - np.diagonal(sims[:n_window])
+    common = (total / max(n_window - 1, 1)).astype(np.float32)
     return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window], common)
 
 
@@ -145,7 +150,7 @@ class Evidence:
     docstring). Calibrated with `bench/quality.py` on windows kept apart from the ones it reports."""
 
     keyword: float = 0.0  # a keyword occurs, its words weighing this share of their best BM25
-    reference: float = 0.25  # similarity to the nearest seed or liked paper
+    reference: float = 0.3  # similarity to the nearest seed or liked paper
     lift: float = 0.4  # mean similarity to the best papers with evidence, for a paper without
     lift_share: float = 1 / 3  # the most of a digest (at every length) that may be lifted
 
@@ -220,24 +225,26 @@ def _qualified(
 
 
 def _add_similarity(scores: np.ndarray, space: Space, rows: list[np.ndarray], weight: float) -> np.ndarray:
-    """Add `weight` × (mean cosine to each profile's references, less COMMON_WEIGHT × the paper's mean
-    cosine to the window) to each window paper; returns the cosine to the nearest reference (the
-    evidence: 0 for a profile without references)."""
+    """Add `weight` × (the mean cosine to each profile's references less COMMON_WEIGHT × the paper's
+    mean cosine to the window, or the cosine to the nearest less NEAREST_MARGIN when more) to each
+    window paper; returns the cosine to the nearest reference (the evidence: 0 without references)."""
     counts = np.array([len(r) for r in rows])
     nearest = np.zeros(scores.shape, dtype=np.float32)
     if not counts.any():
         return nearest
     sims = space.sims
-    weights = np.repeat(weight / np.maximum(counts, 1), counts).astype(np.float32)
+    weights = np.repeat(1 / np.maximum(counts, 1), counts).astype(np.float32)
     mean = sparse.csr_matrix((weights, np.concatenate(rows), np.r_[0, np.cumsum(counts)]), (len(rows), sims.shape[0]))
-    scores += mean @ sims
     holders = np.flatnonzero(counts)
-    scores[holders] -= np.float32(COMMON_WEIGHT * weight) * space.common
     closest = sims[[rows[i][0] for i in holders]]
     for slot in range(1, counts.max()):  # a running max over the k-th reference of every profile
         has = np.flatnonzero(counts[holders] > slot)
         closest[has] = np.maximum(closest[has], sims[[rows[holders[j]][slot] for j in has]])
     nearest[holders] = closest
+    similarity = np.asarray(mean[holders] @ sims, dtype=np.float32)
+    similarity -= np.float32(COMMON_WEIGHT) * space.common
+    np.maximum(similarity, closest - np.float32(NEAREST_MARGIN), out=similarity)
+    scores[holders] += np.float32(weight) * similarity
     return nearest
 
 

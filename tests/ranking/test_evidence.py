@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+import numpy as np
 import pytest
 from test_digest import load_corpus
 
@@ -91,3 +92,28 @@ def test_present_interests_fill_a_digest_and_feedback_lifts_only_a_bounded_share
         lifted = [pick for pick in digest.picks if any(r.startswith("close to: ") for r in pick.reasons)]
         assert 3 * len(lifted) <= len(digest.picks)
         assert digest.picks[0] not in lifted
+
+
+def test_a_bibliography_on_a_dozen_topics_gets_papers_on_its_topics() -> None:
+    # A reader imports twelve seed papers from as many fields. Each of this period's papers is close
+    # to one of them at most: the average over all twelve says nothing, the nearest does.
+    fields = ["cs.CV", "quant-ph", "astro-ph.GA", "hep-th", "cs.CL", "cs.RO", "gr-qc", "cond-mat.mes-hall"]
+    fields += ["cs.CR", "astro-ph.EP", "math-ph", "cs.GT"]
+    older = papers_between(date(2000, 1, 1), date(2025, 11, 30))
+    window = papers_between(date(2026, 1, 1), date(2026, 2, 28))
+    rng = np.random.default_rng(1)
+    sent = on_topic = 0
+    for _ in range(2):  # two draws of the library
+        library = []
+        for field in fields:
+            pool = [paper for paper in older if paper.primary_category == field]
+            pool = pool or [paper for paper in older if field in paper.categories]
+            library.append(pool[int(rng.integers(len(pool)))])
+        profile = Profile(1, "a@example.org", seeds=tuple(paper.id for paper in library), max_papers=60)
+        (digest,) = digests_for(prepare_window(window, referenced=library), profile)
+        assert len(digest.picks) >= 30, [pick.paper.title for pick in digest.picks]
+        fields_of_seeds = {category for paper in library for category in paper.categories}
+        sent += len(digest.picks)
+        on_topic += sum(bool(fields_of_seeds & set(pick.paper.categories)) for pick in digest.picks)
+        assert_honest(digest)
+    assert on_topic >= 0.8 * sent

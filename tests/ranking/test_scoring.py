@@ -210,3 +210,25 @@ def test_a_paper_that_shares_only_the_weeks_common_words_with_a_seed_is_not_sent
     seed = replace(OLD_SEED, abstract=f"{OLD_SEED.abstract} {BOILERPLATE}")
     digest = digest_for(Profile(1, "a@example.org", seeds=(seed.id,), max_papers=6), [*papers, generic], (seed,))
     assert ids(digest) == ["2603.00001", "2603.00002", "2603.00003"]
+
+
+def test_a_paper_close_to_one_seed_of_a_large_library_is_sent() -> None:
+    # A reader imports a bibliography of twelve papers on as many topics; one of them is on error
+    # correction. This week's error-correction papers are close to that one seed, and to none of the
+    # others: they still come, not averaged away by the rest of the library.
+    topics = [
+        "Medieval trade routes across the Hanseatic League and their ports.",
+        "Sourdough fermentation by wild yeasts and lactic acid bacteria.",
+        "Coral reef bleaching under marine heatwaves in the Pacific.",
+        "Monetary policy transmission through bank lending in small economies.",
+        "Volcanic eruption forecasting from seismic tremor and gas emissions.",
+        "Jazz improvisation and harmonic substitution in bebop solos.",
+        "Soil fertility and crop rotation on smallholder farms.",
+        "Sprint performance of Olympic athletes and muscle fibre types.",
+        "Roman aqueduct engineering and the hydraulics of siphons.",
+        "Clinical trials of statins for cardiovascular outcomes in older patients.",
+        "Phonological change in Romance languages over two millennia.",
+    ]
+    library = [OLD_SEED] + [paper(f"2301.{n:05d}", text.split(" ")[0], text) for n, text in enumerate(topics)]
+    profile = Profile(1, "a@example.org", seeds=tuple(seed.id for seed in library), max_papers=5)
+    assert {"2603.00001", "2603.00002", "2603.00003"} <= set(ids(digest_for(profile, referenced=tuple(library))))
