@@ -29,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digestd.ranking.phrases import Phrases, find_phrases
 from digestd.ranking.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
-from digestd.ranking.reasons import explain_picks, keyword_matches
+from digestd.ranking.reasons import keyword_matches, reason_table
 from digestd.ranking.scoring import EVIDENCE, Evidence, Space, build_space, score_chunk, select_picks
 from digestd.ranking.sections import plan_chunk_sections
 from digestd.ranking.trending import has_interests, trend_reason, trend_scores
@@ -184,20 +184,23 @@ def _sections(
     owners, slots = np.nonzero(chosen >= 0)  # -1 padding is on the right: picks stay in rank order
     rows = chosen[owners, slots]
     matched = keyword_matches(queries, asked, owners, rows)  # what brought each pick, in words
-    reasons = explain_picks(
+    table, which = reason_table(
         window.space, queries, asked, owners, rows, lifted[owners, slots], evidence.reference, matched
     )
-    for at in np.flatnonzero([asked[owner].profile.trending for owner in owners.tolist()]).tolist():
-        trending = trend_reason(window.papers[rows[at]], window.readers)
+    trending = np.array([query.profile.trending for query in asked], dtype=bool)
+    for at in np.flatnonzero(trending[owners]).tolist() if trending.any() else ():
+        trend = trend_reason(window.papers[rows[at]], window.readers)
         # without interests the trend is the only reason ("related to your interests" would not be true)
-        reasons[at] = (*reasons[at], trending) if has_interests(asked[owners[at]].profile) else (trending,)
+        reasons = (*table[which[at]], trend) if has_interests(asked[owners[at]].profile) else (trend,)
+        which[at] = len(table)
+        table.append(reasons)
     plan = plan_chunk_sections(owners, rows, window.phrases, matched, queries.terms)
     picks = list(
         map(
             Pick,
             window.paper_array[rows[plan.order]].tolist(),
             scores[owners, slots][plan.order].tolist(),
-            [reasons[at] for at in plan.order.tolist()],
+            map(table.__getitem__, which[plan.order].tolist()),
             np.repeat(np.array(plan.labels, dtype=object), np.diff(plan.starts)).tolist(),
         )
     )

@@ -106,6 +106,7 @@ class Phrases:
     top: np.ndarray  # window paper × PHRASES_PER_PAPER phrase numbers, best first, -1 padded
     spellings: dict[str, str] = field(default_factory=dict)  # lower-case word → how the window writes it ("llm": "LLM")
     keywords: dict[str, int] = field(default_factory=dict)  # keyword → the phrase it is (-1: none), as met
+    labels: dict[str, str] = field(default_factory=dict, repr=False)  # phrase → `written`, as met
 
     @cached_property
     def numbers(self) -> dict[str, int]:
@@ -119,9 +120,13 @@ class Phrases:
         return self.keywords[keyword]
 
     def written(self, phrase: str) -> str:
-        """`phrase` as a label: capitalised, with its acronyms as the papers write them."""
-        words = [self.spellings.get(word, word) for word in phrase.split()]
-        return " ".join(words)[:1].upper() + " ".join(words)[1:]
+        """`phrase` as a label: capitalised, with its acronyms as the papers write them; remembered
+        for the run (every section of every digest is named)."""
+        label = self.labels.get(phrase)
+        if label is None:
+            words = " ".join(self.spellings.get(word, word) for word in phrase.split())
+            label = self.labels[phrase] = words[:1].upper() + words[1:]
+        return label
 
 
 def find_phrases(texts: Sequence[str]) -> Phrases:
@@ -153,7 +158,7 @@ def _candidate_phrases(text: str) -> list[str]:
     found = []
     for clause in _CLAUSE.split(strip_accents_unicode(text.lower())):
         words = _TOKEN.findall(clause)
-        edges = [_is_edge(word) for word in words]
+        edges = list(map(_is_edge, words))
         for at, word in enumerate(words):
             if not edges[at]:
                 continue
