@@ -18,7 +18,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, strip_accents_unicode
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, strip_accents_unicode
 
 from digestd.ranking.profiles import keyword_variants
 
@@ -131,12 +131,9 @@ class Phrases:
 
 def find_phrases(texts: Sequence[str]) -> Phrases:
     """The label phrases of the window's papers (`texts`, title and abstract); deterministic."""
-    counter = CountVectorizer(analyzer=_candidate_phrases, dtype=np.float32)
-    try:
-        counts = sparse.csr_matrix(counter.fit_transform(texts))
-    except ValueError:  # no words at all
+    names, counts = _count_phrases(texts)
+    if not names:  # no words at all
         return Phrases((), np.zeros(0), np.full((len(texts), PHRASES_PER_PAPER), -1, dtype=np.int64))
-    names = [str(name) for name in counter.get_feature_names_out()]
     frequency = np.diff(counts.tocsc().indptr)  # papers holding each phrase
     words = {name: int(count) for name, count in zip(names, frequency.tolist(), strict=True) if " " not in name}
     spellings = _spellings(texts, words)
@@ -150,6 +147,31 @@ def find_phrases(texts: Sequence[str]) -> Phrases:
     single = np.array([" " not in name for name in names], dtype=bool)
     weights = np.log(len(texts) / np.maximum(frequency[columns], 1)) * np.where(single, SINGLE_WORD_SHARE, 1.0)
     return Phrases(tuple(names), weights, _best_per_paper(counts, weights), spellings)
+
+
+def _count_phrases(texts: Sequence[str]) -> tuple[list[str], sparse.csr_matrix]:
+    """The candidate phrases in sorted order and paper × phrase counts: what a CountVectorizer with
+    `_candidate_phrases` as analyzer gives, without its bookkeeping per phrase met (a third of the
+    time of `find_phrases` on 2,000 papers)."""
+    vocabulary: dict[str, int] = {}  # phrase → number, in the order first met
+    indices: list[int] = []
+    values: list[int] = []
+    indptr = [0]
+    for text in texts:
+        counts = Counter(_candidate_phrases(text))
+        indices += [vocabulary.setdefault(phrase, len(vocabulary)) for phrase in counts]
+        values += counts.values()
+        indptr.append(len(indices))
+    met = list(vocabulary)
+    order = sorted(range(len(met)), key=met.__getitem__)
+    number = np.empty(len(met), dtype=np.int64)
+    number[order] = np.arange(len(met))
+    matrix = sparse.csr_matrix(
+        (np.array(values, dtype=np.float32), number[indices], np.array(indptr, dtype=np.int64)),
+        shape=(len(texts), len(met)),
+    )
+    matrix.sort_indices()
+    return [met[at] for at in order], matrix
 
 
 def _candidate_phrases(text: str) -> list[str]:
