@@ -18,7 +18,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, strip_accents_unicode
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, strip_accents_unicode
 
 from digestd.ranking.profiles import keyword_variants
 
@@ -106,6 +106,7 @@ class Phrases:
     top: np.ndarray  # window paper × PHRASES_PER_PAPER phrase numbers, best first, -1 padded
     spellings: dict[str, str] = field(default_factory=dict)  # lower-case word → how the window writes it ("llm": "LLM")
     keywords: dict[str, int] = field(default_factory=dict)  # keyword → the phrase it is (-1: none), as met
+    labels: dict[str, str] = field(default_factory=dict, repr=False)  # phrase → `written`, as met
 
     @cached_property
     def numbers(self) -> dict[str, int]:
@@ -119,19 +120,20 @@ class Phrases:
         return self.keywords[keyword]
 
     def written(self, phrase: str) -> str:
-        """`phrase` as a label: capitalised, with its acronyms as the papers write them."""
-        words = [self.spellings.get(word, word) for word in phrase.split()]
-        return " ".join(words)[:1].upper() + " ".join(words)[1:]
+        """`phrase` as a label: capitalised, with its acronyms as the papers write them; remembered
+        for the run (every section of every digest is named)."""
+        label = self.labels.get(phrase)
+        if label is None:
+            words = " ".join(self.spellings.get(word, word) for word in phrase.split())
+            label = self.labels[phrase] = words[:1].upper() + words[1:]
+        return label
 
 
 def find_phrases(texts: Sequence[str]) -> Phrases:
     """The label phrases of the window's papers (`texts`, title and abstract); deterministic."""
-    counter = CountVectorizer(analyzer=_candidate_phrases, dtype=np.float32)
-    try:
-        counts = sparse.csr_matrix(counter.fit_transform(texts))
-    except ValueError:  # no words at all
+    names, counts = _count_phrases(texts)
+    if not names:  # no words at all
         return Phrases((), np.zeros(0), np.full((len(texts), PHRASES_PER_PAPER), -1, dtype=np.int64))
-    names = [str(name) for name in counter.get_feature_names_out()]
     frequency = np.diff(counts.tocsc().indptr)  # papers holding each phrase
     words = {name: int(count) for name, count in zip(names, frequency.tolist(), strict=True) if " " not in name}
     spellings = _spellings(texts, words)
@@ -147,13 +149,38 @@ def find_phrases(texts: Sequence[str]) -> Phrases:
     return Phrases(tuple(names), weights, _best_per_paper(counts, weights), spellings)
 
 
+def _count_phrases(texts: Sequence[str]) -> tuple[list[str], sparse.csr_matrix]:
+    """The candidate phrases in sorted order and paper × phrase counts: what a CountVectorizer with
+    `_candidate_phrases` as analyzer gives, without its bookkeeping per phrase met (a third of the
+    time of `find_phrases` on 2,000 papers)."""
+    vocabulary: dict[str, int] = {}  # phrase → number, in the order first met
+    indices: list[int] = []
+    values: list[int] = []
+    indptr = [0]
+    for text in texts:
+        counts = Counter(_candidate_phrases(text))
+        indices += [vocabulary.setdefault(phrase, len(vocabulary)) for phrase in counts]
+        values += counts.values()
+        indptr.append(len(indices))
+    met = list(vocabulary)
+    order = sorted(range(len(met)), key=met.__getitem__)
+    number = np.empty(len(met), dtype=np.int64)
+    number[order] = np.arange(len(met))
+    matrix = sparse.csr_matrix(
+        (np.array(values, dtype=np.float32), number[indices], np.array(indptr, dtype=np.int64)),
+        shape=(len(texts), len(met)),
+    )
+    matrix.sort_indices()
+    return [met[at] for at in order], matrix
+
+
 def _candidate_phrases(text: str) -> list[str]:
     """Runs of one to three words within a clause, with content words at both ends and
     nothing but "of" inside: what may name a topic. Hyphenated words are one word ("few-shot")."""
     found = []
     for clause in _CLAUSE.split(strip_accents_unicode(text.lower())):
         words = _TOKEN.findall(clause)
-        edges = [_is_edge(word) for word in words]
+        edges = list(map(_is_edge, words))
         for at, word in enumerate(words):
             if not edges[at]:
                 continue

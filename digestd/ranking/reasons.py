@@ -12,7 +12,9 @@ arrays over all the picks of a chunk; Python touches each pick only to build its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -35,27 +37,65 @@ def explain_picks(
     """Reasons (at least one each) for picks given as (index into `asked`, window row) pairs, in
     rank order per owner; `lifted` marks the picks admitted by feedback alone; `matched`: their
     `keyword_matches`, when the caller has them already."""
+    table, which = reason_table(space, queries, asked, owners, rows, lifted, reference_level, matched)
+    return list(map(table.__getitem__, which.tolist()))
+
+
+def reason_table(
+    space: Space,
+    queries: Queries,
+    asked: Sequence[ProfileQuery],
+    owners: np.ndarray,
+    rows: np.ndarray,
+    lifted: np.ndarray | None = None,
+    reference_level: float = EVIDENCE.reference,
+    matched: np.ndarray | None = None,
+) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """`explain_picks` as distinct reason tuples and, per pick, the number of its tuple: a caller
+    that reorders the picks gathers once instead of twice."""
     if not len(rows):
-        return []
+        return [], np.zeros(0, dtype=np.int64)
     if matched is None:
         matched = keyword_matches(queries, asked, owners, rows)
+    # One object array per kind of reason, None where it does not apply, in the order they are told.
     columns = [_matched_keywords(queries, matched)]
-    for label in ("you liked", "close to your seed paper"):
-        texts, close = _nearest_references(space, queries, asked, owners, rows, label, reference_level)
-        columns.insert(1, [text if near else None for text, near in zip(texts, close, strict=True)])
+    for label in ("close to your seed paper", "you liked"):
+        columns.append(_nearest_references(space, queries, asked, owners, rows, label, reference_level))
     columns.append(_author_reasons(asked, owners, rows))
     columns.append(_category_reasons(queries, asked, owners, rows))
     if lifted is not None and lifted.any():
         columns.append(_resembled_picks(space, queries, len(asked), owners, rows, lifted))
-    reasons = [tuple(filter(None, found)) for found in zip(*columns, strict=True)]
-    for at in [at for at, found in enumerate(reasons) if not found]:  # none expected: every pick has evidence
-        reasons[at] = _general_reason(asked[owners[at]])
-    return reasons
+    return _combine(columns, asked, owners)
+
+
+def _combine(
+    columns: list[np.ndarray], asked: Sequence[ProfileQuery], owners: np.ndarray
+) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """Each pick's reasons as a tuple of its columns that apply. Picks are grouped by which columns
+    apply, so that `zip` builds each group's tuples in C rather than a filter per pick."""
+    kinds = np.zeros(len(owners), dtype=np.int64)
+    for bit, column in enumerate(columns):
+        kinds |= column.astype(bool).astype(np.int64) << bit  # None (and "") are false, as for `filter`
+    order = np.argsort(kinds, kind="stable")
+    starts = np.flatnonzero(np.r_[True, kinds[order][1:] != kinds[order][:-1]])
+    table: list[tuple[str, ...]] = []
+    for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True):
+        at = order[start:end]
+        kind = int(kinds[at[0]])
+        if kind:
+            table.extend(
+                zip(*(column[at].tolist() for bit, column in enumerate(columns) if kind >> bit & 1), strict=True)
+            )
+        else:  # none expected: every pick has evidence
+            table.extend(_general_reason(asked[owner]) for owner in owners[at].tolist())
+    which = np.empty(len(order), dtype=np.int64)
+    which[order] = np.arange(len(order))
+    return table, which
 
 
 def _resembled_picks(
     space: Space, queries: Queries, n_owners: int, owners: np.ndarray, rows: np.ndarray, lifted: np.ndarray
-) -> list[str | None]:
+) -> np.ndarray:
     """ "close to: <title>" for each lifted pick: the most similar pick of the same digest that has
     evidence of its own (a digest with lifted picks always has one)."""
     own = ~lifted
@@ -64,7 +104,7 @@ def _resembled_picks(
     at = np.flatnonzero(lifted)
     similarities = np.where(references >= 0, space.sims[np.maximum(references, 0), rows[at, None]], -np.inf)
     nearest = np.take_along_axis(references, similarities.argmax(axis=1)[:, None], axis=1).ravel()
-    texts: list[str | None] = [None] * len(rows)
+    texts = np.full(len(rows), None, dtype=object)
     for position, row in zip(at.tolist(), nearest.tolist(), strict=True):
         texts[position] = queries.reference_reason("close to", row) if row >= 0 else None
     return texts
@@ -81,7 +121,7 @@ def keyword_matches(
     return np.where(found, keywords, -1)
 
 
-def _matched_keywords(queries: Queries, keywords: np.ndarray) -> list[str | None]:
+def _matched_keywords(queries: Queries, keywords: np.ndarray) -> np.ndarray:
     """ "matched: a, b, c": the keywords that occur in the paper (`keyword_matches`), in the profile's order."""
     found = keywords >= 0
     ranks = np.cumsum(found, axis=1)
@@ -97,7 +137,7 @@ def _matched_keywords(queries: Queries, keywords: np.ndarray) -> list[str | None
         at = np.flatnonzero(counts == count)
         named = zip(*(terms[lists[at, column]] for column in range(count)), strict=True)
         texts[at] = ["matched: " + ", ".join(words) for words in named]
-    return texts.tolist()
+    return texts
 
 
 def _nearest_references(
@@ -108,35 +148,99 @@ def _nearest_references(
     rows: np.ndarray,
     label: str,
     level: float,
-) -> tuple[list[str | None], list[bool]]:
-    """For each pick, "<label>: <title>" of the owner's nearest seed (or liked) paper, and whether it is close."""
+) -> np.ndarray:
+    """For each pick, "<label>: <title>" of the owner's nearest seed (or liked) paper when it is as
+    close as `level`, else None."""
     liked = label == "you liked"
     references = _padded([query.liked_rows if liked else query.seed_rows for query in asked])[owners]
     if not references.size:
-        return [None] * len(rows), [False] * len(rows)
+        return np.full(len(rows), None, dtype=object)
     similarities = np.where(references >= 0, space.sims[np.maximum(references, 0), rows[:, None]], -np.inf)
     nearest = np.take_along_axis(references, similarities.argmax(axis=1)[:, None], axis=1).ravel()
-    distinct, which = np.unique(nearest, return_inverse=True)
-    texts = [queries.reference_reason(label, row) if row >= 0 else None for row in distinct.tolist()]
     close = similarities.max(axis=1) >= level
-    return [texts[at] for at in which.tolist()], close.tolist()
+    texts = _reference_texts(queries, label, len(space.sims))
+    told = nearest[close]  # (never -1: a pick with no reference is not close)
+    missing = np.unique(told[~texts[told].astype(bool)])
+    texts[missing] = [queries.reference_reason(label, row) for row in missing.tolist()]
+    reasons = np.full(len(rows), None, dtype=object)
+    reasons[close] = texts[told]
+    return reasons
 
 
-def _author_reasons(asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray) -> list[str | None]:
-    reasons: list[str | None] = [None] * len(rows)
-    for at, owner, row in _picks_of(asked, owners, rows, lambda query: bool(query.authors)):
-        name = asked[owner].authors.get(row)
-        reasons[at] = None if name is None else f"by {name}"
+_REFERENCE_TEXTS: WeakKeyDictionary[Queries, dict[str, np.ndarray]] = WeakKeyDictionary()
+
+
+def _reference_texts(queries: Queries, label: str, n_rows: int) -> np.ndarray:
+    """Per space row, "<label>: <title>" once a pick has needed it, else None: for the whole run."""
+    texts = _REFERENCE_TEXTS.setdefault(queries, {})
+    if label not in texts:
+        texts[label] = np.full(n_rows, None, dtype=object)
+    return texts[label]
+
+
+def _author_reasons(asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    reasons = np.full(len(rows), None, dtype=object)
+    at, owners, rows = _picks_of(asked, owners, rows, lambda query: bool(query.authors))
+    if len(at):
+        names = [asked[owner].authors.get(row) for owner, row in zip(owners.tolist(), rows.tolist(), strict=True)]
+        told = {name: f"by {name}" for name in set(names) if name is not None}  # one string per author
+        reasons[at] = [told.get(name) if name is not None else None for name in names]
     return reasons
 
 
 def _category_reasons(
     queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
-) -> list[str | None]:
-    reasons: list[str | None] = [None] * len(rows)
-    for at, owner, row in _picks_of(asked, owners, rows, lambda query: bool(query.profile.categories)):
-        reasons[at] = queries.category_reason(asked[owner].profile.categories, row)
+) -> np.ndarray:
+    """ "in your category <c>": c the paper's first category that is, or is in the archive of, one the
+    owner chose (as `Queries.category_reason`), compared as numbers for all the chunk's picks at once."""
+    reasons = np.full(len(rows), None, dtype=object)
+    at, owners, rows = _picks_of(asked, owners, rows, lambda query: bool(query.profile.categories))
+    if not len(at):
+        return reasons
+    table = _category_table(queries)
+    chooser, wanted = np.unique(owners, return_inverse=True)
+    keys = table.keys
+    chosen = _padded(
+        [
+            np.array([keys.get(c.lower(), -2) for c in asked[owner].profile.categories], dtype=np.int64)
+            for owner in chooser.tolist()
+        ]
+    )[wanted.ravel()][:, None, :]  # pick × 1 × the owner's keys (-2: in no paper, -1: padding)
+    own, archive = table.own[rows][:, :, None], table.archive[rows][:, :, None]
+    hit = (((own == chosen) | (archive == chosen)) & (chosen >= 0)).any(axis=2)  # pick × category slot
+    slot = hit.argmax(axis=1)
+    found = np.flatnonzero(hit[np.arange(len(slot)), slot])
+    reasons[at[found]] = table.reasons[rows[found], slot[found]]
     return reasons
+
+
+@dataclass(frozen=True, eq=False)
+class _Categories:
+    """The window papers' categories as numbers, made once per run (`_category_table`)."""
+
+    keys: dict[str, int]  # lower-case category or archive → number
+    own: np.ndarray  # window row × category slot: the category's number, -1 past the paper's last
+    archive: np.ndarray  # the same for the category's archive ("cs" of "cs.LG")
+    reasons: np.ndarray  # window row × category slot: "in your category <category>"
+
+
+_CATEGORY_TABLES: WeakKeyDictionary[Queries, _Categories] = WeakKeyDictionary()
+
+
+def _category_table(queries: Queries) -> _Categories:
+    if queries not in _CATEGORY_TABLES:
+        held = [paper.categories for paper in queries.index.papers]
+        keys: dict[str, int] = {}
+        width = max(1, max((len(categories) for categories in held), default=0))
+        own = np.full((len(held), width), -1, dtype=np.int64)
+        archive = np.full((len(held), width), -1, dtype=np.int64)
+        reasons = np.full((len(held), width), None, dtype=object)
+        for row, categories in enumerate(held):
+            own[row, : len(categories)] = [keys.setdefault(c.lower(), len(keys)) for c in categories]
+            archive[row, : len(categories)] = [keys.setdefault(c.split(".")[0].lower(), len(keys)) for c in categories]
+            reasons[row, : len(categories)] = [f"in your category {c}" for c in categories]
+        _CATEGORY_TABLES[queries] = _Categories(keys, own, archive, reasons)
+    return _CATEGORY_TABLES[queries]
 
 
 def _general_reason(query: ProfileQuery) -> tuple[str]:
@@ -145,11 +249,11 @@ def _general_reason(query: ProfileQuery) -> tuple[str]:
 
 def _picks_of(
     asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray, wanted: Callable[[ProfileQuery], bool]
-) -> Iterator[tuple[int, int, int]]:
-    """(position, owner, row) of the picks whose owner is `wanted`."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, owners and rows of the picks whose owner is `wanted`."""
     chosen = np.array([wanted(query) for query in asked], dtype=bool)
     positions = np.flatnonzero(chosen[owners]) if len(asked) else np.zeros(0, dtype=np.int64)
-    return zip(positions.tolist(), owners[positions].tolist(), rows[positions].tolist(), strict=True)
+    return positions, owners[positions], rows[positions]
 
 
 def _padded(arrays: Sequence[np.ndarray]) -> np.ndarray:
