@@ -157,32 +157,27 @@ class Queries:
             for paper in index.papers
         ]
 
-    def keyword_scores(self, chunk: Sequence[ProfileQuery]) -> np.ndarray:
+    def keyword_scores(self, chunk: Sequence[ProfileQuery], asking: sparse.csr_matrix | None = None) -> np.ndarray:
         """BM25 of each profile's keywords (their words, each keyword weighted) against every paper,
-        as a fraction of the best score a paper could get: 0 to 1."""
-        counts = [len(query.keyword_ids) for query in chunk]
-        weights = sparse.csr_matrix(
-            (
-                np.concatenate([query.keyword_weights for query in chunk]),
-                np.concatenate([query.keyword_ids for query in chunk]),
-                np.r_[0, np.cumsum(counts)],
-            ),
-            shape=(len(chunk), len(self.terms)),
-        )
+        as a fraction of the best score a paper could get: 0 to 1. `asking`: `self.asking(chunk)`."""
+        weights = (self.asking(chunk) if asking is None else asking).copy()
+        weights.data = np.concatenate([query.keyword_weights for query in chunk]).astype(np.float32)
         asked = weights @ self.words  # profile × word
         ideal = np.maximum(asked @ self.index.bm25_ideal, 1e-9).astype(np.float32)
         return np.asarray((asked @ self.index.bm25_by_word).toarray() / ideal[:, None], dtype=np.float32)
 
-    def keyword_evidence(self, chunk: Sequence[ProfileQuery]) -> tuple[np.ndarray, np.ndarray]:
+    def keyword_evidence(
+        self, chunk: Sequence[ProfileQuery], asking: sparse.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per profile × paper: whether one of its keywords matches strongly (evidence of its own),
         and whether one occurs at all (the textual evidence a chosen category needs)."""
-        asking = self._asking(chunk)
+        asking = self.asking(chunk) if asking is None else asking
         occurs = (asking @ self.present).toarray() > 0
         if self.evident is self.present:  # no level beyond occurring (the default): one product
             return occurs, occurs
         return (asking @ self.evident).toarray() > 0, occurs
 
-    def _asking(self, chunk: Sequence[ProfileQuery]) -> sparse.csr_matrix:
+    def asking(self, chunk: Sequence[ProfileQuery]) -> sparse.csr_matrix:
         """Profile × keyword, 1 where the profile asks for the keyword."""
         counts = [len(query.keyword_ids) for query in chunk]
         return sparse.csr_matrix(

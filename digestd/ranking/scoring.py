@@ -172,21 +172,26 @@ def score_chunk(
     admitted only as lifted by feedback (no evidence of their own). `trend` (see `trending`)
     counts for the profiles that asked for trending papers. `admit=False` leaves every paper its
     score, with or without evidence and whatever the masks: the ranking alone, for benchmarks."""
-    scores = queries.keyword_scores(chunk)
-    strong, occurs = queries.keyword_evidence(chunk)
-    nearest = _add_similarity(scores, space, [query.positive_rows for query in chunk], 1.0)
-    qualified = _qualified(chunk, strong, occurs, nearest, evidence)
+    asking = queries.asking(chunk)
+    scores = queries.keyword_scores(chunk, asking)
+    strong, occurs = queries.keyword_evidence(chunk, asking)
+    nearest = np.zeros(scores.shape, dtype=np.float32)
+    _add_similarity(scores, space, [query.positive_rows for query in chunk], 1.0, nearest)
+    authors = _cells([query.author_rows for query in chunk])
+    qualified = _qualified(chunk, strong, occurs, nearest, authors, evidence)
+    del strong, occurs, nearest
     feedback = _feedback(np.where(qualified, scores, -np.inf), space.sims[: space.n_window])
-    lifted = ~qualified & (feedback >= evidence.lift)
+    lifted = feedback >= evidence.lift
+    lifted &= ~qualified
     weights = np.array([FEEDBACK_WEIGHT if len(query.keyword_ids) else 0.0 for query in chunk], dtype=np.float32)
     feedback *= weights[:, None]
     scores += feedback
+    del feedback
     _add_similarity(scores, space, [query.negative_rows for query in chunk], -DISLIKE_WEIGHT)
     for row, query in enumerate(chunk):
         if len(query.liked_rows) >= MODEL_MIN_LIKES:
             scores[row] += MODEL_WEIGHT * _rating_model(space, query)
-    owners, columns = _cells([query.author_rows for query in chunk])
-    scores[owners, columns] += AUTHOR_BOOST  # once per paper, however many followed authors wrote it
+    scores[authors] += AUTHOR_BOOST  # once per paper, however many followed authors wrote it
     owners, columns = _cells([query.category_rows for query in chunk])
     scores[owners, columns] += CATEGORY_BOOST
     if popularity.any():
@@ -195,43 +200,49 @@ def score_chunk(
         add_trend(scores, [query.profile for query in chunk], trend)
     if not admit:
         return scores, lifted
-    np.putmask(scores, ~(qualified | lifted), -np.inf)
+    qualified |= lifted
+    np.putmask(scores, ~qualified, -np.inf)
     _mask(scores, chunk)
-    return scores, lifted & np.isfinite(scores)
+    lifted &= np.isfinite(scores)
+    return scores, lifted
 
 
 def _qualified(
-    chunk: Sequence[ProfileQuery], strong: np.ndarray, occurs: np.ndarray, nearest: np.ndarray, evidence: Evidence
+    chunk: Sequence[ProfileQuery],
+    strong: np.ndarray,
+    occurs: np.ndarray,
+    nearest: np.ndarray,
+    authors: tuple[np.ndarray, np.ndarray],
+    evidence: Evidence,
 ) -> np.ndarray:
     """Papers with evidence of their own: a strong keyword match, a close seed or liked paper,
-    a followed author, or a chosen category with some text evidence (a keyword that occurs, or
-    half the closeness) unless the profile asks for categories alone."""
+    a followed author (`authors`: their cells), or a chosen category with some text evidence (a
+    keyword that occurs, or half the closeness) unless the profile asks for categories alone."""
     qualified = nearest >= evidence.reference
     qualified |= strong
-    qualified[_cells([query.author_rows for query in chunk])] = True
-    near = CATEGORY_TEXT_SHARE * evidence.reference
-    for row, query in enumerate(chunk):
-        if query.profile.trending and not has_interests(query.profile):
-            qualified[row] = True  # trending alone: the trend is the evidence, every paper may compete
-            continue
-        columns = query.category_rows
-        if not len(columns):
-            continue
-        if len(query.keyword_ids) or len(query.positive_rows):
-            qualified[row, columns] |= occurs[row, columns] | (nearest[row, columns] >= near)
-        else:
-            qualified[row, columns] = True
+    qualified[authors] = True
+    owners, columns = _cells([query.category_rows for query in chunk])
+    if len(owners):
+        needs_text = np.array([bool(len(query.keyword_ids) or len(query.positive_rows)) for query in chunk])[owners]
+        cells = owners[needs_text], columns[needs_text]
+        near = CATEGORY_TEXT_SHARE * evidence.reference
+        qualified[cells] |= occurs[cells] | (nearest[cells] >= near)
+        qualified[owners[~needs_text], columns[~needs_text]] = True
+    # Trending alone: the trend is the evidence, every paper may compete.
+    alone = [row for row, query in enumerate(chunk) if query.profile.trending and not has_interests(query.profile)]
+    qualified[alone] = True
     return qualified
 
 
-def _add_similarity(scores: np.ndarray, space: Space, rows: list[np.ndarray], weight: float) -> np.ndarray:
+def _add_similarity(
+    scores: np.ndarray, space: Space, rows: list[np.ndarray], weight: float, nearest: np.ndarray | None = None
+) -> None:
     """Add `weight` × (the mean cosine to each profile's references less COMMON_WEIGHT × the paper's
     mean cosine to the window, or the cosine to the nearest less NEAREST_MARGIN when more) to each
-    window paper; returns the cosine to the nearest reference (the evidence: 0 without references)."""
+    window paper; `nearest`, when given, gets the cosine to the nearest reference (the evidence)."""
     counts = np.array([len(r) for r in rows])
-    nearest = np.zeros(scores.shape, dtype=np.float32)
     if not counts.any():
-        return nearest
+        return
     sims = space.sims
     weights = np.repeat(1 / np.maximum(counts, 1), counts).astype(np.float32)
     mean = sparse.csr_matrix((weights, np.concatenate(rows), np.r_[0, np.cumsum(counts)]), (len(rows), sims.shape[0]))
@@ -240,12 +251,19 @@ def _add_similarity(scores: np.ndarray, space: Space, rows: list[np.ndarray], we
     for slot in range(1, counts.max()):  # a running max over the k-th reference of every profile
         has = np.flatnonzero(counts[holders] > slot)
         closest[has] = np.maximum(closest[has], sims[[rows[holders[j]][slot] for j in has]])
-    nearest[holders] = closest
-    similarity = np.asarray(mean[holders] @ sims, dtype=np.float32)
+    if nearest is not None:
+        nearest[holders] = closest
+    every = len(holders) == len(rows)  # the usual case: plain in-place arithmetic, no gathered rows
+    similarity = np.asarray((mean if every else mean[holders]) @ sims, dtype=np.float32)
     similarity -= np.float32(COMMON_WEIGHT) * space.common
-    np.maximum(similarity, closest - np.float32(NEAREST_MARGIN), out=similarity)
-    scores[holders] += np.float32(weight) * similarity
-    return nearest
+    closest -= np.float32(NEAREST_MARGIN)
+    np.maximum(similarity, closest, out=similarity)
+    if weight != 1:
+        similarity *= np.float32(weight)
+    if every:
+        scores += similarity
+    else:
+        scores[holders] += similarity
 
 
 def _feedback(scores: np.ndarray, window_sims: np.ndarray) -> np.ndarray:
