@@ -20,9 +20,8 @@ of what is sent for narrow profiles. The evidence levels are chosen on the tunin
     python -m bench.quality                 # the calibrated levels, every baseline, held-out windows
     python -m bench.quality --calibrate     # the grid, digestd only, tuning windows
 
-The first takes minutes, nearly all of it in the SVM and logistic-regression baselines of the
-two largest windows (22 minutes measured on 2 cores shared with other builds, load 8); the
-second takes about 80 s.
+The first takes 2 minutes on an idle 2-core machine (5 at load 3 to 4), nearly all of it in
+the SVM and logistic-regression baselines of the two largest windows; the second about 25 s.
 """
 
 from __future__ import annotations
