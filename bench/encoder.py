@@ -130,7 +130,8 @@ def rank(window: q.Window, month: q.Month, vectors: dict[str, np.ndarray]) -> li
             scores[row] += mixed[query.positive_rows].mean(axis=0) - SEED_COMMON_WEIGHT * common
             nearest[row] = window.space.sims[query.positive_rows].max(axis=0)
     authors = scoring._cells([query.author_rows for query in asked])
-    qualified = scoring._qualified(asked, strong, occurs, nearest, authors, scoring.EVIDENCE)
+    categories = scoring._cells([query.category_rows for query in asked])
+    qualified = scoring._qualified(asked, strong, occurs, nearest, authors, categories, scoring.EVIDENCE)
     feedback = scoring._feedback(np.where(qualified, scores, -np.inf), mixed[:n].astype(np.float32))
     has_keywords = np.array([bool(case.keywords) for case in month.cases])[:, None]
     scores += scoring.FEEDBACK_WEIGHT * feedback * has_keywords

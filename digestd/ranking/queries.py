@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -95,6 +96,16 @@ def _bm25_ideal(counts: sparse.csc_matrix) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
+class CategoryTable:
+    """The window papers' categories as numbers (`Queries.category_table`), made once per run."""
+
+    keys: dict[str, int]  # lower-case category or archive → number
+    own: np.ndarray  # window row × category slot: the category's number, -1 past the paper's last
+    archive: np.ndarray  # the same for the category's archive ("cs" of "cs.LG")
+    reasons: np.ndarray  # window row × category slot: "in your category <category>"
+
+
+@dataclass(frozen=True, eq=False)
 class ProfileQuery:
     """One profile as row numbers (space rows for references, window rows for the rest)."""
 
@@ -150,12 +161,7 @@ class Queries:
         self._authors: dict[str, dict[int, str]] = {}
         self._categories: dict[tuple[str, ...], np.ndarray] = {}
         self._window_ids = frozenset(paper.id for paper in index.papers)
-        self._reasons: dict[tuple[str, int], str] = {}
-        self._wanted: dict[tuple[str, ...], frozenset[str]] = {}
-        self._paper_categories = [  # per window paper: (category, {category, archive} in lower case)
-            tuple((c, frozenset({c.lower(), c.split(".")[0].lower()})) for c in paper.categories)
-            for paper in index.papers
-        ]
+        self._reference_texts: dict[str, np.ndarray] = {}
 
     def keyword_scores(self, chunk: Sequence[ProfileQuery], asking: sparse.csr_matrix | None = None) -> np.ndarray:
         """BM25 of each profile's keywords (their words, each keyword weighted) against every paper,
@@ -226,21 +232,33 @@ class Queries:
 
     def reference_reason(self, label: str, row: int) -> str:
         """ "<label>: <shortened title of row>", made once per run for each seed or liked paper."""
-        key = (label, row)
-        if key not in self._reasons:
+        texts = self.reference_texts(label)
+        if texts[row] is None:
             title = " ".join(self.index.titles[row].split())
-            self._reasons[key] = f"{label}: {title if len(title) <= 90 else title[:89].rstrip() + '…'}"
-        return self._reasons[key]
+            texts[row] = f"{label}: {title if len(title) <= 90 else title[:89].rstrip() + '…'}"
+        return str(texts[row])
 
-    def category_reason(self, categories: tuple[str, ...], row: int) -> str | None:
-        """ "in your category <the paper's first category among `categories` or their archives>", or None."""
-        wanted = self._wanted.get(categories)
-        if wanted is None:
-            wanted = self._wanted[categories] = frozenset(category.lower() for category in categories)
-        for category, keys in self._paper_categories[row]:
-            if not wanted.isdisjoint(keys):
-                return f"in your category {category}"
-        return None
+    def reference_texts(self, label: str) -> np.ndarray:
+        """Per space row, its `reference_reason` once made, else None (for the whole run): to gather
+        many picks' reasons at once."""
+        if label not in self._reference_texts:
+            self._reference_texts[label] = np.full(len(self.index.titles), None, dtype=object)
+        return self._reference_texts[label]
+
+    @cached_property
+    def category_table(self) -> CategoryTable:
+        """The window papers' categories as numbers, for the reasons "in your category <c>"."""
+        held = [paper.categories for paper in self.index.papers]
+        keys: dict[str, int] = {}
+        width = max(1, max((len(categories) for categories in held), default=0))
+        own = np.full((len(held), width), -1, dtype=np.int64)
+        archive = np.full((len(held), width), -1, dtype=np.int64)
+        reasons = np.full((len(held), width), None, dtype=object)
+        for row, categories in enumerate(held):
+            own[row, : len(categories)] = [keys.setdefault(c.lower(), len(keys)) for c in categories]
+            archive[row, : len(categories)] = [keys.setdefault(c.split(".")[0].lower(), len(keys)) for c in categories]
+            reasons[row, : len(categories)] = [f"in your category {c}" for c in categories]
+        return CategoryTable(keys, own, archive, reasons)
 
     def author_matches(self, followed: Sequence[str]) -> dict[int, str]:
         """Window rows by a followed author → that author's name as the profile spells it.

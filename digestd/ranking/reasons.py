@@ -13,8 +13,6 @@ arrays over all the picks of a chunk; Python touches each pick only to build its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -22,23 +20,6 @@ from digestd.ranking.queries import ProfileQuery, Queries
 from digestd.ranking.scoring import EVIDENCE, MODEL_MIN_LIKES, Space
 
 MATCHED_SHOWN = 3  # keywords named in "matched: ..."
-
-
-def explain_picks(
-    space: Space,
-    queries: Queries,
-    asked: Sequence[ProfileQuery],
-    owners: np.ndarray,
-    rows: np.ndarray,
-    lifted: np.ndarray | None = None,
-    reference_level: float = EVIDENCE.reference,
-    matched: np.ndarray | None = None,
-) -> list[tuple[str, ...]]:
-    """Reasons (at least one each) for picks given as (index into `asked`, window row) pairs, in
-    rank order per owner; `lifted` marks the picks admitted by feedback alone; `matched`: their
-    `keyword_matches`, when the caller has them already."""
-    table, which = reason_table(space, queries, asked, owners, rows, lifted, reference_level, matched)
-    return list(map(table.__getitem__, which.tolist()))
 
 
 def reason_table(
@@ -51,8 +32,10 @@ def reason_table(
     reference_level: float = EVIDENCE.reference,
     matched: np.ndarray | None = None,
 ) -> tuple[list[tuple[str, ...]], np.ndarray]:
-    """`explain_picks` as distinct reason tuples and, per pick, the number of its tuple: a caller
-    that reorders the picks gathers once instead of twice."""
+    """Reasons (at least one each) for picks given as (index into `asked`, window row) pairs, in
+    rank order per owner, as distinct reason tuples and, per pick, the number of its tuple (a caller
+    that reorders the picks gathers once); `lifted` marks the picks admitted by feedback alone;
+    `matched`: their `keyword_matches`, when the caller has them already."""
     if not len(rows):
         return [], np.zeros(0, dtype=np.int64)
     if matched is None:
@@ -158,24 +141,13 @@ def _nearest_references(
     similarities = np.where(references >= 0, space.sims[np.maximum(references, 0), rows[:, None]], -np.inf)
     nearest = np.take_along_axis(references, similarities.argmax(axis=1)[:, None], axis=1).ravel()
     close = similarities.max(axis=1) >= level
-    texts = _reference_texts(queries, label, len(space.sims))
+    texts = queries.reference_texts(label)
     told = nearest[close]  # (never -1: a pick with no reference is not close)
     missing = np.unique(told[~texts[told].astype(bool)])
     texts[missing] = [queries.reference_reason(label, row) for row in missing.tolist()]
     reasons = np.full(len(rows), None, dtype=object)
     reasons[close] = texts[told]
     return reasons
-
-
-_REFERENCE_TEXTS: WeakKeyDictionary[Queries, dict[str, np.ndarray]] = WeakKeyDictionary()
-
-
-def _reference_texts(queries: Queries, label: str, n_rows: int) -> np.ndarray:
-    """Per space row, "<label>: <title>" once a pick has needed it, else None: for the whole run."""
-    texts = _REFERENCE_TEXTS.setdefault(queries, {})
-    if label not in texts:
-        texts[label] = np.full(n_rows, None, dtype=object)
-    return texts[label]
 
 
 def _author_reasons(asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -192,12 +164,12 @@ def _category_reasons(
     queries: Queries, asked: Sequence[ProfileQuery], owners: np.ndarray, rows: np.ndarray
 ) -> np.ndarray:
     """ "in your category <c>": c the paper's first category that is, or is in the archive of, one the
-    owner chose (as `Queries.category_reason`), compared as numbers for all the chunk's picks at once."""
+    owner chose, compared as numbers (`Queries.category_table`) for all the chunk's picks at once."""
     reasons = np.full(len(rows), None, dtype=object)
     at, owners, rows = _picks_of(asked, owners, rows, lambda query: bool(query.profile.categories))
     if not len(at):
         return reasons
-    table = _category_table(queries)
+    table = queries.category_table
     chooser, wanted = np.unique(owners, return_inverse=True)
     keys = table.keys
     chosen = _padded(
@@ -212,35 +184,6 @@ def _category_reasons(
     found = np.flatnonzero(hit[np.arange(len(slot)), slot])
     reasons[at[found]] = table.reasons[rows[found], slot[found]]
     return reasons
-
-
-@dataclass(frozen=True, eq=False)
-class _Categories:
-    """The window papers' categories as numbers, made once per run (`_category_table`)."""
-
-    keys: dict[str, int]  # lower-case category or archive → number
-    own: np.ndarray  # window row × category slot: the category's number, -1 past the paper's last
-    archive: np.ndarray  # the same for the category's archive ("cs" of "cs.LG")
-    reasons: np.ndarray  # window row × category slot: "in your category <category>"
-
-
-_CATEGORY_TABLES: WeakKeyDictionary[Queries, _Categories] = WeakKeyDictionary()
-
-
-def _category_table(queries: Queries) -> _Categories:
-    if queries not in _CATEGORY_TABLES:
-        held = [paper.categories for paper in queries.index.papers]
-        keys: dict[str, int] = {}
-        width = max(1, max((len(categories) for categories in held), default=0))
-        own = np.full((len(held), width), -1, dtype=np.int64)
-        archive = np.full((len(held), width), -1, dtype=np.int64)
-        reasons = np.full((len(held), width), None, dtype=object)
-        for row, categories in enumerate(held):
-            own[row, : len(categories)] = [keys.setdefault(c.lower(), len(keys)) for c in categories]
-            archive[row, : len(categories)] = [keys.setdefault(c.split(".")[0].lower(), len(keys)) for c in categories]
-            reasons[row, : len(categories)] = [f"in your category {c}" for c in categories]
-        _CATEGORY_TABLES[queries] = _Categories(keys, own, archive, reasons)
-    return _CATEGORY_TABLES[queries]
 
 
 def _general_reason(query: ProfileQuery) -> tuple[str]:

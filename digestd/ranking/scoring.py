@@ -178,7 +178,8 @@ def score_chunk(
     nearest = np.zeros(scores.shape, dtype=np.float32)
     _add_similarity(scores, space, [query.positive_rows for query in chunk], 1.0, nearest)
     authors = _cells([query.author_rows for query in chunk])
-    qualified = _qualified(chunk, strong, occurs, nearest, authors, evidence)
+    categories = _cells([query.category_rows for query in chunk])
+    qualified = _qualified(chunk, strong, occurs, nearest, authors, categories, evidence)
     del strong, occurs, nearest
     feedback = _feedback(np.where(qualified, scores, -np.inf), space.sims[: space.n_window])
     lifted = feedback >= evidence.lift
@@ -192,8 +193,7 @@ def score_chunk(
         if len(query.liked_rows) >= MODEL_MIN_LIKES:
             scores[row] += MODEL_WEIGHT * _rating_model(space, query)
     scores[authors] += AUTHOR_BOOST  # once per paper, however many followed authors wrote it
-    owners, columns = _cells([query.category_rows for query in chunk])
-    scores[owners, columns] += CATEGORY_BOOST
+    scores[categories] += CATEGORY_BOOST
     if popularity.any():
         scores += np.where(scores > 0, POPULARITY_WEIGHT * popularity, 0).astype(np.float32)
     if trend is not None:
@@ -213,15 +213,17 @@ def _qualified(
     occurs: np.ndarray,
     nearest: np.ndarray,
     authors: tuple[np.ndarray, np.ndarray],
+    categories: tuple[np.ndarray, np.ndarray],
     evidence: Evidence,
 ) -> np.ndarray:
     """Papers with evidence of their own: a strong keyword match, a close seed or liked paper,
-    a followed author (`authors`: their cells), or a chosen category with some text evidence (a
-    keyword that occurs, or half the closeness) unless the profile asks for categories alone."""
+    a followed author (`authors`: their cells), or a chosen category (`categories`: their cells)
+    with some text evidence (a keyword that occurs, or half the closeness) unless the profile asks
+    for categories alone."""
     qualified = nearest >= evidence.reference
     qualified |= strong
     qualified[authors] = True
-    owners, columns = _cells([query.category_rows for query in chunk])
+    owners, columns = categories
     if len(owners):
         needs_text = np.array([bool(len(query.keyword_ids) or len(query.positive_rows)) for query in chunk])[owners]
         cells = owners[needs_text], columns[needs_text]
