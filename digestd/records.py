@@ -80,6 +80,12 @@ class Profile:
     link_key: str = ""  # signs the links in their emails (`mail.tokens`); from the subscriber's row
     trending: bool = False  # the period's trending papers rank first (`ranking.trending`)
 
+    @property
+    def keyword_query(self) -> str:
+        """The keywords as one query for a sentence encoder ("" without keywords): the key of its
+        vector in `ranking.build_digests(query_vectors=...)` and in the stored vectors."""
+        return ", ".join(keyword.term for keyword in self.keywords)
+
 
 @dataclass(frozen=True, slots=True)
 class Pick:

@@ -3,6 +3,10 @@
     window = prepare_window(papers, referenced=seed_and_rated_papers)   # once per run
     digests = build_digests(window, profiles, period_start=..., period_end=..., now=...)
 
+With a sentence encoder (`digestd.embedding`), its vectors come in as data: `vectors=` (paper id →
+unit vector) for `prepare_window`, `query_vectors=` (`Profile.keyword_query` → unit vector) for
+`build_digests`; the ranking never loads a model.
+
 `prepare_window` fits the TF-IDF space and finds the window's label phrases once; `build_digests`
 scores profiles in chunks (see `ranking`) and returns one `Digest` per profile, in order.
 
@@ -31,7 +35,15 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from digestd.ranking.phrases import Phrases, find_phrases
 from digestd.ranking.queries import PaperIndex, ProfileQuery, Queries, build_queries, index_papers
 from digestd.ranking.reasons import keyword_matches, reason_table
-from digestd.ranking.scoring import EVIDENCE, Evidence, Space, build_space, score_chunk, select_picks
+from digestd.ranking.scoring import (
+    ENCODER_EVIDENCE,
+    EVIDENCE,
+    Evidence,
+    Space,
+    build_space,
+    score_chunk,
+    select_picks,
+)
 from digestd.ranking.sections import plan_chunk_sections
 from digestd.ranking.trending import has_interests, trend_reason, trend_scores
 from digestd.records import Digest, PaperRecord, Pick, Profile, Section
@@ -74,31 +86,62 @@ class Window:
         return self.index.row_of
 
     @property
+    def encoded(self) -> bool:
+        """Whether the similarities include a sentence encoder's (`prepare_window(vectors=...)`)."""
+        return self.space.encoded is not None
+
+    @property
+    def evidence(self) -> Evidence:
+        """The calibrated levels for this window's kind of similarity."""
+        return ENCODER_EVIDENCE if self.encoded else EVIDENCE
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """The phrases that may name a section."""
         return self.phrases.names
 
 
 def prepare_window(
-    papers: Sequence[PaperRecord], *, referenced: Sequence[PaperRecord] = (), readers: Mapping[str, int] | None = None
+    papers: Sequence[PaperRecord],
+    *,
+    referenced: Sequence[PaperRecord] = (),
+    readers: Mapping[str, int] | None = None,
+    vectors: Mapping[str, np.ndarray] | None = None,
 ) -> Window:
     """Fit the TF-IDF space on the window, place the referenced papers in it, find label phrases: once per run.
-    `readers` (paper id → readers who were sent or liked it) ranks trending papers no source gave upvotes for."""
+    `readers` (paper id → readers who were sent or liked it) ranks trending papers no source gave upvotes for.
+    `vectors` (paper id → a sentence encoder's unit vector) are mixed into the similarities when every
+    window and referenced paper has one."""
     with _collector_paused():
-        return _prepare_window(papers, referenced, readers or {})
+        return _prepare_window(papers, referenced, readers or {}, vectors)
 
 
 def _prepare_window(
-    papers: Sequence[PaperRecord], referenced: Sequence[PaperRecord], readers: Mapping[str, int]
+    papers: Sequence[PaperRecord],
+    referenced: Sequence[PaperRecord],
+    readers: Mapping[str, int],
+    vectors: Mapping[str, np.ndarray] | None,
 ) -> Window:
     window = tuple(_unique(papers, set()))
     extra = tuple(_unique(referenced, {paper.id for paper in window}))
     texts = [paper.text for paper in window]
-    space = build_space(texts, [paper.text for paper in extra])
+    space = build_space(texts, [paper.text for paper in extra], _stacked(vectors, (*window, *extra)))
     index = index_papers(window, extra)
     phrases = find_phrases(texts)
     log.debug("window: %d papers, %d referenced, %d label phrases", len(window), len(extra), len(phrases.names))
     return Window(window, extra, space, index, phrases, trend_scores(window, readers), readers)
+
+
+def _stacked(vectors: Mapping[str, np.ndarray] | None, papers: Sequence[PaperRecord]) -> np.ndarray | None:
+    """The papers' vectors as rows, or None (with a warning) when one is missing: a space mixing
+    encoded and unencoded papers would rank them on different scales."""
+    if not vectors or not papers:
+        return None
+    missing = sum(paper.id not in vectors for paper in papers)
+    if missing:
+        log.warning("ranking without the sentence encoder: %d of %d papers have no vector", missing, len(papers))
+        return None
+    return np.stack([np.asarray(vectors[paper.id], dtype=np.float32) for paper in papers])
 
 
 def build_digests(
@@ -108,12 +151,15 @@ def build_digests(
     period_start: datetime,
     period_end: datetime,
     now: datetime,
-    evidence: Evidence = EVIDENCE,
+    evidence: Evidence | None = None,
+    query_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> list[Digest]:
     """One digest per profile, in the same order. `evidence`: the levels a paper must reach on its
-    own (the calibrated defaults unless a benchmark tries others)."""
+    own (the calibrated defaults for the window's similarities unless a benchmark tries others).
+    `query_vectors`: with an encoder, `Profile.keyword_query` → its unit vector."""
     with _collector_paused():
-        return _build_digests(window, profiles, period_start, period_end, now, evidence)
+        chosen = window.evidence if evidence is None else evidence
+        return _build_digests(window, profiles, period_start, period_end, now, chosen, query_vectors)
 
 
 def _build_digests(
@@ -123,9 +169,11 @@ def _build_digests(
     period_end: datetime,
     now: datetime,
     evidence: Evidence,
+    query_vectors: Mapping[str, np.ndarray] | None,
 ) -> list[Digest]:
     matrix = window.matrix[: len(window.papers)]
-    queries = build_queries(window.vectorizer, matrix, window.index, profiles, evidence.keyword)
+    vectors = query_vectors if window.encoded else None
+    queries = build_queries(window.vectorizer, matrix, window.index, profiles, evidence.keyword, vectors)
     digests: list[Digest] = []
 
     def assemble(asked: list[ProfileQuery], ranked: Future[Ranked]) -> None:

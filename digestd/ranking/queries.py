@@ -119,6 +119,7 @@ class ProfileQuery:
     category_rows: np.ndarray
     blocked_rows: np.ndarray  # excluded words, papers already sent, seeds and rated papers
     only_rows: np.ndarray | None  # the category filter, when the profile asks for one
+    query_vector: np.ndarray | None = None  # the encoder's vector of `Profile.keyword_query`, when there is one
 
     @property
     def positive_rows(self) -> np.ndarray:
@@ -146,8 +147,10 @@ class Queries:
         terms: list[str],
         spellings: Mapping[str, str],
         keyword_level: float = 0.0,
+        query_vectors: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.index = index
+        self.query_vectors = query_vectors or {}  # `Profile.keyword_query` → the encoder's unit vector
         self.terms = terms
         self.term_array = np.array(terms, dtype=object)  # for gathering many picks' keywords at once
         # Keyed by the keyword as typed, so that no profile needs to fold its keywords again.
@@ -222,6 +225,7 @@ class Queries:
             category_rows=categories,
             blocked_rows=np.concatenate(blocked) if blocked else _NO_ROWS,
             only_rows=categories if profile.category_filter and profile.categories else None,
+            query_vector=self.query_vectors.get(profile.keyword_query) if known else None,
         )
 
     def rows_of(self, ids: Sequence[str]) -> np.ndarray:
@@ -303,12 +307,14 @@ def build_queries(
     index: PaperIndex,
     profiles: Sequence[Profile],
     keyword_level: float = 0.0,
+    query_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> Queries:
-    """The per-run lookups for these profiles' distinct keywords."""
+    """The per-run lookups for these profiles' distinct keywords (`query_vectors`: the encoder's
+    vector per `Profile.keyword_query`, when there is an encoder)."""
     typed = {keyword.term for profile in profiles for keyword in profile.keywords}
     spellings = {raw: fold_text(raw).strip() for raw in typed}  # as typed → folded
     terms = sorted(set(spellings.values()) - {""})
-    return Queries(vectorizer, window, index, terms, spellings, keyword_level)
+    return Queries(vectorizer, window, index, terms, spellings, keyword_level, query_vectors)
 
 
 def _strong_matches(

@@ -71,6 +71,10 @@ MMR_LAMBDA = 0.7  # relevance vs. novelty, on relevance scaled to the subscriber
 DUPLICATE_SIMILARITY = 0.6  # cosine above which a paper is a near-duplicate of a pick
 CANDIDATES_PER_PICK = 3
 LATENT_DIMENSIONS = 100
+# With a sentence encoder (`build_space(vectors=...)`, chosen on `bench/quality.py`'s tuning windows):
+ENCODER_SHARE = 0.5  # of `Space.sims` that is the encoder's cosine, the rest TF-IDF and latent as without
+ENCODER_COMMON_WEIGHT = 1.0  # COMMON_WEIGHT in the mixed space, whose cosines between unrelated papers are higher
+QUERY_WEIGHT = 2.0  # of the cosine between a paper and the keywords read as one query
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +83,8 @@ class Space:
 
     `sims` (what scores use) is the mean of the TF-IDF cosine and the cosine in a
     100-dimension latent semantic space, which relates papers on one topic that use
-    different words; `text_sims` (the TF-IDF cosine alone) tells near-duplicates apart.
+    different words; with a sentence encoder, half of it is the encoder's cosine instead
+    (`ENCODER_SHARE`). `text_sims` (the TF-IDF cosine alone) tells near-duplicates apart.
     """
 
     vectorizer: TfidfVectorizer
@@ -89,14 +94,19 @@ class Space:
     text_sims: np.ndarray  # window × window
     points: np.ndarray  # unit rows in the latent space, window papers only
     common: np.ndarray  # per window paper, its mean `sims` to the window's papers: how generic it is
+    common_weight: float = COMMON_WEIGHT  # how much of `common` seed similarity discounts
+    encoded: np.ndarray | None = None  # the encoder's unit vectors of the window papers, when there is one
 
 
-def build_space(window_texts: Sequence[str], referenced_texts: Sequence[str]) -> Space:
+def build_space(
+    window_texts: Sequence[str], referenced_texts: Sequence[str], vectors: np.ndarray | None = None
+) -> Space:
     """Fit TF-IDF (unigrams+bigrams, sublinear tf, English stop words) and the paper-paper cosines.
 
     The vocabulary and IDF come from the window: what sets this period's papers apart is
     what matters, and fitting on thousands of older seed papers would double the run time.
-    Referenced papers are placed in that space with `transform`.
+    Referenced papers are placed in that space with `transform`. `vectors`, a sentence encoder's
+    unit rows for every paper (window papers first), are mixed into the similarities.
     """
     vectorizer = TfidfVectorizer(
         ngram_range=(1, 2), sublinear_tf=True, stop_words="english", strip_accents="unicode", dtype=np.float32
@@ -116,14 +126,19 @@ def build_space(window_texts: Sequence[str], referenced_texts: Sequence[str]) ->
     text_sims = text[:n_window].copy()
     latent = _latent_points(matrix, n_window)
     sims = text  # averaged in place, block by block: no full-size temporaries
+    encoded = None if vectors is None else np.ascontiguousarray(vectors[:n_window], dtype=np.float32)
     for start in range(0, n_rows, 2000):
         block = sims[start : start + 2000]
         block += latent[start : start + 2000] @ latent[:n_window].T
         block *= 0.5
+        if vectors is not None and encoded is not None:
+            block *= np.float32(1 - ENCODER_SHARE)
+            block += np.float32(ENCODER_SHARE) * (vectors[start : start + 2000].astype(np.float32) @ encoded.T)
     # Each paper's mean similarity to the others (itself left out: that would weigh in small windows).
     total = sims[:n_window].sum(axis=0, dtype=np.float64) - np.diagonal(sims[:n_window])
     common = (total / max(n_window - 1, 1)).astype(np.float32)
-    return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window], common)
+    weight = COMMON_WEIGHT if encoded is None else ENCODER_COMMON_WEIGHT
+    return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window], common, weight, encoded)
 
 
 def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
@@ -156,6 +171,9 @@ class Evidence:
 
 
 EVIDENCE = Evidence()
+# The same standard in the mixed space of a sentence encoder (`build_space(vectors=...)`), where any
+# two papers are closer: calibrated on the same tuning windows with the encoder's vectors.
+ENCODER_EVIDENCE = Evidence(keyword=0.5, reference=0.35, lift=0.5)
 CATEGORY_TEXT_SHARE = 0.5  # of `Evidence.reference`: the closeness that, with a chosen category, is evidence
 
 
@@ -177,6 +195,7 @@ def score_chunk(
     strong, occurs = queries.keyword_evidence(chunk, asking)
     nearest = np.zeros(scores.shape, dtype=np.float32)
     _add_similarity(scores, space, [query.positive_rows for query in chunk], 1.0, nearest)
+    _add_query_similarity(scores, space, chunk)
     authors = _cells([query.author_rows for query in chunk])
     categories = _cells([query.category_rows for query in chunk])
     qualified = _qualified(chunk, strong, occurs, nearest, authors, categories, evidence)
@@ -257,7 +276,7 @@ def _add_similarity(
         nearest[holders] = closest
     every = len(holders) == len(rows)  # the usual case: plain in-place arithmetic, no gathered rows
     similarity = np.asarray((mean if every else mean[holders]) @ sims, dtype=np.float32)
-    similarity -= np.float32(COMMON_WEIGHT) * space.common
+    similarity -= np.float32(space.common_weight) * space.common
     closest -= np.float32(NEAREST_MARGIN)
     np.maximum(similarity, closest, out=similarity)
     if weight != 1:
@@ -266,6 +285,21 @@ def _add_similarity(
         scores += similarity
     else:
         scores[holders] += similarity
+
+
+def _add_query_similarity(scores: np.ndarray, space: Space, chunk: Sequence[ProfileQuery]) -> None:
+    """With an encoder: add QUERY_WEIGHT × the cosine between each paper and the profile's keywords
+    read as one query, less its mean over the window (papers on the topic in other words; a score,
+    not evidence). Less the mean: a share of every paper's score, it would lift weak keyword matches
+    over the relative floor, which compares a paper with the profile's best."""
+    if space.encoded is None:
+        return
+    asked = [(row, query.query_vector) for row, query in enumerate(chunk) if query.query_vector is not None]
+    if asked:
+        rows = [row for row, _ in asked]
+        cosines = np.stack([vector for _, vector in asked]).astype(np.float32) @ space.encoded.T
+        cosines -= cosines.mean(axis=1, keepdims=True)
+        scores[rows] += np.float32(QUERY_WEIGHT) * cosines
 
 
 def _feedback(scores: np.ndarray, window_sims: np.ndarray) -> np.ndarray:
