@@ -19,21 +19,27 @@ of what is sent for narrow profiles. The evidence levels are chosen on the tunin
 
     python -m bench.quality                 # the calibrated levels, every baseline, held-out windows
     python -m bench.quality --calibrate     # the grid, digestd only, tuning windows
+    python -m bench.quality --encoder MODEL # digestd with and without a sentence encoder (`[encoder] model`)
+    python -m bench.quality --encoder MODEL --calibrate   # the grid with the encoder
 
 The first takes 2 minutes on an idle 2-core machine (5 at load 3 to 4), nearly all of it in
 the SVM and logistic-regression baselines of the two largest windows; the second about 25 s.
+With `--encoder`, the ~11,000 texts the windows need are embedded once (~11 minutes on 2 cores
+for all-MiniLM-L6-v2) and kept in the cache file (`--cache`) for the next runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -46,15 +52,19 @@ from bench.corpus import load_corpus
 from bench.quality_profiles import ABSENT_KEYWORDS, ABSENT_SEED_CATEGORIES, KEYWORDS, NARROW
 from digestd.ranking.digest import Window, build_digests, prepare_window
 from digestd.ranking.queries import build_queries
-from digestd.ranking.scoring import EVIDENCE, Evidence, score_chunk
+from digestd.ranking.scoring import ENCODER_EVIDENCE, EVIDENCE, Evidence, score_chunk
 from digestd.records import Keyword, PaperRecord, Profile
 
 K = 10
+ENCODED = "digestd + encoder"
 MONTHS = [f"2025-{m:02d}" for m in range(7, 13)] + [f"2026-{m:02d}" for m in range(1, 8)]
 TUNING = ("2025-08", "2025-10", "2025-12", "2026-02", "2026-04", "2026-06")
 SEED_DRAWS = 3
 MIN_RELEVANT = 5  # papers of a category in a window for its keyword and seed profiles
 GRID = {"keyword": (0.0, 0.3, 0.5), "reference": (0.25, 0.275, 0.3, 0.325, 0.35), "lift": (0.4, 0.5)}
+# In the encoder's mixed space any two papers are closer: the grid reaches higher.
+ENCODER_GRID = {"keyword": (0.0, 0.5), "reference": (0.3, 0.35, 0.4, 0.45, 0.5), "lift": (0.4, 0.5, 0.6)}
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "digestd-bench-encoder.npz"
 # The most off-topic papers per absent-topic digest that calibration accepts on the tuning windows:
 # under the goal of 1, since the held-out windows sent a quarter more than the tuning ones before.
 OFF_TOPIC_LIMIT = 0.8
@@ -80,6 +90,10 @@ class Month:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calibrate", action="store_true", help="run the grid of evidence levels on tuning windows")
+    parser.add_argument(
+        "--encoder", metavar="MODEL", help="also rank with this sentence encoder (a model name or directory)"
+    )
+    parser.add_argument("--cache", type=Path, default=CACHE, help=f"the encoder's vectors between runs ({CACHE})")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     months = load_months(load_corpus())
@@ -94,10 +108,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{categories} categories; profiles: {counts['keywords']} keywords, {counts['seeds']} seeds, "
         f"{absent} absent-topic, {narrow} narrow"
     )
+    vectors = embed_months(months, args.encoder, args.cache) if args.encoder else None
     if args.calibrate:
-        calibrate([m for m in months if m.name in TUNING])
+        calibrate([m for m in months if m.name in TUNING], vectors)
     else:
-        report(months)
+        report(months, vectors)
     print(f"total {time.perf_counter() - started:.0f} s")
 
 
@@ -146,9 +161,45 @@ def _in(paper: PaperRecord, home: tuple[str, ...]) -> bool:
 # --- digestd ---------------------------------------------------------------------------------------
 
 
-def prepare(month: Month) -> Window:
+def prepare(month: Month, vectors: Mapping[str, np.ndarray] | None = None) -> Window:
     seeds = {paper.id: paper for case in month.cases for paper in case.seeds}
-    return prepare_window(month.window, referenced=list(seeds.values()))
+    return prepare_window(month.window, referenced=list(seeds.values()), vectors=vectors)
+
+
+def embed_months(months: list[Month], model: str, cache: Path) -> dict[str, np.ndarray]:
+    """The encoder's unit vectors of every window paper, seed and keyword query (`Profile.keyword_query`)
+    of these months, from `cache` where it has them (keyed by model), the model for the rest."""
+    texts = {paper.id: paper.text for month in months for paper in month.window}
+    texts |= {paper.id: paper.text for month in months for case in month.cases for paper in case.seeds}
+    texts |= {query_key(case.keywords): ", ".join(case.keywords) for m in months for case in m.cases if case.keywords}
+    kept: dict[str, np.ndarray] = {}
+    if cache.exists():
+        with np.load(cache) as stored:
+            if (str(stored["model"]) if "model" in stored.files else model) == model:
+                kept = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    missing = [key for key in texts if key not in kept]
+    if missing:
+        from digestd.config import EncoderSettings
+        from digestd.embedding.encoder import Encoder
+
+        print(f"embedding {len(missing):,} texts with {model}", flush=True)
+        found = Encoder(EncoderSettings(model=model)).encode([texts[key] for key in missing])
+        kept.update(zip(missing, np.asarray(found, dtype=np.float32), strict=True))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, keys=np.array(list(kept)), vectors=np.stack(list(kept.values())), model=np.array(model))
+    return kept
+
+
+def query_key(keywords: tuple[str, ...]) -> str:
+    """The cache's key for a keyword query (paper ids are the others)."""
+    return "keywords: " + ", ".join(keywords)
+
+
+def query_vectors(cases: list[Case], vectors: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """`Profile.keyword_query` → vector, as `build_digests(query_vectors=...)` takes them."""
+    if vectors is None:
+        return None
+    return {", ".join(case.keywords): vectors[query_key(case.keywords)] for case in cases if case.keywords}
 
 
 def profiles_of(cases: list[Case]) -> list[Profile]:
@@ -164,17 +215,25 @@ def profiles_of(cases: list[Case]) -> list[Profile]:
     ]
 
 
-def rank_digestd(window: Window, cases: list[Case], evidence: Evidence) -> list[list[str]]:
-    """What digestd sends each profile."""
+def rank_digestd(
+    window: Window, cases: list[Case], evidence: Evidence, queried: Mapping[str, np.ndarray] | None = None
+) -> list[list[str]]:
+    """What digestd sends each profile (`queried`: the keyword queries' vectors, with an encoder)."""
     now = datetime(2026, 8, 1)
-    digests = build_digests(window, profiles_of(cases), period_start=now, period_end=now, now=now, evidence=evidence)
+    profiles = profiles_of(cases)
+    digests = build_digests(
+        window, profiles, period_start=now, period_end=now, now=now, evidence=evidence, query_vectors=queried
+    )
     return [[pick.paper.id for pick in digest.picks] for digest in digests]
 
 
-def order_digestd(window: Window, cases: list[Case]) -> list[list[str]]:
+def order_digestd(
+    window: Window, cases: list[Case], queried: Mapping[str, np.ndarray] | None = None
+) -> list[list[str]]:
     """digestd's ranking alone: the best K papers by score, evidence or not (as the baselines rank)."""
     profiles = profiles_of(cases)
-    queries = build_queries(window.vectorizer, window.matrix[: len(window.papers)], window.index, profiles)
+    matrix = window.matrix[: len(window.papers)]
+    queries = build_queries(window.vectorizer, matrix, window.index, profiles, query_vectors=queried)
     asked = [queries.query_for(profile) for profile in profiles]
     scores, _ = score_chunk(window.space, queries, asked, window.index.popularity, admit=False)
     return [_top(list(window.papers), row) for row in scores]
@@ -356,15 +415,20 @@ def summarise(values: list[float]) -> str:
 # --- the two modes ---------------------------------------------------------------------------------
 
 
-def report(months: list[Month]) -> None:
-    """digestd (calibrated levels) and every baseline, per window; tables for held-out and tuning windows."""
+def report(months: list[Month], vectors: Mapping[str, np.ndarray] | None = None) -> None:
+    """digestd (calibrated levels; and with the encoder when there are `vectors`) and every baseline,
+    per window; tables for held-out and tuning windows."""
     figures: dict[str, dict[str, list[dict[str, float]]]] = {"held out": {}, "tuning": {}}
     for month in months:
         part = "tuning" if month.name in TUNING else "held out"
         started = time.perf_counter()
         window = prepare(month)
         rankings: dict[str, list[list[str] | None]] = {"digestd": list(rank_digestd(window, month.cases, EVIDENCE))}
-        order = order_digestd(window, month.cases)
+        orders = {"digestd": order_digestd(window, month.cases)}
+        if vectors is not None:
+            encoded, queried = prepare(month, vectors), query_vectors(month.cases, vectors)
+            rankings[ENCODED] = list(rank_digestd(encoded, month.cases, ENCODER_EVIDENCE, queried))
+            orders[ENCODED] = order_digestd(encoded, month.cases, queried)
         if part == "held out":
             spaces = Spaces(month)
             for name, rank in BASELINES.items():  # the costly ones only where nDCG is measured
@@ -373,42 +437,45 @@ def report(months: list[Month]) -> None:
                     rank(spaces, case) if cheap or case.kind in ("keywords", "seeds") else None for case in month.cases
                 ]
         for name, ranked in rankings.items():
-            figures[part].setdefault(name, []).append(measure(month, ranked, order if name == "digestd" else None))
+            figures[part].setdefault(name, []).append(measure(month, ranked, orders.get(name)))
         sent = np.mean([len(ids or ()) for ids in rankings["digestd"]])
         print(f"  {month.name}: {len(month.window)} papers, {len(month.cases)} profiles, digestd sends {sent:.1f} "
               f"papers per digest, {time.perf_counter() - started:.0f} s")  # fmt: skip
-    print(f"evidence levels: {EVIDENCE}")
+    print(f"evidence levels: {EVIDENCE}" + (f"; with the encoder {ENCODER_EVIDENCE}" if vectors is not None else ""))
     for part in ("held out", "tuning"):
         print(f"\n{part} windows: mean over windows ± 95 % interval")
         print(f"{'system':38}" + "".join(f"{name:>20}" for name in MEASURES))
         for system, rows in figures[part].items():
             print(f"{system:38}" + "".join(f"{summarise([r[m] for r in rows]):>20}" for m in MEASURES))
-    print_differences(figures["held out"])
+    for ours in ("digestd", ENCODED) if vectors is not None else ("digestd",):
+        print_differences(figures["held out"], ours)
 
 
-def print_differences(figures: dict[str, list[dict[str, float]]]) -> None:
-    """digestd's nDCG less each baseline's, window by window: the paired difference and its 95 %
-    interval, free of how hard each window is (which the tables' intervals include)."""
+def print_differences(figures: dict[str, list[dict[str, float]]], system_name: str = "digestd") -> None:
+    """`system_name`'s nDCG less each other system's, window by window: the paired difference and its
+    95 % interval, free of how hard each window is (which the tables' intervals include)."""
     compared = MEASURES[:4]
-    print("\nheld out windows: digestd less each baseline, paired by window, mean ± 95 % interval")
-    print(f"{'baseline':38}" + "".join(f"{name:>20}" for name in compared))
-    ours = figures["digestd"]
+    print(f"\nheld out windows: {system_name} less each system, paired by window, mean ± 95 % interval")
+    print(f"{'system':38}" + "".join(f"{name:>20}" for name in compared))
+    ours = figures[system_name]
     for system, rows in figures.items():
-        if system != "digestd":
+        if system != system_name:
             cells = [summarise([a[m] - b[m] for a, b in zip(ours, rows, strict=True)]) for m in compared]
             print(f"{system:38}" + "".join(f"{cell:>20}" for cell in cells))
 
 
-def calibrate(months: list[Month]) -> None:
-    """digestd over the grid of evidence levels on the tuning windows. The choice: the best mean of
-    the two nDCGs of what is sent among levels sending at most OFF_TOPIC_LIMIT off-topic papers per
-    absent-topic digest. (The levels do not change the ranking, only where it is cut.)"""
-    windows = [(month, prepare(month)) for month in months]
+def calibrate(months: list[Month], vectors: Mapping[str, np.ndarray] | None = None) -> None:
+    """digestd (with the encoder when there are `vectors`) over the grid of evidence levels on the
+    tuning windows. The choice: the best mean of the two nDCGs of what is sent among levels sending at
+    most OFF_TOPIC_LIMIT off-topic papers per absent-topic digest. (The levels do not change the
+    ranking, only where it is cut.)"""
+    windows = [(month, prepare(month, vectors), query_vectors(month.cases, vectors)) for month in months]
     results = []
     shown = [m for m in MEASURES if m not in ("nDCG keywords", "nDCG seeds")]
-    for keyword, reference, lift in itertools.product(GRID["keyword"], GRID["reference"], GRID["lift"]):
+    grid = GRID if vectors is None else ENCODER_GRID
+    for keyword, reference, lift in itertools.product(grid["keyword"], grid["reference"], grid["lift"]):
         evidence = Evidence(keyword=keyword, reference=reference, lift=lift)
-        rows = [measure(month, list(rank_digestd(window, month.cases, evidence))) for month, window in windows]
+        rows = [measure(month, list(rank_digestd(w, month.cases, evidence, queried))) for month, w, queried in windows]
         mean = {m: float(np.nanmean([r[m] for r in rows])) for m in MEASURES}
         results.append((evidence, mean))
         print(f"{keyword:4} {reference:5} {lift:5} " + " ".join(f"{m}={mean[m]:.3f}" for m in shown), flush=True)

@@ -8,11 +8,16 @@ window papers get synthetic author lists (the corpus has none).
 
     python -m bench.scale --subscribers 100000 --papers 2000     # one run
     python -m bench.scale --sweep                                  # the scaling table
+    python -m bench.scale --encoder                                # with a sentence encoder's vectors
 
 Measured: wall time of `prepare_window` + `build_digests` (everything: profiles, scoring,
 filters, MMR, sections, reasons), the CPU time of both (scoring runs in a second thread,
 so CPU can exceed wall), the peak resident memory of the process, and the load average
 (other work on the machine slows the wall time down).
+
+`--encoder` ranks as with `[encoder] model` set: every paper and keyword list has a 384-dimension
+unit vector (random ones here: what costs is their number, not their values; computing them is
+the encoder's work at ingest, not the ranking's).
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=2_000)
     parser.add_argument("--sweep", action="store_true", help="run the scaling table, each case in its own process")
+    parser.add_argument("--encoder", action="store_true", help="rank with (random) sentence-encoder vectors")
     args = parser.parse_args()
     if args.sweep:
         sweep()
     else:
-        run(args.subscribers, args.papers)
+        run(args.subscribers, args.papers, args.encoder)
 
 
 def sweep() -> None:
@@ -56,19 +62,23 @@ def sweep() -> None:
         subprocess.run(command, check=True)
 
 
-def run(subscribers: int, papers: int) -> None:
+def run(subscribers: int, papers: int, encoder: bool = False) -> None:
     corpus = sorted(load_corpus(), key=lambda paper: (paper.published is not None, paper.published, paper.id))
     window, history = with_authors(corpus[-papers:]), corpus[:-papers]
     profiles = make_profiles(subscribers, window, history, np.random.default_rng(7))
     referenced = {paper_id for profile in profiles for paper_id in profile.seeds}
     seeds = [paper for paper in history if paper.id in referenced]
+    vectors = queries = None
+    if encoder:
+        vectors = random_vectors([paper.id for paper in (*window, *seeds)])
+        queries = random_vectors(sorted({profile.keyword_query for profile in profiles if profile.keywords}))
     before = peak_mb()
     cpu = cpu_seconds()
     started = time.perf_counter()
-    prepared = prepare_window(window, referenced=seeds)
+    prepared = prepare_window(window, referenced=seeds, vectors=vectors)
     prepared_at = time.perf_counter()
     now = datetime(2026, 7, 1, 8)
-    digests = build_digests(prepared, profiles, period_start=now, period_end=now, now=now)
+    digests = build_digests(prepared, profiles, period_start=now, period_end=now, now=now, query_vectors=queries)
     finished = time.perf_counter()
     cpu = cpu_seconds() - cpu
     picks = sum(len(digest.picks) for digest in digests)
@@ -78,7 +88,15 @@ def run(subscribers: int, papers: int) -> None:
         f"{finished - started:5.1f} s | peak RSS {peak_mb():,.0f} MB (before ranking {before:,.0f} MB) | "
         f"{picks / max(len(digests), 1):.1f} picks/digest, {len(prepared.labels):,} label phrases | "
         f"CPU {cpu:.1f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        + (" | with encoder vectors" if encoder else "")
     )
+
+
+def random_vectors(keys: list[str], dimensions: int = 384) -> dict[str, np.ndarray]:
+    """A unit vector per key, as a sentence encoder gives (all-MiniLM-L6-v2: 384 dimensions)."""
+    rows = np.random.default_rng(11).standard_normal((len(keys), dimensions)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return dict(zip(keys, rows, strict=True))
 
 
 def cpu_seconds() -> float:

@@ -7,14 +7,16 @@ the stages they chain (store → digest → render) stay pure.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, func, or_
 from sqlmodel import Session, col, select
 
 from digestd.config import Settings
-from digestd.errors import InputError
+from digestd.embedding.encoder import Encoder, explain
+from digestd.errors import EncoderError, InputError
 from digestd.models import Paper, ProfileItem, Rating, SentPaper, Subscriber
 from digestd.records import ACTIVE, SEED, Digest, PaperRecord, Profile
 from digestd.schedule import Period, period_key, period_length
@@ -116,10 +118,17 @@ def _day_bounds(since: date, until: date) -> tuple[datetime, datetime]:
 
 
 def preview_digest(
-    engine: Engine, email: str, *, now: datetime, since: date | None = None, until: date | None = None
+    engine: Engine,
+    email: str,
+    *,
+    now: datetime,
+    since: date | None = None,
+    until: date | None = None,
+    encoder: Encoder | None = None,
 ) -> Digest:
     """The digest `email` would get: for papers published in [since, until] if given,
-    else for their next period. Nothing is written."""
+    else for their next period. Nothing is written but the vectors `encoder` makes (ranked
+    without them if it fails)."""
     if since and until and since > until:
         raise InputError(f"--since {since} is after --until {until}")
     with open_session(engine) as session:
@@ -137,8 +146,25 @@ def preview_digest(
         readers = count_readers(session, [paper.id for paper in papers]) if profile.trending else {}
     from digestd.ranking.digest import build_digests, prepare_window  # here: scikit-learn is slow to import
 
-    window = prepare_window(papers, referenced=referenced, readers=readers)
-    return build_digests(window, [profile], period_start=start, period_end=end, now=now)[0]
+    vectors, queries = embed_for_preview(engine, encoder, [*papers, *referenced], profile)
+    window = prepare_window(papers, referenced=referenced, readers=readers, vectors=vectors)
+    return build_digests(window, [profile], period_start=start, period_end=end, now=now, query_vectors=queries)[0]
+
+
+def embed_for_preview(
+    engine: Engine, encoder: Encoder | None, papers: Sequence[PaperRecord], profile: Profile
+) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """The papers' and the profile's keyword vectors, or (None, None) without an encoder or
+    when it fails (logged: the preview is ranked without it)."""
+    if encoder is None:
+        return None, None
+    from digestd.embedding.vectors import paper_vectors, query_vectors  # here: NumPy
+
+    try:
+        return paper_vectors(engine, encoder, papers), query_vectors(engine, encoder, [profile.keyword_query])
+    except EncoderError as error:
+        log.error("ranking without the sentence encoder: %s", explain(error))
+        return None, None
 
 
 def explain_no_new_papers(

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digestd.errors import ConfigError, DigestdError
 from digestd.validation import (
+    ENCODER_MODEL_MAX,
     MAX_PAPERS,
     SOURCE_NAME_MAX,
     check_flag,
@@ -153,6 +154,15 @@ class BounceSettings:
 
 
 @dataclass(frozen=True)
+class EncoderSettings:
+    """The optional sentence encoder mixed into ranking (README, "A sentence encoder")."""
+
+    model: str = ""  # a sentence-transformers model name or a local directory; empty: no encoder
+    max_tokens: int = 128  # longer texts are cut to this many tokens
+    batch_size: int = 64  # texts encoded at a time
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     json: bool = False
@@ -167,6 +177,7 @@ class Settings:
     ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()
     bounces: BounceSettings = BounceSettings()
+    encoder: EncoderSettings = EncoderSettings()
     log: LogSettings = LogSettings()
     sources: tuple[SourceSettings, ...] = ()
     secret_key: str = field(default="", repr=False)
@@ -186,6 +197,7 @@ _SECTIONS: dict[str, type] = {
     "ingest": IngestSettings,
     "web": WebSettings,
     "bounces": BounceSettings,
+    "encoder": EncoderSettings,
     "log": LogSettings,
 }
 _SECRETS = {
@@ -405,6 +417,9 @@ def validate_settings(settings: Settings) -> None:
     _positive("bounces.poll_minutes", settings.bounces.poll_minutes)
     _positive("bounces.soft_limit", settings.bounces.soft_limit)
     _positive("bounces.soft_days", settings.bounces.soft_days)
+    check_text("encoder.model", settings.encoder.model, max_length=ENCODER_MODEL_MAX, error=ConfigError)
+    _positive("encoder.max_tokens", settings.encoder.max_tokens)
+    _positive("encoder.batch_size", settings.encoder.batch_size)
     imap_url = settings.bounces.imap_url
     if imap_url and not re.match(r"^imaps?://[^/@\s]+@[^/@\s]+", imap_url):
         raise ConfigError(

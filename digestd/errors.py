@@ -7,6 +7,7 @@
     ├── StoreError               the database cannot be reached, or is not migrated
     ├── SourceError              a feed or file that cannot be fetched or parsed
     ├── RenderError              a template that does not load or render
+    ├── EncoderError             the sentence encoder is not installed or its model does not load
     └── DeliveryError            the SMTP server refused, or could not be reached
 
 Each carries a one-line `message` and an optional `hint`. The CLI prints them as one
@@ -56,6 +57,10 @@ class SourceError(DigestdError):
 
 class RenderError(DigestdError):
     """Raised when a template cannot be loaded or rendered."""
+
+
+class EncoderError(DigestdError):
+    """Raised when the sentence encoder (`[encoder] model`) cannot be imported, loaded or run."""
 
 
 class DeliveryError(DigestdError):

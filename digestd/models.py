@@ -8,7 +8,7 @@ import secrets
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from digestd.records import ACTIVE
@@ -233,3 +233,19 @@ class Bounce(SQLModel, table=True):
     action: str = Field(default="", max_length=50)  # what digestd did: suppressed, unsubscribed, counted
     message_id: str = Field(default="", max_length=300)  # of the returned message: each is acted on once
     received_at: datetime
+
+
+TEXT_VECTOR_KEY_MAX = PAPER_ID_MAX + 10  # "paper:<id>", "query:<sha-256 in hex>"
+ENCODER_IDENTITY_MAX = 1000  # `[encoder] model` (at most ENCODER_MODEL_MAX) and " max_tokens=N"
+
+
+class TextVector(SQLModel, table=True):
+    """A text's vector from the sentence encoder (`digestd.embedding`), per encoder: changing
+    the model (or its token limit) never mixes vectors of two spaces."""
+
+    __tablename__ = "text_vector"
+
+    key: str = Field(primary_key=True, max_length=TEXT_VECTOR_KEY_MAX)  # paper:<id> or query:<sha-256 of the text>
+    encoder: str = Field(primary_key=True, max_length=ENCODER_IDENTITY_MAX)  # `Encoder.identity`
+    text_hash: str = Field(max_length=64)  # sha-256 of the text embedded: a paper whose text changed is embedded again
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # unit-length float32, little-endian

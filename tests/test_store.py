@@ -20,7 +20,17 @@ from digestd.store import (
     sqlite_has_json,
 )
 
-TABLES = {"paper", "subscriber", "profile_item", "rating", "delivery", "sent_paper", "suppression", "source_state"}
+TABLES = {
+    "paper",
+    "subscriber",
+    "profile_item",
+    "rating",
+    "delivery",
+    "sent_paper",
+    "suppression",
+    "source_state",
+    "text_vector",
+}
 
 
 def test_the_head_revision_written_in_store_is_the_newest_migration() -> None:

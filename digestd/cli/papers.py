@@ -1,4 +1,4 @@
-"""`digestd ingest` and `digestd preview`."""
+"""`digestd ingest`, `digestd preview` and `digestd papers embed`."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 import click
 
 from digestd.cli import AppContext, pass_app
-from digestd.errors import InputError, SourceError
+from digestd.errors import ConfigError, InputError, SourceError
 from digestd.records import Digest
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from digestd.embedding.encoder import Encoder
 
 
 @click.command()
@@ -70,6 +72,7 @@ def ingest(app: AppContext, sources: tuple[str, ...], files: tuple[Path, ...], f
         now=app.now(),
         progress=lambda line: click.echo(line, err=True),
         force=force,
+        encoder=_encoder(app),
     )
     for report in reports:
         click.echo(report.summary())
@@ -86,7 +89,7 @@ def _ingest_path(app: AppContext, engine: Engine, path: Path) -> None:
 
     started = time.perf_counter()
     click.echo(f"importing {path} ...", err=True)
-    report = ingest_file(engine, path, now=app.now())
+    report = ingest_file(engine, path, now=app.now(), encoder=_encoder(app))
     seconds = time.perf_counter() - started
     notes = "".join(f"; {note}" for note in report.notes)
     click.echo(
@@ -144,9 +147,8 @@ def preview(app: AppContext, email: str, since: str | None, until: str | None, f
     from digestd import api
 
     now = app.now()
-    digest = api.preview_digest(
-        app.engine(), email, now=now, since=_date(since, "--since"), until=_date(until, "--until")
-    )
+    since_day, until_day = _date(since, "--since"), _date(until, "--until")
+    digest = api.preview_digest(app.engine(), email, now=now, since=since_day, until=until_day, encoder=_encoder(app))
     click.echo(_rendered(app, digest, fmt, now), nl=fmt != "eml")
     _explain_no_candidates(app, digest, email, dated=bool(since or until))
 
@@ -182,4 +184,53 @@ def _period(end: datetime) -> str:
     return end.date().isoformat()
 
 
-COMMANDS = [ingest, preview]
+def _encoder(app: AppContext) -> Encoder | None:
+    from digestd.embedding.encoder import open_encoder
+
+    return open_encoder(app.settings.encoder)
+
+
+@click.group()
+def papers() -> None:
+    """Work on the stored papers (`ingest` stores them, `preview` ranks them).
+
+    \b
+    Example:
+      digestd papers embed
+    """
+
+
+@papers.command()
+@pass_app
+def embed(app: AppContext) -> None:
+    """Embed the stored papers that have no vector from the sentence encoder yet.
+
+    New papers are embedded when they are ingested; this is for the papers stored before
+    [encoder] model was set (or changed). About 20 papers a second on two cores: 2,000
+    papers take under two minutes. An interrupted run keeps what it embedded.
+
+    \b
+    Example:
+      digestd --config digestd.toml papers embed
+    """
+    from digestd.embedding.encoder import open_encoder
+    from digestd.embedding.vectors import embed_stored
+
+    encoder = open_encoder(app.settings.encoder)
+    if encoder is None:
+        raise ConfigError(
+            "no sentence encoder is configured",
+            hint='set [encoder] model (e.g. model = "sentence-transformers/all-MiniLM-L6-v2") or DIGESTD_ENCODER_MODEL',
+        )
+
+    def progress(done: int, todo: int) -> None:
+        click.echo(f"embedded {done:,} of {todo:,} papers", err=True)
+
+    report = embed_stored(app.engine(), encoder, progress)
+    click.echo(
+        f"{report.embedded:,} papers embedded with {app.settings.encoder.model}; "
+        f"{report.before + report.embedded:,} of {report.total:,} stored papers have a vector"
+    )
+
+
+COMMANDS = [ingest, preview, papers]

@@ -168,10 +168,13 @@ def send(app: AppContext, emails: tuple[str, ...], dry_run: bool, out: Path, res
     from digestd.mail.render import make_email_builder
 
     if dry_run:
+        from digestd.embedding.encoder import open_encoder
+
         builder = _dry_run_builder(app.settings)
+        send_empty, encoder = app.settings.mail.send_empty, open_encoder(app.settings.encoder)
         _write(
             app,
-            preview_due(app.engine(), builder, now=_clock(), emails=emails, send_empty=app.settings.mail.send_empty),
+            preview_due(app.engine(), builder, now=_clock(), emails=emails, send_empty=send_empty, encoder=encoder),
             out,
         )
         return

@@ -25,7 +25,7 @@ def status(app: AppContext, as_json: bool) -> None:
 
     engine = app.engine()
     daemon = daemon_running(app.settings.database_url) or describe_scheduler_node(engine)
-    report = status_report.collect_status(engine, now=app.now(), daemon=daemon)
+    report = status_report.collect_status(engine, now=app.now(), daemon=daemon, encoder=app.settings.encoder)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return

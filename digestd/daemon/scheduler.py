@@ -47,6 +47,7 @@ from digestd.config import Settings
 from digestd.delivery.coordination import SchedulerLock
 from digestd.delivery.ledger import forget_sent_papers
 from digestd.delivery.send import SendReport, plan_due, send_due
+from digestd.embedding.encoder import Encoder, open_encoder
 from digestd.errors import ConfigError, DigestdError
 from digestd.ingest.run import make_fetcher, run_sources
 from digestd.ingest.sources.fetch import Fetcher
@@ -83,6 +84,9 @@ class DaemonJobs:
     # One fetcher for every source job of the process, so the per-host spacing (arXiv: 3 s,
     # one connection) holds across sources; made at the first ingest. It keeps no connection open.
     fetcher: Fetcher | None = None
+    # The sentence encoder (`[encoder]`) ingest embeds new papers with, made at the first
+    # ingest; its model loads when a first paper needs it, and stays loaded.
+    encoder: Encoder | None = None
     catching_up: set[str] = field(default_factory=set)  # sources whose catch-up run has not ended
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)  # set when `catching_up` empties
     catch_up_wait: float = 20.0  # seconds; `[ingest] catch_up_wait_seconds` in the daemon
@@ -112,8 +116,17 @@ class DaemonJobs:
             self._track()
             if self.fetcher is None:
                 self.fetcher = make_fetcher(self.settings.ingest)
+            if self.encoder is None:
+                self.encoder = open_encoder(self.settings.encoder)
             reports = await run_unless_stopped(
-                self.stop, run_sources, self.engine, self.settings, names=[name], now=self.clock(), fetcher=self.fetcher
+                self.stop,
+                run_sources,
+                self.engine,
+                self.settings,
+                names=[name],
+                now=self.clock(),
+                fetcher=self.fetcher,
+                encoder=self.encoder,
             )
         finally:
             self._caught_up_with(name)

@@ -10,6 +10,10 @@ fails on that subscriber, an address that cannot be written) fails that row alon
 goes on. A batch that fails is built again one row at a time to find the row at fault.
 Trouble that is not a row's (the database, memory) still stops the batch.
 
+With a sentence encoder configured (`[encoder] model`), the vectors of a period's papers
+and of each batch's keyword queries are loaded (or embedded and stored) with the rest; if
+the encoder fails, that is logged once and the run ranks without it: digests still go out.
+
 `RenderPool` does the same in other processes (`smtp.render_processes`), so that the
 process holding the SMTP connections spends its time sending: ranking and rendering cost
 about as much CPU per message as the SMTP exchange itself.
@@ -24,10 +28,10 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -38,7 +42,8 @@ from sqlmodel import Session, col, select
 from digestd import api
 from digestd.config import Settings
 from digestd.delivery.claims import Claim
-from digestd.errors import DigestdError, RenderError, StoreError
+from digestd.embedding.encoder import Encoder, explain, open_encoder
+from digestd.errors import DigestdError, EncoderError, RenderError, StoreError
 from digestd.mail.render import EmailBuilder, RenderedEmail, make_email_builder
 from digestd.models import Subscriber
 from digestd.records import Digest, PaperRecord, Profile
@@ -70,6 +75,7 @@ class PeriodBatch:
     # each digest's date: where its subscriber lives, the day its period ends (when it is sent)
     days: list[str] = field(default_factory=list)
     failed: list[Job] = field(default_factory=list)  # claims whose data could not be loaded
+    query_vectors: Mapping[str, Any] | None = None  # keyword query → vector; None: no encoder
 
 
 def row_failure(error: Exception) -> str | None:
@@ -113,6 +119,8 @@ class PeriodCache:
     windows: dict[PeriodKey, Any] = field(default_factory=dict)
     referenced: list[PaperRecord] | None = None
     readers: dict[PeriodKey, dict[str, int]] = field(default_factory=dict)  # for trending (`ranking.trending`)
+    encoder: Encoder | None = None  # `[encoder]`; None: none configured, or it failed this run
+    vectors: dict[PeriodKey, Mapping[str, Any]] = field(default_factory=dict)  # paper id → vector, per period
 
     def window(self, batch: PeriodBatch) -> Any:
         period = (batch.claims[0].period_start, batch.claims[0].period_end)
@@ -120,8 +128,34 @@ class PeriodCache:
             from digestd.ranking.digest import prepare_window  # here: scikit-learn is slow to import
 
             papers, readers = self.papers[period], self.readers.get(period)
-            self.windows[period] = prepare_window(papers, referenced=self.referenced or (), readers=readers)
+            vectors = self.vectors.get(period)
+            self.windows[period] = prepare_window(
+                papers, referenced=self.referenced or (), readers=readers, vectors=vectors
+            )
         return self.windows[period]
+
+    def fresh(self) -> PeriodCache:
+        """An empty cache for the next run, keeping the encoder (and its loaded model)."""
+        return PeriodCache(encoder=self.encoder)
+
+    def embed(self, engine: Engine, period: PeriodKey, profiles: Sequence[Profile]) -> Mapping[str, Any] | None:
+        """Load (or embed) the vectors of `period`'s papers, once, and the profiles' keyword
+        query vectors; None without an encoder. An `EncoderError` is logged once and turns
+        the encoder off for this run: ranking goes on without it."""
+        if self.encoder is None:
+            return None
+        from digestd.embedding.vectors import paper_vectors, query_vectors  # here: NumPy
+
+        try:
+            if period not in self.vectors:
+                papers = [*self.papers[period], *(self.referenced or ())]
+                self.vectors[period] = paper_vectors(engine, self.encoder, papers)
+            return query_vectors(engine, self.encoder, [profile.keyword_query for profile in profiles])
+        except EncoderError as error:
+            log.error("ranking without the sentence encoder: %s", explain(error))
+            self.encoder = None
+            self.vectors.clear()
+            return None
 
 
 def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> list[PeriodBatch]:
@@ -142,7 +176,11 @@ def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> l
                 if api.anyone_trending(session):
                     cache.readers[(start, end)] = api.count_readers(session, sorted(cache.paper_ids[(start, end)]))
             loaded.append(_load_period(session, members, sent_among=cache.paper_ids[(start, end)]))
-    return loaded
+    # After the session: embedding what is not stored yet may take a while
+    return [
+        replace(batch, query_vectors=cache.embed(engine, period, batch.profiles)) if batch.claims else batch
+        for period, batch in zip(groups, loaded, strict=True)
+    ]
 
 
 def _load_period(session: Session, claims: Sequence[Claim], *, sent_among: frozenset[str]) -> PeriodBatch:
@@ -187,7 +225,8 @@ def _build_period(
     start, end = batch.claims[0].period_start, batch.claims[0].period_end
 
     def rank(profiles: Sequence[Profile]) -> list[Digest]:
-        return build_digests(window, profiles, period_start=start, period_end=end, now=now)
+        queries = batch.query_vectors
+        return build_digests(window, profiles, period_start=start, period_end=end, now=now, query_vectors=queries)
 
     def render(triples: Sequence[tuple[Claim, Digest, str]]) -> list[RenderedEmail]:
         return [
@@ -260,7 +299,7 @@ def _start_renderer(url: str, settings: Settings) -> None:
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         builder = make_email_builder(settings.mail, secret_key=settings.secret_key, web=settings.web)
-        _renderer = (make_engine(url), builder, PeriodCache())
+        _renderer = (make_engine(url), builder, PeriodCache(encoder=open_encoder(settings.encoder)))
     except DigestdError as error:
         _renderer = error
 
@@ -280,7 +319,7 @@ def _render_claims(claims: list[Claim], now: datetime, send_empty: bool, eight_b
     assert _renderer is not None, "the pool's initializer sets this"
     engine, builder, cache = _renderer
     if len(cache.windows) >= _MAX_WINDOWS:
-        cache = PeriodCache()
+        cache = cache.fresh()
         _renderer = (engine, builder, cache)
     builder = builder.for_relay(eight_bit=eight_bit)
     return build_jobs(builder, load_batch(engine, claims, cache), cache, now=now, send_empty=send_empty)

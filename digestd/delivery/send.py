@@ -42,6 +42,7 @@ from digestd.delivery.ledger import (
     release_claims,
 )
 from digestd.delivery.smtp import RETRY, RateLimiter, SmtpConnection, check_security, make_tls_context
+from digestd.embedding.encoder import Encoder, open_encoder
 from digestd.errors import DeliveryError
 from digestd.mail.render import EmailBuilder, RenderedEmail
 from digestd.models import Subscriber
@@ -427,6 +428,7 @@ async def send_due(
     sender = Sender(
         engine, settings, builder, clock, stop, ids, resend_unknown, progress, report=report or SendReport()
     )
+    sender.cache = PeriodCache(encoder=open_encoder(settings.encoder))  # the model, once loaded, stays loaded
     sender.report.planned = planned
     with open_session(engine) as session:
         claimable = count_claimable(session, now=clock(), subscriber_ids=ids, resend_unknown=resend_unknown)
@@ -464,9 +466,16 @@ def make_render_pool(engine: Engine, settings: Settings, claimable: int) -> Rend
 
 
 def preview_due(
-    engine: Engine, builder: EmailBuilder, *, now: datetime, emails: Sequence[str] = (), send_empty: bool = False
+    engine: Engine,
+    builder: EmailBuilder,
+    *,
+    now: datetime,
+    emails: Sequence[str] = (),
+    send_empty: bool = False,
+    encoder: Encoder | None = None,
 ) -> list[Job]:
-    """The digests `send` would deliver now, rendered; nothing is written (--dry-run)."""
+    """The digests `send` would deliver now, rendered; nothing is written (--dry-run) but
+    the vectors `encoder` makes (the send would store them too)."""
     with open_session(engine) as session:
         subscribers = choose_subscribers(session, now=now, emails=emails)
         previous = load_previous_ends(session, [s.id for s in subscribers if s.id is not None])
@@ -475,5 +484,5 @@ def preview_due(
             assert s.id is not None
             period = plan_period(s, now, previous_end=previous.get(s.id), forced=bool(emails))
             claims.append(Claim(0, s.id, s.email, period.key, period.start, period.end, now))
-    cache = PeriodCache()
+    cache = PeriodCache(encoder=encoder)
     return build_jobs(builder, load_batch(engine, claims, cache), cache, now=now, send_empty=send_empty)

@@ -33,6 +33,7 @@ from digestd.delivery.coordination import beat_worker, register_worker, release_
 from digestd.delivery.ledger import make_worker_id, release_claims
 from digestd.delivery.send import Clock, DatabaseLoss, Sender, SendReport, StageTimes
 from digestd.delivery.smtp import RateLimiter, SmtpConnection, check_security, make_tls_context
+from digestd.embedding.encoder import open_encoder
 from digestd.errors import ConfigError
 from digestd.mail.render import EmailBuilder
 from digestd.store import open_session
@@ -178,7 +179,7 @@ async def run_worker(
     """Deliver until `stop` is set (or, with `exit_when_idle`, until nothing is claimable)."""
     require_postgresql(engine)
     check_security(settings.smtp)
-    state = WorkerState(make_worker_id())
+    state = WorkerState(make_worker_id(), cache=PeriodCache(encoder=open_encoder(settings.encoder)))
     register_worker(engine, state.worker, now=clock())
     lease = timedelta(seconds=settings.smtp.lease_seconds)
     every = min(HEARTBEAT_SECONDS, settings.smtp.lease_seconds / 3)
@@ -219,11 +220,11 @@ async def deliver_until_stopped(
             continue
         backoff = 0.0
         if len(state.cache.windows) > _CACHED_WINDOWS:
-            state.cache = PeriodCache()
+            state.cache = state.cache.fresh()
         if not claimed and not stop.is_set():
             if exit_when_idle:
                 return
-            state.cache = PeriodCache()
+            state.cache = state.cache.fresh()
             await _sleep(stop, poll_seconds)
 
 

@@ -10,6 +10,10 @@ Only http(s) links are kept (`web_link`), here, for every source and file: a
 `javascript:` or `data:` link never reaches a digest; each one dropped is counted. An
 entry whose text holds a control character (a NUL in a JSON feed: PostgreSQL cannot store
 it, and no reader wants it) is dropped and counted, and the rest of its feed is saved.
+
+With a sentence encoder (`[encoder] model`), the papers a run stored are embedded after
+it (`embedding.vectors`), so that a send does not pay for them; an encoder that fails is
+logged and never fails the ingest (the send embeds what is missing).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from digestd.config import IngestSettings, Settings, SourceSettings
-from digestd.errors import DigestdError, InputError, SourceError
+from digestd.embedding.encoder import Encoder, explain
+from digestd.errors import DigestdError, EncoderError, InputError, SourceError
 from digestd.identity import excerpt, web_link
 from digestd.ingest.sources.arxiv_api import fetch_arxiv_api
 from digestd.ingest.sources.arxiv_rss import fetch_arxiv_rss
@@ -38,7 +43,7 @@ from digestd.ingest.sources.oai_pmh import fetch_oai_pmh
 from digestd.ingest.sources.rss import fetch_rss
 from digestd.models import SourceState
 from digestd.records import PaperRecord
-from digestd.store import open_session, save_papers
+from digestd.store import load_papers_by_id, open_session, save_papers
 from digestd.validation import control_character
 
 log = logging.getLogger(__name__)
@@ -117,15 +122,33 @@ def _has_control_character(record: PaperRecord) -> bool:
     return any(control_character(text, lines=True) for text in every)
 
 
-def ingest_file(engine: Engine, path: Path, *, now: datetime) -> IngestReport:
-    """Import a JSONL/JSON/CSV paper file; a file with a bad row imports nothing."""
+def ingest_file(engine: Engine, path: Path, *, now: datetime, encoder: Encoder | None = None) -> IngestReport:
+    """Import a JSONL/JSON/CSV paper file; a file with a bad row imports nothing. `encoder`:
+    the papers are embedded then."""
     records, links_note = keep_web_links(load_paper_file(path, source=f"file:{path.name}"))
     with open_session(engine) as session:
         new, updated = save_papers(session, records, now=now)
+    if new or updated:
+        embed_papers(engine, encoder, records)
     notes = (links_note,) if links_note else ()
     report = IngestReport(source=f"file:{path.name}", seen=len(records), new=new, updated=updated, notes=notes)
     log.info("ingested %s: %d papers, %d new, %d updated", path, report.seen, report.new, report.updated)
     return report
+
+
+def embed_papers(engine: Engine, encoder: Encoder | None, records: Sequence[PaperRecord]) -> None:
+    """Embed the stored papers of `records` that have no vector yet (or whose text changed);
+    an encoder that fails is logged, never raised: the papers are stored, the send embeds them."""
+    if encoder is None or not records:
+        return
+    from digestd.embedding.vectors import paper_vectors  # here: NumPy
+
+    try:
+        with open_session(engine) as session:
+            stored = load_papers_by_id(session, [record.id for record in records])
+        paper_vectors(engine, encoder, stored)
+    except EncoderError as error:
+        log.error("papers stored but not embedded: %s", explain(error))
 
 
 def collect_harvest(fetcher: Fetcher, source: SourceSettings, harvest: Harvest, *, now: datetime) -> None:
@@ -180,21 +203,33 @@ def run_sources(
     progress: Progress | None = None,
     fetcher: Fetcher | None = None,
     force: bool = False,
+    encoder: Encoder | None = None,
 ) -> list[IngestReport]:
-    """Run the configured sources (or those named), each in its own transaction.
+    """Run the configured sources (or those named), each in its own transaction; `encoder`
+    embeds the papers each run stored.
 
     A source that failed recently is skipped until its backoff has passed, unless `force`."""
     chosen = select_sources(settings.sources, names)
     client = fetcher or make_fetcher(settings.ingest)
     try:
-        return [run_source(engine, client, source, now=now, progress=progress, force=force) for source in chosen]
+        return [
+            run_source(engine, client, source, now=now, progress=progress, force=force, encoder=encoder)
+            for source in chosen
+        ]
     finally:
         if fetcher is None:
             client.close()
 
 
 def run_source(
-    engine: Engine, fetcher: Fetcher, source: SourceSettings, *, now: datetime, progress: Progress | None, force: bool
+    engine: Engine,
+    fetcher: Fetcher,
+    source: SourceSettings,
+    *,
+    now: datetime,
+    progress: Progress | None,
+    force: bool,
+    encoder: Encoder | None = None,
 ) -> IngestReport:
     """One source run: fetch, parse, then save papers and state together (or record the failure)."""
     started = time.perf_counter()
@@ -220,6 +255,10 @@ def run_source(
         failures = _record_failure(engine, source, message, error, now=now)
         log.warning("source %s failed (%d in a row): %s", source.name, failures, message)
         return IngestReport(source=source.name, error=message, seconds=time.perf_counter() - started)
+    if new or updated:
+        if progress and encoder is not None:
+            progress(f"{source.name}: embedding the new papers ...")
+        embed_papers(engine, encoder, harvest.records)
     report = IngestReport(
         source=source.name,
         seen=len(harvest.records),

@@ -13,18 +13,6 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from sinks import Sink, SinkHandler, authenticate, free_port
-from sqlalchemy import Engine
-
-from digestd.store import make_engine, migrate
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[Engine]:
-    """A fresh PostgreSQL database, migrated to head by Alembic."""
-    engine = make_engine(postgres_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
