@@ -19,7 +19,8 @@ of what is sent for narrow profiles. The evidence levels are chosen on the tunin
 
     python -m bench.quality                 # the calibrated levels, every baseline, held-out windows
     python -m bench.quality --calibrate     # the grid, digestd only, tuning windows
-    python -m bench.quality --encoder MODEL # digestd with and without a sentence encoder (`[encoder] model`)
+    python -m bench.quality --encoder MODEL # digestd with and without a sentence encoder (`[encoder] model`),
+                                            # and zotero-arxiv-daily's mean similarity in the encoder's space
     python -m bench.quality --encoder MODEL --calibrate   # the grid with the encoder
 
 The first takes 2 minutes on an idle 2-core machine (5 at load 3 to 4), nearly all of it in
@@ -57,6 +58,7 @@ from digestd.records import Keyword, PaperRecord, Profile
 
 K = 10
 ENCODED = "digestd + encoder"
+ZOTERO_ENCODED = "zotero-arxiv-daily, encoder"
 MONTHS = [f"2025-{m:02d}" for m in range(7, 13)] + [f"2026-{m:02d}" for m in range(1, 8)]
 TUNING = ("2025-08", "2025-10", "2025-12", "2026-02", "2026-04", "2026-06")
 SEED_DRAWS = 3
@@ -324,6 +326,21 @@ def _zotero(spaces: Spaces, case: Case) -> list[str]:
     return _top(spaces.window, (spaces.tfidf[: len(spaces.window)] @ seeds.T).toarray() @ weights)
 
 
+def _zotero_encoded(month: Month, case: Case, vectors: Mapping[str, np.ndarray]) -> list[str]:
+    """zotero-arxiv-daily as it ships: a sentence encoder's cosine to the library, with its decay
+    (here the encoder digestd is given; a keyword profile's library is its keywords as one query)."""
+    if case.seeds:
+        library = np.stack([vectors[paper.id] for paper in case.seeds])
+        newest_first = np.argsort([-(p.published or date.min).toordinal() for p in case.seeds])
+    else:
+        library, newest_first = vectors[query_key(case.keywords)][None, :], np.array([0])
+    decay = 1 / (1 + np.log10(np.arange(len(newest_first)) + 1))
+    weights = np.zeros(len(newest_first))
+    weights[newest_first] = decay / decay.sum()
+    window = np.stack([vectors[paper.id] for paper in month.window])
+    return _top(month.window, (window @ library.T) @ weights)
+
+
 def _scholar_inbox(spaces: Spaces, case: Case) -> list[str]:
     """Scholar Inbox: logistic regression, the seeds against random background papers."""
     seeds = spaces.rows(_seed_texts(case))
@@ -435,6 +452,11 @@ def report(months: list[Month], vectors: Mapping[str, np.ndarray] | None = None)
                 cheap = name in ("keyword alert", "BM25")
                 rankings[name] = [
                     rank(spaces, case) if cheap or case.kind in ("keywords", "seeds") else None for case in month.cases
+                ]
+            if vectors is not None:  # zotero-arxiv-daily's own method embeds: the same encoder, its decay
+                rankings[ZOTERO_ENCODED] = [
+                    _zotero_encoded(month, case, vectors) if case.kind in ("keywords", "seeds") else None
+                    for case in month.cases
                 ]
         for name, ranked in rankings.items():
             figures[part].setdefault(name, []).append(measure(month, ranked, orders.get(name)))

@@ -54,7 +54,10 @@ def test_ingest_embeds_the_papers_it_stores(  # type: ignore[no-untyped-def]
     assert done == total > 0
 
 
-def test_a_bad_model_is_one_line_and_exit_status_1(run, engine: Engine, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_model_is_one_line_and_exit_status_1(
+    run, engine: Engine, tmp_path: Path, monkeypatch, encoder_model
+) -> None:  # type: ignore[no-untyped-def]
+    # encoder_model: sentence-transformers must be there for the model to be what fails
     assert run("ingest", "--file", str(SAMPLE_PAPERS)).exit_code == 0
     folder = tmp_path / "no-model-here"
     folder.mkdir()

@@ -61,8 +61,9 @@ def test_a_send_with_the_encoder_ranks_with_vectors_and_stores_them(
 
 
 def test_an_encoder_that_fails_is_logged_once_and_the_digests_still_go_out(
-    engine: Engine, start_sink: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    engine: Engine, start_sink: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, encoder_model: str
 ) -> None:
+    # encoder_model: sentence-transformers must be there for the model to be what fails
     seed_database(engine, subscribers=4)
     folder = tmp_path / "no-model-here"
     folder.mkdir()
