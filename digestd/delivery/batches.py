@@ -119,7 +119,8 @@ class PeriodCache:
     windows: dict[PeriodKey, Any] = field(default_factory=dict)
     referenced: list[PaperRecord] | None = None
     readers: dict[PeriodKey, dict[str, int]] = field(default_factory=dict)  # for trending (`ranking.trending`)
-    encoder: Encoder | None = None  # `[encoder]`; None: none configured, or it failed this run
+    encoder: Encoder | None = None  # `[encoder]`; None: none configured
+    encoder_failed: bool = False  # it failed in this run (the next run, `fresh()`, tries again)
     vectors: dict[PeriodKey, Mapping[str, Any]] = field(default_factory=dict)  # paper id → vector, per period
 
     def window(self, batch: PeriodBatch) -> Any:
@@ -135,14 +136,16 @@ class PeriodCache:
         return self.windows[period]
 
     def fresh(self) -> PeriodCache:
-        """An empty cache for the next run, keeping the encoder (and its loaded model)."""
+        """An empty cache for the next run, keeping the encoder (and its loaded model): one that
+        failed in this run is tried again (a passing failure must not turn it off for a worker's life)."""
         return PeriodCache(encoder=self.encoder)
 
     def embed(self, engine: Engine, period: PeriodKey, profiles: Sequence[Profile]) -> Mapping[str, Any] | None:
         """Load (or embed) the vectors of `period`'s papers, once, and the profiles' keyword
-        query vectors; None without an encoder. An `EncoderError` is logged once and turns
-        the encoder off for this run: ranking goes on without it."""
-        if self.encoder is None:
+        query vectors; None without an encoder. An `EncoderError` (or the database refusing the
+        vectors) is logged once and turns the encoder off for this run: ranking goes on without
+        it, windows already built with vectors included (no period is ranked two ways)."""
+        if self.encoder is None or self.encoder_failed:
             return None
         from digestd.embedding.vectors import paper_vectors, query_vectors  # here: NumPy
 
@@ -151,10 +154,12 @@ class PeriodCache:
                 papers = [*self.papers[period], *(self.referenced or ())]
                 self.vectors[period] = paper_vectors(engine, self.encoder, papers)
             return query_vectors(engine, self.encoder, [profile.keyword_query for profile in profiles])
-        except EncoderError as error:
-            log.error("ranking without the sentence encoder: %s", explain(error))
-            self.encoder = None
+        except (EncoderError, SQLAlchemyError) as error:
+            reason = explain(error) if isinstance(error, EncoderError) else f"the vectors cannot be stored: {error}"
+            log.error("ranking without the sentence encoder: %s", reason)
+            self.encoder_failed = True
             self.vectors.clear()
+            self.windows = {period: window for period, window in self.windows.items() if not window.encoded}
             return None
 
 

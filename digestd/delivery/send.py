@@ -266,17 +266,21 @@ class Sender:
             self._count(SKIPPED)
         return claims
 
-    def take_batch(self) -> tuple[list[Claim], list[PeriodBatch] | None]:
-        """Claim a batch and load it, unless the render pool is to load it."""
+    async def take_batch(self) -> tuple[list[Claim], list[PeriodBatch] | None]:
+        """Claim a batch and load it, unless the render pool is to load it. Loading runs in a thread:
+        with a sentence encoder it may embed papers for minutes (the first send after `[encoder]
+        model` is set), and the SMTP consumers and a worker's lease heartbeat must go on meanwhile."""
         with self.times.timing("database"):
             claims = self.claim_batch()
-            return claims, load_batch(self.engine, claims, self.cache) if claims and self.pool is None else None
+            if not claims or self.pool is not None:
+                return claims, None
+            return claims, await asyncio.to_thread(load_batch, self.engine, claims, self.cache)
 
     async def produce(self, queue: asyncio.Queue[Job | None], connections: int) -> None:
         try:
             while not self.stop.is_set():
                 try:
-                    claims, loaded = self.take_batch()
+                    claims, loaded = await self.take_batch()
                 except DBAPIError as error:
                     self.loss.while_claiming(error)
                     self.stop.set()

@@ -74,9 +74,9 @@ def load_model(name: str, max_tokens: int) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
-    except ImportError as error:
+    except Exception as error:  # ImportError, or torch's OSError / RuntimeError for a missing shared library
         raise EncoderError(
-            f"[encoder] model is set, but sentence-transformers cannot be imported ({error})", hint=INSTALL_HINT
+            f"[encoder] model is set, but sentence-transformers cannot be imported ({_cause(error)})", hint=INSTALL_HINT
         ) from None
     transformers_logging.disable_progress_bar()  # its "Loading weights" bar on stderr; digestd logs what it loads
     log.info("loading the sentence encoder %s", name)

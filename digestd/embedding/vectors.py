@@ -71,6 +71,7 @@ def load_vectors(session: Session, identity: str, keys: Iterable[str]) -> dict[s
 def save_vectors(engine: Engine, identity: str, rows: Sequence[tuple[str, str, np.ndarray]], *, replace: bool) -> None:
     """Store (key, text hash, vector) rows; `replace`: a row already there is overwritten
     (its text changed), else left as it is (another process stored the same text first)."""
+    rows = sorted(rows, key=lambda row: row[0])  # one order for every process: two never wait on each other
     for start in range(0, len(rows), _CHUNK):
         values = [
             {"key": key, "encoder": identity, "text_hash": hashed, "vector": vector.astype(_DTYPE).tobytes()}

@@ -120,3 +120,25 @@ def test_a_worker_embeds_on_postgresql(pg: Engine, start_sink: Any, encoder_sett
     assert state.report.sent == 4 and state.cache.encoder is not None
     with open_session(pg) as session:
         assert count_embedded(session, encoder_identity(encoder_settings)) == (40, 40)
+
+
+def test_an_encoder_that_failed_is_tried_again_in_the_next_run(
+    engine: Engine, tmp_path: Path, encoder_model: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # encoder_model: sentence-transformers must be there for the model to be what fails
+    from digestd.delivery.batches import PeriodCache
+
+    seed_database(engine, subscribers=1)
+    with open_session(engine) as session:
+        papers = api.load_candidates(session, start=DUE - timedelta(days=30), end=LATER)
+    folder = tmp_path / "not-yet-downloaded"
+    folder.mkdir()
+    encoder = Encoder(EncoderSettings(model=str(folder)))
+    period = (DUE - timedelta(days=30), LATER)
+    cache = PeriodCache(papers={period: papers}, referenced=[], encoder=encoder)
+    with caplog.at_level(logging.WARNING):
+        assert cache.embed(engine, period, []) is None
+        assert cache.embed(engine, period, []) is None  # the same run: not tried (nor logged) again
+    assert len(encoder_failures(caplog)) == 1
+    following = cache.fresh()  # a worker's next run: a passing failure must not last its whole life
+    assert following.encoder is encoder and not following.encoder_failed
