@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, Engine, func, or_
 from sqlmodel import Session, col, select
 
 from digestd.config import Settings
-from digestd.embedding.encoder import Encoder, explain
-from digestd.errors import EncoderError, InputError
+from digestd.embedding.encoder import Encoder
+from digestd.errors import InputError
 from digestd.models import Paper, ProfileItem, Rating, SentPaper, Subscriber
 from digestd.records import ACTIVE, SEED, Digest, PaperRecord, Profile
 from digestd.schedule import Period, period_key, period_length
@@ -155,16 +155,15 @@ def embed_for_preview(
     engine: Engine, encoder: Encoder | None, papers: Sequence[PaperRecord], profile: Profile
 ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
     """The papers' and the profile's keyword vectors, or (None, None) without an encoder or
-    when it fails (logged: the preview is ranked without it)."""
+    when it fails or the database refuses its vectors (logged: the preview is ranked without it)."""
     if encoder is None:
         return None, None
-    from digestd.embedding.vectors import paper_vectors, query_vectors  # here: NumPy
+    from digestd.embedding.vectors import or_without_encoder, paper_vectors, query_vectors  # here: NumPy
 
-    try:
-        return paper_vectors(engine, encoder, papers), query_vectors(engine, encoder, [profile.keyword_query])
-    except EncoderError as error:
-        log.error("ranking without the sentence encoder: %s", explain(error))
-        return None, None
+    found = or_without_encoder(
+        lambda: (paper_vectors(engine, encoder, papers), query_vectors(engine, encoder, [profile.keyword_query]))
+    )
+    return found or (None, None)
 
 
 def explain_no_new_papers(

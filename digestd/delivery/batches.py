@@ -42,8 +42,8 @@ from sqlmodel import Session, col, select
 from digestd import api
 from digestd.config import Settings
 from digestd.delivery.claims import Claim
-from digestd.embedding.encoder import Encoder, explain, open_encoder
-from digestd.errors import DigestdError, EncoderError, RenderError, StoreError
+from digestd.embedding.encoder import Encoder, open_encoder
+from digestd.errors import DigestdError, RenderError, StoreError
 from digestd.mail.render import EmailBuilder, RenderedEmail, make_email_builder
 from digestd.models import Subscriber
 from digestd.records import Digest, PaperRecord, Profile
@@ -147,20 +147,22 @@ class PeriodCache:
         it, windows already built with vectors included (no period is ranked two ways)."""
         if self.encoder is None or self.encoder_failed:
             return None
-        from digestd.embedding.vectors import paper_vectors, query_vectors  # here: NumPy
+        from digestd.embedding.vectors import or_without_encoder, paper_vectors, query_vectors  # here: NumPy
 
-        try:
+        encoder = self.encoder
+
+        def period_and_queries() -> Mapping[str, Any]:
             if period not in self.vectors:
                 papers = [*self.papers[period], *(self.referenced or ())]
-                self.vectors[period] = paper_vectors(engine, self.encoder, papers)
-            return query_vectors(engine, self.encoder, [profile.keyword_query for profile in profiles])
-        except (EncoderError, SQLAlchemyError) as error:
-            reason = explain(error) if isinstance(error, EncoderError) else f"the vectors cannot be stored: {error}"
-            log.error("ranking without the sentence encoder: %s", reason)
+                self.vectors[period] = paper_vectors(engine, encoder, papers)
+            return query_vectors(engine, encoder, [profile.keyword_query for profile in profiles])
+
+        found = or_without_encoder(period_and_queries)
+        if found is None:
             self.encoder_failed = True
             self.vectors.clear()
             self.windows = {period: window for period, window in self.windows.items() if not window.encoded}
-            return None
+        return found
 
 
 def load_batch(engine: Engine, claims: Sequence[Claim], cache: PeriodCache) -> list[PeriodBatch]:

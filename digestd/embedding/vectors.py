@@ -16,13 +16,16 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from digestd.embedding.encoder import Encoder
+from digestd.embedding.encoder import Encoder, explain
 from digestd.embedding.stored import PAPER_PREFIX, count_embedded, lacking_vector
+from digestd.errors import EncoderError
 from digestd.models import Paper, TextVector
 from digestd.records import PaperRecord
 from digestd.store import insert_on_conflict, open_session, to_record
@@ -34,6 +37,18 @@ _PAGE = 512  # texts embedded, then stored, at a time
 _DTYPE = np.dtype("<f4")
 
 Progress = Callable[[int, int], None]  # (papers embedded so far, papers to embed)
+T = TypeVar("T")
+
+
+def or_without_encoder(embed: Callable[[], T]) -> T | None:
+    """`embed()`, or None when the encoder fails or the database refuses its vectors: logged,
+    and the caller (a send, a preview) ranks without the encoder."""
+    try:
+        return embed()
+    except (EncoderError, SQLAlchemyError) as error:
+        reason = explain(error) if isinstance(error, EncoderError) else f"the vectors cannot be stored: {error}"
+        log.error("ranking without the sentence encoder: %s", reason)
+        return None
 
 
 def paper_key(paper_id: str) -> str:
