@@ -94,8 +94,12 @@ class Space:
     text_sims: np.ndarray  # window × window
     points: np.ndarray  # unit rows in the latent space, window papers only
     common: np.ndarray  # per window paper, its mean `sims` to the window's papers: how generic it is
-    common_weight: float = COMMON_WEIGHT  # how much of `common` seed similarity discounts
     encoded: np.ndarray | None = None  # the encoder's unit vectors of the window papers, when there is one
+
+    @property
+    def common_weight(self) -> float:
+        """How much of `common` seed similarity discounts (less in the encoder's mixed space)."""
+        return COMMON_WEIGHT if self.encoded is None else ENCODER_COMMON_WEIGHT
 
 
 def build_space(
@@ -126,19 +130,19 @@ def build_space(
     text_sims = text[:n_window].copy()
     latent = _latent_points(matrix, n_window)
     sims = text  # averaged in place, block by block: no full-size temporaries
-    encoded = None if vectors is None else np.ascontiguousarray(vectors[:n_window], dtype=np.float32)
+    rows = None if vectors is None else np.ascontiguousarray(vectors, dtype=np.float32)
     for start in range(0, n_rows, 2000):
         block = sims[start : start + 2000]
         block += latent[start : start + 2000] @ latent[:n_window].T
         block *= 0.5
-        if vectors is not None and encoded is not None:
+        if rows is not None:
             block *= np.float32(1 - ENCODER_SHARE)
-            block += np.float32(ENCODER_SHARE) * (vectors[start : start + 2000].astype(np.float32) @ encoded.T)
+            block += np.float32(ENCODER_SHARE) * (rows[start : start + 2000] @ rows[:n_window].T)
     # Each paper's mean similarity to the others (itself left out: that would weigh in small windows).
     total = sims[:n_window].sum(axis=0, dtype=np.float64) - np.diagonal(sims[:n_window])
     common = (total / max(n_window - 1, 1)).astype(np.float32)
-    weight = COMMON_WEIGHT if encoded is None else ENCODER_COMMON_WEIGHT
-    return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window], common, weight, encoded)
+    encoded = None if rows is None else rows[:n_window]
+    return Space(vectorizer, matrix, n_window, sims, text_sims, latent[:n_window], common, encoded)
 
 
 def _latent_points(matrix: sparse.csr_matrix, n_window: int) -> np.ndarray:
